@@ -1,0 +1,437 @@
+//! The `jobhost` command: `serve` runs a server; every other subcommand is a client
+//! of one (through [`crate::client`]), and `run` starts an embedded server on a
+//! temporary data dir when none answers.
+
+use crate::client::Client;
+use crate::jobs::SubmitRequest;
+use crate::jobs::model::{Job, JobStatus, LogChunk, LogStream};
+use crate::server::{self, ServerConfig};
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Default address of the server, for `serve` and for clients.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7717";
+
+/// Runs jobs as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "jobhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the JSON-RPC API and run jobs.
+    Serve(ServeArgs),
+    /// Install a component, run it, stream its output and exit with its exit code.
+    Run(RunArgs),
+    /// Install a component under a name.
+    Install {
+        #[command(flatten)]
+        conn: Conn,
+        /// Name jobs will use.
+        name: String,
+        /// The .wasm file.
+        file: PathBuf,
+    },
+    /// Submit a job of an installed component and print it.
+    Submit {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        job: JobArgs,
+        /// Installed component name.
+        plugin: String,
+        /// Arguments (argv[1..]).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// List jobs, newest first.
+    Jobs {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only jobs with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one job.
+    Get {
+        #[command(flatten)]
+        conn: Conn,
+        /// Job id.
+        id: String,
+    },
+    /// Print a job's output; `-f` follows it until the job ends.
+    Logs {
+        #[command(flatten)]
+        conn: Conn,
+        /// Keep printing new output until the job ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Job id.
+        id: String,
+    },
+    /// Wait for a job to end and print it; exits with its exit code.
+    Wait {
+        #[command(flatten)]
+        conn: Conn,
+        /// Job id.
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600.0)]
+        timeout_s: f64,
+    },
+    /// Cancel a job.
+    Cancel {
+        #[command(flatten)]
+        conn: Conn,
+        /// Job id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN, env = "JOBHOST_LISTEN")]
+    listen: SocketAddr,
+    /// Data directory [default: $XDG_DATA_HOME/jobhost].
+    #[arg(long, env = "JOBHOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Most jobs running at once [default: number of cores].
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct Conn {
+    /// Server URL.
+    #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
+    server: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct JobArgs {
+    /// Environment variable for the job (repeatable), `KEY=VALUE`.
+    #[arg(long = "env", short = 'e', value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// JSON input for plugins.
+    #[arg(long)]
+    input: Option<String>,
+    /// Wall-clock limit, seconds.
+    #[arg(long)]
+    timeout_s: Option<u32>,
+    /// Memory limit, MiB.
+    #[arg(long)]
+    memory_mb: Option<u32>,
+    /// Idempotency key.
+    #[arg(long)]
+    client_job_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(flatten)]
+    job: JobArgs,
+    /// Name to install it under [default: the file's stem].
+    #[arg(long)]
+    name: Option<String>,
+    /// The .wasm file.
+    component: PathBuf,
+    /// Arguments (argv[1..]).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jobhost: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("jobhost: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Run(args) => run(args).await,
+        Command::Install { conn, name, file } => {
+            let client = Client::new(&conn.server)?;
+            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let plugin = client.install(&name, &wasm).await?;
+            if conn.json {
+                println!("{}", serde_json::to_string(&plugin)?);
+            } else {
+                println!("installed {} ({}, {})", plugin.name, plugin.kind.as_str(), plugin.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit { conn, job, plugin, args } => {
+            let client = Client::new(&conn.server)?;
+            let submitted = client.submit(&job.request(plugin, args)?).await?;
+            if conn.json {
+                println!("{}", serde_json::to_string(&submitted)?);
+            } else {
+                println!("{}", submitted.job.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { conn, status, limit } => {
+            let client = Client::new(&conn.server)?;
+            let status = match status {
+                Some(s) => Some(JobStatus::parse(&s).with_context(|| format!("unknown status {s:?}"))?),
+                None => None,
+            };
+            let page = client.list(status, None, Some(limit)).await?;
+            if conn.json {
+                println!("{}", serde_json::to_string(&page)?);
+            } else {
+                for j in &page.jobs {
+                    println!("{}  {:<10} {:<16} {}", j.id, j.status.as_str(), j.plugin, j.created_at);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { conn, id } => {
+            let job = Client::new(&conn.server)?.get(&id).await?;
+            print_job(&job, conn.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logs { conn, follow, id } => {
+            let client = Client::new(&conn.server)?;
+            stream_logs(&client, &id, follow, conn.json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Wait { conn, id, timeout_s } => {
+            let job = Client::new(&conn.server)?.wait(&id, Duration::from_secs_f64(timeout_s)).await?;
+            print_job(&job, conn.json)?;
+            Ok(exit_code_of(&job))
+        }
+        Command::Cancel { conn, id } => {
+            let job = Client::new(&conn.server)?.cancel(&id).await?;
+            print_job(&job, conn.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl JobArgs {
+    fn request(&self, plugin: String, args: Vec<String>) -> anyhow::Result<SubmitRequest> {
+        let input = match &self.input {
+            Some(text) => Some(serde_json::from_str(text).context("--input is not valid JSON")?),
+            None => None,
+        };
+        Ok(SubmitRequest {
+            plugin,
+            args,
+            env: self.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+            input,
+            timeout_s: self.timeout_s,
+            memory_mb: self.memory_mb,
+            client_job_id: self.client_job_id.clone(),
+            ..SubmitRequest::default()
+        })
+    }
+}
+
+/// `$XDG_DATA_HOME/jobhost`, falling back to `~/.local/share/jobhost` as the XDG
+/// specification says.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(x).join("jobhost"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/share/jobhost"))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("JOBHOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let mut config = ServerConfig::new(data_dir);
+    config.listen = args.listen;
+    if let Some(n) = args.concurrency {
+        if n == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+        config.concurrency = n;
+    }
+    let server = server::start(config).await?;
+    eprintln!("jobhost {} listening on {}", crate::VERSION, server.url());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = server.stopped() => {}
+    }
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => plugin_name_from(&args.component),
+    };
+    // Use the server that answers at --server; otherwise bring one up in-process.
+    let mut embedded = None;
+    let mut client = Client::new(&args.conn.server)?;
+    if client.health().await.is_err() {
+        let dir = tempfile::tempdir().context("creating a temporary data dir")?;
+        let mut config = ServerConfig::new(dir.path().to_path_buf());
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = server::start(config).await?;
+        client = Client::new(&server.url())?;
+        embedded = Some((server, dir));
+    }
+    let result = run_on(&client, &name, &wasm, &args).await;
+    if let Some((server, dir)) = embedded {
+        server.stop().await;
+        drop(dir);
+    }
+    result
+}
+
+async fn run_on(client: &Client, name: &str, wasm: &[u8], args: &RunArgs) -> anyhow::Result<ExitCode> {
+    client.install(name, wasm).await?;
+    let submitted = client.submit(&args.job.request(name.to_owned(), args.args.clone())?).await?;
+    let id = submitted.job.id;
+    stream_logs(client, &id, true, args.conn.json).await?;
+    let job = client.get(&id).await?;
+    if args.conn.json {
+        print_job(&job, true)?;
+    } else if job.status != JobStatus::Completed {
+        eprintln!("jobhost: job {} {}: {}", job.id, job.status, job.error.as_deref().unwrap_or(""));
+    }
+    Ok(exit_code_of(&job))
+}
+
+/// A plugin name from a file name: its stem, lowercased, other characters as `-`.
+fn plugin_name_from(path: &std::path::Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component");
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    name.trim_start_matches(['-', '.', '_']).chars().take(64).collect()
+}
+
+/// Prints a job's output from the start; with `follow`, until the job ends.
+async fn stream_logs(client: &Client, id: &str, follow: bool, json: bool) -> anyhow::Result<()> {
+    let mut next = 0;
+    loop {
+        let page = client.logs(id, next, None).await?;
+        next = page.next_seq;
+        for chunk in &page.chunks {
+            print_chunk(chunk, json)?;
+        }
+        if page.eof || (!follow && page.chunks.is_empty()) {
+            return Ok(());
+        }
+        if page.chunks.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn print_chunk(chunk: &LogChunk, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(chunk)?);
+        return Ok(());
+    }
+    match chunk.stream {
+        LogStream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(chunk.data.as_bytes())?;
+            out.flush()?;
+        }
+        LogStream::Stderr | LogStream::Log | LogStream::System => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(chunk.data.as_bytes())?;
+            err.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(job)?);
+    } else {
+        println!("{}  {}  {}", job.id, job.status, job.plugin);
+        if let Some(code) = job.exit_code {
+            println!("exit code: {code}");
+        }
+        if let Some(e) = &job.error {
+            println!("error: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The process exit code for a job: its own exit code when it has one, 124 for a
+/// timeout and 130 for a cancel (as shells report them), 1 for other failures, 75
+/// (EX_TEMPFAIL) when it has not ended.
+fn exit_code_of(job: &Job) -> ExitCode {
+    match job.status {
+        JobStatus::Completed => ExitCode::SUCCESS,
+        JobStatus::TimedOut => ExitCode::from(124),
+        JobStatus::Cancelled => ExitCode::from(130),
+        JobStatus::Failed => match job.exit_code {
+            Some(c) if (1..=255).contains(&c) => ExitCode::from(c as u8),
+            _ => ExitCode::FAILURE,
+        },
+        _ if !job.status.is_terminal() => ExitCode::from(75),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_come_from_file_stems() {
+        assert_eq!(plugin_name_from(std::path::Path::new("/x/Hello World.wasm")), "hello-world");
+        assert_eq!(plugin_name_from(std::path::Path::new("probe.wasm")), "probe");
+    }
+}

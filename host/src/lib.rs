@@ -1,0 +1,34 @@
+//! jobhost: a job host that runs every job as a sandboxed WebAssembly component.
+//!
+//! # Layout
+//!
+//! Data flows one way (see `DESIGN.md`):
+//!
+//! ```text
+//! cli/ ──> client/ ══ HTTP/WS ══> rpc/ ──> jobs/, plugins/ ──> store/
+//!                                           ^
+//!                                     scheduler/ ──> runtime/ ── events ──> jobs/
+//! ```
+//!
+//! - [`store`]: all SQL (SQLite today), migrations, the database's settings.
+//! - [`jobs`]: the domain — job records, statuses, validation, events.
+//! - [`plugins`]: installed components.
+//! - [`runtime`]: wasmtime, the component cache, sandboxes, the host side of `wit/`.
+//! - [`scheduler`]: claims pending jobs and runs them.
+//! - [`rpc`]: the JSON-RPC server; [`client`]: the typed client of it.
+//! - [`server`]: wires the above into a running server.
+//! - [`cli`]: the `jobhost` command.
+
+pub mod cli;
+pub mod client;
+pub mod ids;
+pub mod jobs;
+pub mod plugins;
+pub mod rpc;
+pub mod runtime;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,5 @@
+//! The `jobhost` command.
+
+fn main() -> std::process::ExitCode {
+    jobhost::cli::main()
+}

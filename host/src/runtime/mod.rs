@@ -1,0 +1,562 @@
+//! Runs components. Owns the wasmtime engine, the linker, the on-disk cache of
+//! precompiled components, the sandbox of each run and the host side of `wit/`.
+//!
+//! Nothing outside this folder sees a wasmtime type. The domain hands [`Runtime::run`] a
+//! [`RunSpec`] and a [`JobSink`]; the run reports output and progress through the sink
+//! and returns a [`RunOutcome`].
+//!
+//! - Components are compiled once, at install, and kept as `plugins/<hex>.wasm` plus
+//!   `plugins/cache/<hex>-<engine>.cwasm` (keyed by the wasm's hash and the engine's
+//!   compatibility hash; a cwasm that does not load is a cache miss, recompiled).
+//! - Each run instantiates through a pre-linked `InstancePre` with the pooling
+//!   allocator, so per-job work is a slot from the pool plus a fresh WASI context.
+//! - Guests run with epoch interruption and yield to the async runtime on every tick,
+//!   so a busy guest cannot starve other tasks and stops promptly at its deadline or
+//!   when cancelled.
+
+mod capture;
+mod host;
+pub mod sandbox;
+
+use crate::jobs::model::{Artifact, JobStatus, LogChunk, LogStream, PluginKind, Progress};
+use capture::LogCapture;
+use sandbox::Sandbox;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Trap};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How often the engine's epoch advances. A guest yields at every tick, so this bounds
+/// how long a busy guest holds a worker thread and how late a deadline can be noticed.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often captured output is handed to the sink while a job runs.
+pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Settings of the runtime, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where installed components and the precompiled cache live (`<data>/plugins`).
+    pub plugins_dir: PathBuf,
+    /// Instances the pooling allocator holds slots for: the most jobs that can run at once.
+    pub max_instances: u32,
+    /// The largest memory limit any job may have, MiB (sizes the pool's slots).
+    pub max_memory_mb: u32,
+    /// Bytes of output stored per job.
+    pub max_log_bytes: u64,
+    /// Resources (open files, streams, …) a job may hold at once.
+    pub max_open_resources: usize,
+    /// Wasm stack a guest may use, bytes; deeper recursion traps.
+    pub max_wasm_stack: usize,
+}
+
+/// What went wrong installing or loading a component.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The bytes are not a component we can run (a client error).
+    #[error("{0}")]
+    Invalid(String),
+    /// The component is not installed (its files are missing).
+    #[error("component {0} is not installed")]
+    Missing(String),
+    /// A file system error in the plugins directory.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Any other engine failure.
+    #[error("{0}")]
+    Engine(String),
+}
+
+type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// A component accepted by [`Runtime::install`].
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Plugin of world `job`, or WASI command.
+    pub kind: PluginKind,
+    /// Bytes of wasm.
+    pub size_bytes: u64,
+}
+
+/// Where a running job reports what it produces. Calls must not block: they hand the
+/// data on (the domain batches it into the database).
+pub trait JobSink: Send + Sync {
+    /// New output chunks of `job_id`, in order.
+    fn logs(&self, job_id: &str, chunks: Vec<LogChunk>);
+    /// New progress of `job_id`.
+    fn progress(&self, job_id: &str, progress: Progress);
+}
+
+/// Everything a run needs to know about its job.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The job.
+    pub job_id: String,
+    /// Installed name (argv[0]).
+    pub plugin: String,
+    /// Which component to run.
+    pub digest: String,
+    /// argv[1..].
+    pub args: Vec<String>,
+    /// The whole environment.
+    pub env: BTreeMap<String, String>,
+    /// JSON text for `job-input.input-json`.
+    pub input_json: String,
+    /// Linear memory limit, MiB.
+    pub memory_mb: u32,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// `jobs/<id>`.
+    pub job_dir: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// `completed`, `failed`, `timed_out` or `cancelled`.
+    pub status: JobStatus,
+    /// The exit code, where the guest produced one.
+    pub exit_code: Option<i32>,
+    /// Why it did not complete.
+    pub error: Option<String>,
+    /// Files left in `/output`.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A component ready to instantiate.
+enum Prepared {
+    Command(CommandPre<JobState>),
+    Plugin(host::JobPre<JobState>),
+}
+
+/// The runtime: engine, linker and component cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<JobState>,
+    config: RuntimeConfig,
+    /// Engine compatibility hash, part of every cwasm file name.
+    engine_key: String,
+    prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        let engine_err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let n = config.max_instances.max(1);
+        // A Rust component has one or two memories and tables and a handful of core
+        // instances; the multipliers leave room for components built by other tools.
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size((config.max_memory_mb as usize) << 20);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(engine_err)?;
+
+        let mut linker = Linker::new(&engine);
+        // WASI 0.2.12's `exit-with-code` is part of this set: it is how a command reports
+        // an exact exit code (std maps every non-zero `exit` to 1).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        host::Job::add_to_linker::<JobState, wasmtime::component::HasSelf<JobState>>(&mut linker, |s| s)
+            .map_err(engine_err)?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = format!("{:016x}", hasher.finish());
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("jobhost-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("starting the epoch thread: {e}")))?;
+
+        std::fs::create_dir_all(config.plugins_dir.join("cache")).map_err(|source| RuntimeError::Io {
+            context: format!("creating {}", config.plugins_dir.display()),
+            source,
+        })?;
+        Ok(Runtime { engine, linker, config, engine_key, prepared: Mutex::new(HashMap::new()) })
+    }
+
+    /// Validates, classifies and precompiles `wasm`, then stores it under its digest.
+    /// Nothing is written unless the component compiles and links.
+    pub async fn install(self: &Arc<Self>, wasm: Vec<u8>) -> Result<Installed> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.install_blocking(&wasm))
+            .await
+            .map_err(|e| RuntimeError::Engine(format!("install task: {e}")))?
+    }
+
+    fn install_blocking(&self, wasm: &[u8]) -> Result<Installed> {
+        let hex = hex::encode(Sha256::digest(wasm));
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| RuntimeError::Invalid(format!("not a valid WebAssembly component: {}", root_message(&e))))?;
+        let prepared = self.prepare(&component)?;
+        let kind = match prepared {
+            Prepared::Command(_) => PluginKind::Command,
+            Prepared::Plugin(_) => PluginKind::Plugin,
+        };
+        let cwasm = component
+            .serialize()
+            .map_err(|e| RuntimeError::Engine(format!("serializing compiled component: {e:#}")))?;
+        write_atomic(&self.wasm_path(&hex), wasm)?;
+        write_atomic(&self.cwasm_path(&hex), &cwasm)?;
+        self.cache_put(&hex, prepared);
+        Ok(Installed { digest: format!("sha256:{hex}"), kind, size_bytes: wasm.len() as u64 })
+    }
+
+    /// Links `component` and decides which kind it is.
+    fn prepare(&self, component: &Component) -> Result<Prepared> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| RuntimeError::Invalid(format!("unsupported component: {}", root_message(&e))))?;
+        if let Ok(command) = CommandPre::new(pre.clone()) {
+            return Ok(Prepared::Command(command));
+        }
+        host::JobPre::new(pre).map(Prepared::Plugin).map_err(|_| {
+            RuntimeError::Invalid(
+                "unsupported component: it exports neither `wasi:cli/run` (a WASI command) \
+                 nor `run` of world jobhost:plugin/job"
+                    .into(),
+            )
+        })
+    }
+
+    /// Makes sure the component `digest` is loaded, from the cache on disk if possible.
+    pub async fn load(self: &Arc<Self>, digest: &str) -> Result<()> {
+        let this = self.clone();
+        let digest = digest.to_owned();
+        tokio::task::spawn_blocking(move || this.load_blocking(&digest).map(|_| ()))
+            .await
+            .map_err(|e| RuntimeError::Engine(format!("load task: {e}")))?
+    }
+
+    fn load_blocking(&self, digest: &str) -> Result<Arc<Prepared>> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        if let Some(p) = self.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(hex) {
+            return Ok(p.clone());
+        }
+        let component = match self.deserialize_cached(hex) {
+            Some(c) => c,
+            None => {
+                let wasm = std::fs::read(self.wasm_path(hex)).map_err(|_| RuntimeError::Missing(digest.to_owned()))?;
+                let component = Component::new(&self.engine, &wasm)
+                    .map_err(|e| RuntimeError::Engine(format!("compiling {digest}: {e:#}")))?;
+                if let Ok(cwasm) = component.serialize() {
+                    // A failed cache write only costs a recompile next time.
+                    let _ = write_atomic(&self.cwasm_path(hex), &cwasm);
+                }
+                component
+            }
+        };
+        let prepared = self.prepare(&component)?;
+        Ok(self.cache_put(hex, prepared))
+    }
+
+    /// Loads a precompiled component; `None` (a miss) when absent or made by an
+    /// incompatible engine.
+    #[allow(unsafe_code)]
+    fn deserialize_cached(&self, hex: &str) -> Option<Component> {
+        let path = self.cwasm_path(hex);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file is one this runtime wrote into its own plugins directory
+        // (never a client upload), and wasmtime checks its header and the engine
+        // settings before use; a file that fails those checks is treated as a miss.
+        unsafe { Component::deserialize_file(&self.engine, &path) }.ok()
+    }
+
+    fn cache_put(&self, hex: &str, prepared: Prepared) -> Arc<Prepared> {
+        let prepared = Arc::new(prepared);
+        self.prepared.lock().unwrap_or_else(PoisonError::into_inner).insert(hex.to_owned(), prepared.clone());
+        prepared
+    }
+
+    fn wasm_path(&self, hex: &str) -> PathBuf {
+        self.config.plugins_dir.join(format!("{hex}.wasm"))
+    }
+
+    fn cwasm_path(&self, hex: &str) -> PathBuf {
+        self.config.plugins_dir.join("cache").join(format!("{hex}-{}.cwasm", self.engine_key))
+    }
+
+    /// Runs one job to its end: prepares its sandbox, instantiates the component,
+    /// enforces the deadline and cancellation, flushes output and collects artifacts.
+    pub async fn run(self: &Arc<Self>, spec: RunSpec, sink: Arc<dyn JobSink>, cancel: CancellationToken) -> RunOutcome {
+        let sandbox = Sandbox::new(spec.job_dir.clone());
+        let capture = LogCapture::new(self.config.max_log_bytes);
+        let flusher = {
+            let (capture, sink, job_id) = (capture.clone(), sink.clone(), spec.job_id.clone());
+            let stop = CancellationToken::new();
+            let handle = tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    let mut tick = tokio::time::interval(LOG_FLUSH_INTERVAL);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = stop.cancelled() => break,
+                        }
+                        let chunks = capture.take(false);
+                        if !chunks.is_empty() {
+                            sink.logs(&job_id, chunks);
+                        }
+                    }
+                }
+            });
+            (stop, handle)
+        };
+
+        let timeout = spec.timeout;
+        let mut outcome = tokio::select! {
+            r = self.execute(&spec, &sandbox, capture.clone(), sink.clone()) => r,
+            _ = tokio::time::sleep(timeout) => Ended::new(
+                JobStatus::TimedOut,
+                None,
+                Some(format!("timeout_s limit of {} s reached", timeout.as_secs())),
+            ),
+            _ = cancel.cancelled() => Ended::new(JobStatus::Cancelled, None, Some("cancelled by request".into())),
+        };
+
+        flusher.0.cancel();
+        let _ = flusher.1.await;
+        let rest = capture.take(true);
+        if !rest.is_empty() {
+            sink.logs(&spec.job_id, rest);
+        }
+
+        let artifacts = match tokio::task::spawn_blocking(move || sandbox.collect_artifacts()).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                outcome.note(&format!("collecting artifacts failed: {e}"));
+                Vec::new()
+            }
+            Err(e) => {
+                outcome.note(&format!("collecting artifacts failed: {e}"));
+                Vec::new()
+            }
+        };
+        RunOutcome { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error, artifacts }
+    }
+
+    async fn execute(
+        self: &Arc<Self>,
+        spec: &RunSpec,
+        sandbox: &Sandbox,
+        capture: Arc<LogCapture>,
+        sink: Arc<dyn JobSink>,
+    ) -> Ended {
+        let failed = |msg: String| Ended::new(JobStatus::Failed, None, Some(msg));
+        let prepared = {
+            let this = self.clone();
+            let digest = spec.digest.clone();
+            match tokio::task::spawn_blocking(move || this.load_blocking(&digest)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return failed(format!("loading the component: {e}")),
+                Err(e) => return failed(format!("loading the component: {e}")),
+            }
+        };
+        let sandbox_setup = {
+            let sandbox = sandbox.clone();
+            tokio::task::spawn_blocking(move || sandbox.prepare()).await
+        };
+        match sandbox_setup {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return failed(format!("preparing the sandbox: {e}")),
+            Err(e) => return failed(format!("preparing the sandbox: {e}")),
+        }
+
+        let mut wasi = WasiCtxBuilder::new();
+        let mut argv = Vec::with_capacity(spec.args.len() + 1);
+        argv.push(spec.plugin.clone());
+        argv.extend(spec.args.iter().cloned());
+        wasi.args(&argv)
+            .envs(&spec.env.iter().collect::<Vec<_>>())
+            .stdout(capture.stream(LogStream::Stdout))
+            .stderr(capture.stream(LogStream::Stderr));
+        if let Err(e) = sandbox.apply(&mut wasi) {
+            return failed(format!("preparing the sandbox: {e}"));
+        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.config.max_open_resources);
+        let state = JobState {
+            wasi: wasi.build(),
+            table,
+            limits: JobLimits::new(u64::from(spec.memory_mb) << 20),
+            capture,
+            sink,
+            job_id: spec.job_id.clone(),
+            input_json: spec.input_json.clone(),
+        };
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let result: wasmtime::Result<Result<(), String>> = match &*prepared {
+            Prepared::Command(pre) => match pre.instantiate_async(&mut store).await {
+                Ok(cmd) => cmd.wasi_cli_run().call_run(&mut store).await.map(|r| r.map_err(|()| String::new())),
+                Err(e) => Err(e),
+            },
+            Prepared::Plugin(pre) => match pre.instantiate_async(&mut store).await {
+                Ok(job) => job.call_run(&mut store).await,
+                Err(e) => Err(e),
+            },
+        };
+        let limit_hit = store.data().limits.hit.clone();
+        match result {
+            Ok(Ok(())) => Ended::new(JobStatus::Completed, Some(0), None),
+            // A command's `exit(1)` (std maps every failure exit to it) carries no message.
+            Ok(Err(msg)) if msg.is_empty() => Ended::new(JobStatus::Failed, Some(1), Some("exited with code 1".into())),
+            Ok(Err(msg)) => Ended::new(JobStatus::Failed, Some(1), Some(msg)),
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                    let code = exit.0;
+                    return if code == 0 {
+                        Ended::new(JobStatus::Completed, Some(0), None)
+                    } else {
+                        Ended::new(JobStatus::Failed, Some(code), Some(format!("exited with code {code}")))
+                    };
+                }
+                if let Some(hit) = limit_hit {
+                    return failed(hit);
+                }
+                match e.downcast_ref::<Trap>() {
+                    Some(Trap::StackOverflow) => failed(format!(
+                        "the component trapped: stack limit of {} KiB exhausted",
+                        self.config.max_wasm_stack / 1024
+                    )),
+                    Some(trap) => failed(format!("the component trapped: {trap}")),
+                    None => failed(format!("the component failed: {}", root_message(&e))),
+                }
+            }
+        }
+    }
+}
+
+/// The end of a run before artifacts are attached.
+struct Ended {
+    status: JobStatus,
+    exit_code: Option<i32>,
+    error: Option<String>,
+}
+
+impl Ended {
+    fn new(status: JobStatus, exit_code: Option<i32>, error: Option<String>) -> Ended {
+        Ended { status, exit_code, error }
+    }
+
+    fn note(&mut self, text: &str) {
+        self.error = Some(match self.error.take() {
+            Some(e) => format!("{e}; {text}"),
+            None => text.to_owned(),
+        });
+    }
+}
+
+/// Store data of one job's instance.
+pub struct JobState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: JobLimits,
+    capture: Arc<LogCapture>,
+    sink: Arc<dyn JobSink>,
+    job_id: String,
+    input_json: String,
+}
+
+impl WasiView for JobState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Per-job limits on memories and tables, remembering which one stopped the job.
+struct JobLimits {
+    max_memory_bytes: u64,
+    /// Elements a table may grow to; generous for real programs, finite for hostile ones.
+    max_table_elements: usize,
+    hit: Option<String>,
+}
+
+impl JobLimits {
+    /// A table with more entries than this is not a program we want to run.
+    const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+    fn new(max_memory_bytes: u64) -> JobLimits {
+        JobLimits { max_memory_bytes, max_table_elements: Self::MAX_TABLE_ELEMENTS, hit: None }
+    }
+}
+
+impl ResourceLimiter for JobLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.max_memory_bytes {
+            let msg = format!(
+                "memory limit of {} MiB exceeded (the job tried to grow its memory from {} to {} MiB)",
+                self.max_memory_bytes >> 20,
+                current >> 20,
+                desired >> 20
+            );
+            self.hit = Some(msg.clone());
+            return Err(wasmtime::Error::msg(msg));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_table_elements {
+            let msg = format!("table limit of {} elements exceeded", self.max_table_elements);
+            self.hit = Some(msg.clone());
+            return Err(wasmtime::Error::msg(msg));
+        }
+        Ok(true)
+    }
+}
+
+/// The innermost message of an error chain: what a user can act on, without the
+/// wrapping ("failed to parse …") and without a wasm backtrace.
+fn root_message(e: &wasmtime::Error) -> String {
+    e.root_cause().to_string()
+}
+
+/// Writes a file by writing a temporary sibling and renaming it into place, so a
+/// crash never leaves a half-written component under its final name.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io_err = |source| RuntimeError::Io { context: format!("writing {}", path.display()), source };
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io_err)?;
+    std::fs::rename(&tmp, path).map_err(io_err)
+}

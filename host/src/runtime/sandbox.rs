@@ -1,0 +1,140 @@
+//! A job's directories on the host and what the guest is shown of them.
+//!
+//! Each job owns `jobs/<id>/` under the data dir with `input/`, `output/` and `work/`.
+//! The guest gets exactly three WASI preopens — `/input` read-only, `/output` and
+//! `/work` read-write — and nothing else: no inherited environment, no sockets, no
+//! other paths. Path resolution inside a preopen is cap-std's (in wasmtime-wasi), which
+//! refuses `..`, absolute paths and symlinks that leave the directory.
+
+use crate::jobs::model::Artifact;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use walkdir::WalkDir;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// Guest path of the read-only input directory.
+pub const INPUT: &str = "/input";
+/// Guest path of the directory whose files become artifacts.
+pub const OUTPUT: &str = "/output";
+/// Guest path of the scratch directory (also the working directory).
+pub const WORK: &str = "/work";
+
+/// The host side of one job's sandbox.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// `jobs/<id>`.
+    pub root: PathBuf,
+}
+
+impl Sandbox {
+    /// The sandbox of the job whose directory is `root`.
+    pub fn new(root: PathBuf) -> Sandbox {
+        Sandbox { root }
+    }
+
+    /// Host directory shown as `/input`.
+    pub fn input(&self) -> PathBuf {
+        self.root.join("input")
+    }
+
+    /// Host directory shown as `/output`.
+    pub fn output(&self) -> PathBuf {
+        self.root.join("output")
+    }
+
+    /// Host directory shown as `/work`.
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// Creates the three directories (keeping what is already in them, such as the
+    /// files of a consumed upload in `input/`).
+    pub fn prepare(&self) -> io::Result<()> {
+        for dir in [self.input(), self.output(), self.work()] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the three preopens, the working directory and the network policy (none).
+    pub fn apply(&self, wasi: &mut WasiCtxBuilder) -> io::Result<()> {
+        let preopen = |wasi: &mut WasiCtxBuilder, host: PathBuf, guest: &str, perms| {
+            wasi.preopened_dir(&host, guest, perms)
+                .map(|_| ())
+                .map_err(|e| io::Error::other(format!("preopen {guest} from {}: {e:#}", host.display())))
+        };
+        preopen(wasi, self.input(), INPUT, FsPerms::ReadOnly)?;
+        preopen(wasi, self.output(), OUTPUT, FsPerms::ReadWrite)?;
+        preopen(wasi, self.work(), WORK, FsPerms::ReadWrite)?;
+        wasi.initial_cwd(WORK)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        Ok(())
+    }
+
+    /// Every regular file under `output/`, named by its path relative to it with `/`
+    /// separators, with size and SHA-256. Symlinks are neither followed nor listed, and
+    /// names that are not UTF-8 are skipped (they cannot be named over JSON).
+    pub fn collect_artifacts(&self) -> io::Result<Vec<Artifact>> {
+        let out = self.output();
+        let mut artifacts = Vec::new();
+        for entry in WalkDir::new(&out).follow_links(false).sort_by_file_name() {
+            let entry = entry.map_err(io::Error::other)?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Some(name) = relative_name(&out, entry.path()) else { continue };
+            let (size_bytes, sha256) = hash_file(entry.path())?;
+            artifacts.push(Artifact { name, size_bytes, sha256 });
+        }
+        Ok(artifacts)
+    }
+}
+
+fn relative_name(base: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(base).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(parts?.join("/"))
+}
+
+/// Size and hex SHA-256 of a file, read in 64 KiB pieces.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_regular_files_by_relative_name() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let sb = Sandbox::new(dir.path().join("job"));
+        sb.prepare()?;
+        std::fs::create_dir_all(sb.output().join("sub"))?;
+        std::fs::write(sb.output().join("a.txt"), b"abc")?;
+        std::fs::write(sb.output().join("sub/b.txt"), b"")?;
+        std::os::unix::fs::symlink("/etc/passwd", sb.output().join("link"))?;
+        let got = sb.collect_artifacts()?;
+        let names: Vec<_> = got.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a.txt", "sub/b.txt"]);
+        assert_eq!(got[0].size_bytes, 3);
+        assert_eq!(got[0].sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        Ok(())
+    }
+}

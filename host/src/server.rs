@@ -1,0 +1,147 @@
+//! Wires the layers into a running server: data dir, store, runtime, domain,
+//! scheduler and RPC. Tests and `jobhost run` start it in-process on `127.0.0.1:0`.
+
+use crate::jobs::{Caller, Jobs, Limits};
+use crate::plugins::Plugins;
+use crate::rpc::{self, RpcServer};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::scheduler::Scheduler;
+use crate::store::Store;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Name of the database file in the data dir.
+pub const DB_FILE: &str = "jobhost.db";
+/// The user every request acts as until API tokens exist.
+pub const LOCAL_ADMIN: &str = "admin";
+
+/// Everything `jobhost serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Root of all state.
+    pub data_dir: PathBuf,
+    /// Most jobs running at once.
+    pub concurrency: usize,
+    /// Per-job defaults and maxima.
+    pub limits: Limits,
+    /// Bytes of output stored per job.
+    pub max_log_bytes: u64,
+    /// Resources (files, streams) a job may hold open at once.
+    pub max_open_resources: usize,
+    /// Wasm stack per job, bytes.
+    pub max_wasm_stack: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for a data dir: listen on `127.0.0.1:7717`, one job per core.
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7717)),
+            data_dir,
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            limits: Limits::default(),
+            max_log_bytes: 8 << 20,
+            max_open_resources: 4096,
+            max_wasm_stack: 1 << 20,
+        }
+    }
+}
+
+/// A server that is up; stop it with [`RunningServer::stop`].
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens (the real port when configured with port 0).
+    pub local_addr: SocketAddr,
+    /// The data dir.
+    pub data_dir: PathBuf,
+    rpc: RpcServer,
+    shutdown: CancellationToken,
+    exec: Option<tokio::runtime::Runtime>,
+    store: Store,
+}
+
+impl RunningServer {
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// `ws://<addr>`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.local_addr)
+    }
+
+    /// Resolves when the RPC server has stopped.
+    pub async fn stopped(&self) {
+        self.rpc.handle.clone().stopped().await
+    }
+
+    /// Stops serving and running. Jobs still running are left `running` in the
+    /// database, exactly as after a crash: the next start recovers them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = self.rpc.handle.stop();
+        self.rpc.handle.clone().stopped().await;
+        if let Some(exec) = self.exec.take() {
+            exec.shutdown_background();
+        }
+        self.store.close().await;
+    }
+}
+
+/// Opens the data dir and starts serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    let data = &config.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
+    let jobs_dir = data.join("jobs");
+    std::fs::create_dir_all(&jobs_dir).with_context(|| format!("creating {}", jobs_dir.display()))?;
+
+    let store = Store::open(&data.join(DB_FILE)).await?;
+    let admin = store.ensure_user(LOCAL_ADMIN, true).await?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        plugins_dir: data.join("plugins"),
+        max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
+        max_memory_mb: config.limits.max_memory_mb,
+        max_log_bytes: config.max_log_bytes,
+        max_open_resources: config.max_open_resources,
+        max_wasm_stack: config.max_wasm_stack,
+    })?);
+    let jobs = Jobs::new(store.clone(), config.limits.clone());
+    let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
+    if recovered.requeued + recovered.failed > 0 {
+        tracing::warn!(
+            requeued = recovered.requeued,
+            failed = recovered.failed,
+            "recovered jobs left running by a previous process"
+        );
+    }
+    let plugins = Plugins::new(store.clone(), runtime.clone());
+
+    let exec = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .thread_name("jobhost-job")
+        .enable_all()
+        .build()
+        .context("starting the job runtime")?;
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler {
+        jobs: jobs.clone(),
+        runtime,
+        concurrency: config.concurrency,
+        jobs_dir,
+        exec: exec.handle().clone(),
+    };
+    tokio::spawn(scheduler.run(shutdown.clone()));
+
+    let caller = Caller { user_id: admin, is_admin: true };
+    let rpc = rpc::serve(config.listen, rpc::Context { jobs, plugins, caller })
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");
+    Ok(RunningServer { local_addr: rpc.local_addr, data_dir: data.clone(), rpc, shutdown, exec: Some(exec), store })
+}

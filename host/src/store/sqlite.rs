@@ -1,0 +1,535 @@
+//! The SQLite backend: one file, WAL, `synchronous=FULL`, foreign keys on.
+//!
+//! Writes go through a pool of exactly one connection, so writers queue in-process
+//! instead of spinning on SQLite's busy handler; reads use their own pool and, under
+//! WAL, never wait for a writer.
+
+use super::{Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk};
+use crate::ids;
+use crate::jobs::model::{Artifact, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Readers allowed at once; WAL lets them run beside the writer.
+const READ_CONNECTIONS: u32 = 8;
+/// How long a statement waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every column of a job row, in the order [`job_from_row`] reads them by name.
+macro_rules! job_columns {
+    () => {
+        "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
+         cpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
+         progress_done, progress_total, progress_message, created_at, started_at, completed_at"
+    };
+}
+
+/// The embedded, numbered migrations under `migrations/sqlite/`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, checks that WAL,
+    /// `synchronous=FULL` and foreign keys are really in force, and applies migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
+        let open_err = |reason: String| StoreError::Open { path: shown.clone(), reason };
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| open_err(e.to_string()))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        for pool in [&write, &read] {
+            check_settings(pool).await.map_err(open_err)?;
+        }
+        MIGRATOR.run(&write).await?;
+        Ok(Store { write, read })
+    }
+
+    /// Closes both pools, waiting for statements in flight.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// `PRAGMA integrity_check` result (`"ok"` when healthy).
+    pub async fn integrity_check(&self) -> Result<String> {
+        Ok(sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&self.read).await?)
+    }
+
+    /// Returns the id of the user `name`, creating it (with `is_admin`) if missing.
+    pub async fn ensure_user(&self, name: &str, is_admin: bool) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO users (id, name, is_admin, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(ids::new(ids::USER))
+        .bind(name)
+        .bind(is_admin)
+        .bind(ids::now())
+        .execute(&self.write)
+        .await?;
+        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(name).fetch_one(&self.write).await?)
+    }
+
+    /// Records `plugin` under its name, replacing an earlier install of that name.
+    pub async fn put_plugin(&self, plugin: &Plugin) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugins (name, digest, kind, size_bytes, installed_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, kind = excluded.kind, \
+             size_bytes = excluded.size_bytes, installed_at = excluded.installed_at",
+        )
+        .bind(&plugin.name)
+        .bind(&plugin.digest)
+        .bind(plugin.kind.as_str())
+        .bind(to_i64(plugin.size_bytes))
+        .bind(&plugin.installed_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The plugin installed as `name`.
+    pub async fn get_plugin(&self, name: &str) -> Result<Option<Plugin>> {
+        sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| plugin_from_row(&row))
+            .transpose()
+    }
+
+    /// Every installed plugin, by name.
+    pub async fn list_plugins(&self) -> Result<Vec<Plugin>> {
+        sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins ORDER BY name")
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(plugin_from_row)
+            .collect()
+    }
+
+    /// Inserts a pending job. With a `client_job_id` that already names a live job of
+    /// the same user, nothing is inserted and that job is returned with `false`.
+    /// The unique index decides, so concurrent duplicates still create exactly one job.
+    pub async fn insert_job(&self, job: &NewJob) -> Result<(Job, bool)> {
+        let now = ids::now();
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
+             labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&job.id)
+        .bind(&job.user_id)
+        .bind(&job.kind)
+        .bind(&job.plugin)
+        .bind(&job.plugin_digest)
+        .bind(&job.args)
+        .bind(&job.env)
+        .bind(&job.input)
+        .bind(&job.labels)
+        .bind(job.priority)
+        .bind(job.cpus)
+        .bind(job.memory_mb)
+        .bind(job.timeout_s)
+        .bind(&job.client_job_id)
+        .bind(job.max_attempts)
+        .bind(&now)
+        .bind(&now)
+        .execute(&self.write)
+        .await?
+        .rows_affected()
+            == 1;
+        let existing = if inserted {
+            self.get_job_from(&self.write, &job.id).await?
+        } else {
+            sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE user_id = ? AND client_job_id = ? AND status <> 'cleaned'"
+            ))
+            .bind(&job.user_id)
+            .bind(&job.client_job_id)
+            .fetch_optional(&self.write)
+            .await?
+            .map(|row| job_from_row(&row))
+            .transpose()?
+        };
+        existing
+            .map(|j| (j, inserted))
+            .ok_or_else(|| StoreError::Corrupt(format!("job {} vanished after insert", job.id)))
+    }
+
+    /// The job `id`.
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        self.get_job_from(&self.read, id).await
+    }
+
+    async fn get_job_from(&self, pool: &SqlitePool, id: &str) -> Result<Option<Job>> {
+        sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| job_from_row(&row))
+            .transpose()
+    }
+
+    /// Jobs matching `q`, newest first.
+    pub async fn list_jobs(&self, q: &JobQuery) -> Result<Vec<Job>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2) \
+             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(&q.user_id)
+        .bind(q.status.map(JobStatus::as_str))
+        .bind(&q.before_id)
+        .bind(q.limit)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    /// Claims the next pending job: `starting`, attempt + 1, lease until `lease_until`.
+    pub async fn claim_next(&self, lease_until: &str) -> Result<Option<Job>> {
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
+             updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
+            job_columns!()
+        ))
+        .bind(lease_until)
+        .bind(ids::now())
+        .fetch_optional(&self.write)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    /// `starting` → `running` for the current attempt; `None` if the job moved on
+    /// (cancelled meanwhile, or the attempt is stale).
+    pub async fn mark_running(&self, id: &str, attempt: u32) -> Result<Option<Job>> {
+        let now = ids::now();
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'running', started_at = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND attempt = ?3 AND status = 'starting' RETURNING ",
+            job_columns!()
+        ))
+        .bind(&now)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&self.write)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    /// Extends the lease of the current attempt; `false` if the job is no longer ours.
+    pub async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? \
+             AND status IN ('starting', 'running')",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.write)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Records the end of the current attempt and its artifacts, in one transaction.
+    /// Refused (`None`) when the attempt is stale or the job already ended (e.g. it
+    /// was cancelled while it ran); artifacts are recorded either way, since the
+    /// files exist.
+    pub async fn finish(&self, id: &str, attempt: u32, finish: &Finish, artifacts: &[Artifact]) -> Result<Option<Job>> {
+        let now = ids::now();
+        let mut tx = self.write.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET status = ?1, exit_code = ?2, error = ?3, completed_at = ?4, \
+             updated_at = ?4, lease_expires_at = NULL \
+             WHERE id = ?5 AND attempt = ?6 AND status IN ('starting', 'running')",
+        )
+        .bind(finish.status.as_str())
+        .bind(finish.exit_code)
+        .bind(&finish.error)
+        .bind(&now)
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        insert_artifacts(&mut tx, id, artifacts, &now).await?;
+        tx.commit().await?;
+        if updated { self.get_job_from(&self.write, id).await } else { Ok(None) }
+    }
+
+    /// Cancels a job that has not ended: `None` if it already had.
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Option<Job>> {
+        let now = ids::now();
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cancelled', error = ?1, completed_at = ?2, updated_at = ?2, \
+             lease_expires_at = NULL WHERE id = ?3 AND status IN ('pending', 'starting', 'running') \
+             RETURNING ",
+            job_columns!()
+        ))
+        .bind(reason)
+        .bind(&now)
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    /// Records the progress a running job reported.
+    pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ? \
+             WHERE id = ? AND status IN ('starting', 'running')",
+        )
+        .bind(to_i64(progress.done))
+        .bind(progress.total.map(to_i64))
+        .bind(&progress.message)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends log chunks, of any number of jobs, in one transaction.
+    pub async fn append_logs(&self, chunks: &[StoredChunk]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for c in chunks {
+            sqlx::query("INSERT INTO log_chunks (job_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
+                .bind(&c.job_id)
+                .bind(to_i64(c.chunk.seq))
+                .bind(c.chunk.stream.as_str())
+                .bind(&c.chunk.data)
+                .bind(&c.chunk.at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` chunks of `job_id` from `since_seq` on, in order.
+    pub async fn read_logs(&self, job_id: &str, since_seq: u64, limit: u32) -> Result<Vec<LogChunk>> {
+        sqlx::query(
+            "SELECT seq, stream, data, at FROM log_chunks WHERE job_id = ? AND seq >= ? \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(job_id)
+        .bind(to_i64(since_seq))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|row| {
+            let stream: String = row.try_get("stream")?;
+            Ok(LogChunk {
+                seq: to_u64(row.try_get("seq")?),
+                stream: LogStream::parse(&stream)
+                    .ok_or_else(|| StoreError::Corrupt(format!("log stream {stream:?}")))?,
+                data: row.try_get("data")?,
+                at: row.try_get("at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The artifacts of `job_id`, by name.
+    pub async fn list_artifacts(&self, job_id: &str) -> Result<Vec<Artifact>> {
+        sqlx::query("SELECT name, size_bytes, sha256 FROM artifacts WHERE job_id = ? ORDER BY name")
+            .bind(job_id)
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Artifact {
+                    name: row.try_get("name")?,
+                    size_bytes: to_u64(row.try_get("size_bytes")?),
+                    sha256: row.try_get("sha256")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deals with jobs a previous process left `starting` or `running`: back to
+    /// `pending` while attempts remain, otherwise `failed` with `error`.
+    pub async fn recover_orphans(&self, error: &str) -> Result<Recovery> {
+        let now = ids::now();
+        let mut tx = self.write.begin().await?;
+        let requeued = sqlx::query(
+            "UPDATE jobs SET status = 'pending', lease_expires_at = NULL, started_at = NULL, \
+             progress_done = NULL, progress_total = NULL, progress_message = NULL, updated_at = ? \
+             WHERE status IN ('starting', 'running') AND attempt < max_attempts",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let failed = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = ?1, completed_at = ?2, updated_at = ?2, \
+             lease_expires_at = NULL WHERE status IN ('starting', 'running')",
+        )
+        .bind(error)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Recovery { requeued, failed })
+    }
+}
+
+async fn insert_artifacts(
+    tx: &mut Transaction<'_, Sqlite>,
+    job_id: &str,
+    artifacts: &[Artifact],
+    now: &str,
+) -> Result<()> {
+    for a in artifacts {
+        sqlx::query(
+            "INSERT INTO artifacts (id, job_id, name, size_bytes, sha256, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name) DO UPDATE SET \
+             size_bytes = excluded.size_bytes, sha256 = excluded.sha256",
+        )
+        .bind(ids::new(ids::ARTIFACT))
+        .bind(job_id)
+        .bind(&a.name)
+        .bind(to_i64(a.size_bytes))
+        .bind(&a.sha256)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Reads back the settings durability depends on; a database that silently ignored
+/// one (e.g. a file system without WAL support) must not be used.
+async fn check_settings(pool: &SqlitePool) -> std::result::Result<(), String> {
+    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    let journal: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
+    let synchronous: i64 =
+        sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
+    let foreign_keys: i64 =
+        sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(format!("journal_mode is {journal:?}, expected \"wal\""));
+    }
+    // 2 is FULL (3 would be EXTRA, which is stricter and also acceptable).
+    if synchronous < 2 {
+        return Err(format!("synchronous is {synchronous}, expected 2 (FULL)"));
+    }
+    if foreign_keys != 1 {
+        return Err("foreign_keys is off".into());
+    }
+    Ok(())
+}
+
+fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Plugin {
+        name: row.try_get("name")?,
+        digest: row.try_get("digest")?,
+        kind: PluginKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("plugin kind {kind:?}")))?,
+        size_bytes: to_u64(row.try_get("size_bytes")?),
+        installed_at: row.try_get("installed_at")?,
+    })
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("job {id}: {what}: {e}"));
+    let status: String = row.try_get("status")?;
+    let args: String = row.try_get("args")?;
+    let env: String = row.try_get("env")?;
+    let labels: String = row.try_get("labels")?;
+    let input: Option<String> = row.try_get("input")?;
+    let progress_done: Option<i64> = row.try_get("progress_done")?;
+    Ok(Job {
+        user_id: row.try_get("user_id")?,
+        kind: row.try_get("kind")?,
+        plugin: row.try_get("plugin")?,
+        plugin_digest: row.try_get("plugin_digest")?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        args: serde_json::from_str(&args).map_err(|e| corrupt("args", &e))?,
+        env: serde_json::from_str(&env).map_err(|e| corrupt("env", &e))?,
+        input: input.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt("input", &e))?,
+        labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", &e))?,
+        priority: row.try_get("priority")?,
+        cpus: row.try_get("cpus")?,
+        memory_mb: row.try_get("memory_mb")?,
+        timeout_s: row.try_get("timeout_s")?,
+        client_job_id: row.try_get("client_job_id")?,
+        attempt: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        exit_code: row.try_get("exit_code")?,
+        error: row.try_get("error")?,
+        progress: match progress_done {
+            None => None,
+            Some(done) => Some(Progress {
+                done: to_u64(done),
+                total: row.try_get::<Option<i64>, _>("progress_total")?.map(to_u64),
+                message: row.try_get("progress_message")?,
+            }),
+        },
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        id,
+    })
+}
+
+/// SQLite integers are signed; sizes and counts past i64::MAX saturate.
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Negative stored sizes cannot happen through this code; read them as 0.
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

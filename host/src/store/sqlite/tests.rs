@@ -1,0 +1,131 @@
+use super::*;
+use crate::jobs::model::PluginKind;
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = Store::open(&dir.path().join("t.db")).await.unwrap_or_else(|e| panic!("open: {e}"));
+    (dir, store)
+}
+
+async fn seeded() -> (tempfile::TempDir, Store, String) {
+    let (dir, store) = open().await;
+    let user = store.ensure_user("u", false).await.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .put_plugin(&Plugin {
+            name: "p".into(),
+            digest: "sha256:00".into(),
+            kind: PluginKind::Command,
+            size_bytes: 1,
+            installed_at: ids::now(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (dir, store, user)
+}
+
+fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
+    NewJob {
+        id: ids::new(ids::JOB),
+        user_id: user.into(),
+        kind: "wasm".into(),
+        plugin: "p".into(),
+        plugin_digest: "sha256:00".into(),
+        args: "[]".into(),
+        env: "{}".into(),
+        input: None,
+        labels: "{}".into(),
+        priority,
+        cpus: 1,
+        memory_mb: 64,
+        timeout_s: 10,
+        client_job_id: key.map(str::to_owned),
+        max_attempts: 2,
+    }
+}
+
+#[tokio::test]
+async fn reopening_applies_no_migration_twice_and_keeps_settings() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let path = dir.path().join("t.db");
+    let first = Store::open(&path).await?;
+    let user = first.ensure_user("u", true).await?;
+    first.close().await;
+    let second = Store::open(&path).await?;
+    assert_eq!(second.ensure_user("u", true).await?, user);
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&second.read).await?;
+    assert_eq!(applied, 1);
+    assert_eq!(second.integrity_check().await?, "ok");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idempotency_key_names_one_job() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let (a, created_a) = store.insert_job(&new_job(&user, Some("k"), 0)).await?;
+    let (b, created_b) = store.insert_job(&new_job(&user, Some("k"), 0)).await?;
+    assert!(created_a && !created_b);
+    assert_eq!(a.id, b.id);
+    let (c, created_c) = store.insert_job(&new_job(&user, None, 0)).await?;
+    assert!(created_c && c.id != a.id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn claims_take_priority_then_age_and_bump_the_attempt() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let (low, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (high, _) = store.insert_job(&new_job(&user, None, 5)).await?;
+    let first = store.claim_next("2099-01-01T00:00:00Z").await?.map(|j| (j.id, j.status, j.attempt));
+    assert_eq!(first, Some((high.id, JobStatus::Starting, 1)));
+    let second = store.claim_next("2099-01-01T00:00:00Z").await?.map(|j| j.id);
+    assert_eq!(second, Some(low.id));
+    assert!(store.claim_next("2099-01-01T00:00:00Z").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let claimed = store.claim_next("2099-01-01T00:00:00Z").await?.map(|j| j.attempt);
+    assert_eq!(claimed, Some(1));
+    assert!(store.mark_running(&job.id, 1).await?.is_some());
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
+    assert!(store.finish(&job.id, 2, &done, &[]).await?.is_none(), "attempt 2 is not the current one");
+    let finished = store.finish(&job.id, 1, &done, &[]).await?.map(|j| j.status);
+    assert_eq!(finished, Some(JobStatus::Completed));
+    assert!(store.finish(&job.id, 1, &done, &[]).await?.is_none(), "already ended");
+    assert!(store.cancel(&job.id, "x").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn orphans_are_requeued_while_attempts_remain_then_failed() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    store.claim_next("2099-01-01T00:00:00Z").await?;
+    assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 1, failed: 0 });
+    assert_eq!(store.get_job(&job.id).await?.map(|j| j.status), Some(JobStatus::Pending));
+    store.claim_next("2099-01-01T00:00:00Z").await?;
+    assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 0, failed: 1 });
+    let failed = store.get_job(&job.id).await?;
+    assert_eq!(failed.as_ref().map(|j| j.status), Some(JobStatus::Failed));
+    assert_eq!(failed.and_then(|j| j.error).as_deref(), Some("host stopped"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn log_chunks_read_back_in_order_from_a_sequence_number() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let chunks: Vec<StoredChunk> = (0..5)
+        .map(|i| StoredChunk {
+            job_id: job.id.clone(),
+            chunk: LogChunk { seq: i, stream: LogStream::Stdout, data: format!("{i}"), at: ids::now() },
+        })
+        .collect();
+    store.append_logs(&chunks).await?;
+    let got: Vec<u64> = store.read_logs(&job.id, 2, 2).await?.iter().map(|c| c.seq).collect();
+    assert_eq!(got, [2, 3]);
+    Ok(())
+}
