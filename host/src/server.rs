@@ -94,6 +94,18 @@ impl RunningServer {
     }
 }
 
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // Dropping a tokio runtime blocks, which is not allowed inside async code; a
+        // server dropped without `stop` lets its job threads go in the background.
+        self.shutdown.cancel();
+        let _ = self.rpc.handle.stop();
+        if let Some(exec) = self.exec.take() {
+            exec.shutdown_background();
+        }
+    }
+}
+
 /// Opens the data dir and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let data = &config.data_dir;

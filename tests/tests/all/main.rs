@@ -1,0 +1,149 @@
+//! End-to-end tests: a real server on `127.0.0.1:0`, a real JSON-RPC client over HTTP
+//! and WebSocket, and guest components built from source in this repository.
+//!
+//! One test binary (so the suite links once), one module per area.
+
+// Harness code outside `#[test]` functions: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod core;
+
+use jobhost::client::Client;
+use jobhost::jobs::SubmitRequest;
+use jobhost::jobs::model::{Job, JobStatus, LogChunk, LogStream};
+use jobhost::server::{self, RunningServer, ServerConfig};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A server on a temporary data dir, stopped when the test ends.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A fresh server with default settings.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh server with settings adjusted by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_at(dir.path(), tweak).await;
+        let client = Client::new(&server.url()).unwrap();
+        TestServer { server: Some(server), client, dir }
+    }
+
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Stops the server, keeping the data dir.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+    }
+
+    /// Starts a new server on the same data dir.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut ServerConfig)) {
+        self.stop().await;
+        let server = start_at(self.dir.path(), tweak).await;
+        self.client = Client::new(&server.url()).unwrap();
+        self.server = Some(server);
+    }
+
+    /// Installs a fixture component from its path.
+    pub async fn install(&self, name: &str, path: &str) {
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("reading fixture {path}: {e}"));
+        self.client.install(name, &wasm).await.unwrap();
+    }
+
+    /// Submits `plugin` with `args` and waits for it to end.
+    pub async fn run(&self, plugin: &str, args: &[&str]) -> Job {
+        let job = self.submit(plugin, args).await;
+        self.wait(&job.id).await
+    }
+
+    pub async fn submit(&self, plugin: &str, args: &[&str]) -> Job {
+        let req = SubmitRequest {
+            plugin: plugin.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..SubmitRequest::default()
+        };
+        self.client.submit(&req).await.unwrap().job
+    }
+
+    /// Waits (up to a minute) for the job to end.
+    pub async fn wait(&self, id: &str) -> Job {
+        let job = self.client.wait(id, Duration::from_secs(60)).await.unwrap();
+        assert!(job.status.is_terminal(), "job {id} did not end: {job:?}");
+        job
+    }
+
+    /// Every log chunk of a job.
+    pub async fn logs(&self, id: &str) -> Vec<LogChunk> {
+        let mut all = Vec::new();
+        let mut next = 0;
+        loop {
+            let page = self.client.logs(id, next, None).await.unwrap();
+            next = page.next_seq;
+            let done = page.chunks.is_empty();
+            all.extend(page.chunks);
+            if done {
+                return all;
+            }
+        }
+    }
+
+    /// The text of one stream of a job's log.
+    pub async fn stream_text(&self, id: &str, stream: LogStream) -> String {
+        self.logs(id).await.into_iter().filter(|c| c.stream == stream).map(|c| c.data).collect()
+    }
+}
+
+async fn start_at(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> RunningServer {
+    let mut config = ServerConfig::new(dir.to_path_buf());
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.concurrency = 2;
+    tweak(&mut config);
+    server::start(config).await.unwrap()
+}
+
+/// POSTs a raw JSON body to the server and returns the decoded JSON answer, so a
+/// test sees exactly what any HTTP client sees.
+pub async fn post_raw(addr: SocketAddr, body: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8(resp).unwrap();
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Polls until `f` holds (at most `secs` seconds).
+pub async fn eventually<F, Fut>(secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {secs} s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
