@@ -29,8 +29,10 @@ pub struct ServerConfig {
     pub concurrency: usize,
     /// Per-job defaults and maxima.
     pub limits: Limits,
-    /// Bytes of output stored per job.
+    /// Bytes of stdout, stderr and log lines stored per job.
     pub max_log_bytes: u64,
+    /// Bytes a job may leave under `/output`.
+    pub max_output_bytes: u64,
     /// Resources (files, streams) a job may hold open at once.
     pub max_open_resources: usize,
     /// Wasm stack per job, bytes.
@@ -46,6 +48,7 @@ impl ServerConfig {
             concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
             limits: Limits::default(),
             max_log_bytes: 8 << 20,
+            max_output_bytes: 1 << 30,
             max_open_resources: 4096,
             max_wasm_stack: 1 << 20,
         }
@@ -120,6 +123,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
         max_memory_mb: config.limits.max_memory_mb,
         max_log_bytes: config.max_log_bytes,
+        max_output_bytes: config.max_output_bytes,
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);

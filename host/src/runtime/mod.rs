@@ -38,6 +38,10 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How often captured output is handed to the sink while a job runs.
 pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the size of a running job's `/output` is measured against its limit.
+/// WASI file writes go straight to cap-std files, so the limit is enforced by
+/// measuring: a guest can overshoot by what it writes in one period.
+pub const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Settings of the runtime, fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub struct RuntimeConfig {
     pub max_memory_mb: u32,
     /// Bytes of output stored per job.
     pub max_log_bytes: u64,
+    /// Bytes a job may leave under `/output`.
+    pub max_output_bytes: u64,
     /// Resources (open files, streams, …) a job may hold at once.
     pub max_open_resources: usize,
     /// Wasm stack a guest may use, bytes; deeper recursion traps.
@@ -349,6 +355,14 @@ impl Runtime {
                 Some(format!("timeout_s limit of {} s reached", timeout.as_secs())),
             ),
             _ = cancel.cancelled() => Ended::new(JobStatus::Cancelled, None, Some("cancelled by request".into())),
+            over = watch_output(sandbox.output(), self.config.max_output_bytes) => Ended::new(
+                JobStatus::Failed,
+                None,
+                Some(format!(
+                    "output limit of {} bytes exceeded ({over} bytes under /output)",
+                    self.config.max_output_bytes
+                )),
+            ),
         };
 
         flusher.0.cancel();
@@ -454,6 +468,14 @@ impl Runtime {
                 if let Some(hit) = limit_hit {
                     return failed(hit);
                 }
+                if let Some(wasmtime::component::ResourceTableError::Full) =
+                    e.downcast_ref::<wasmtime::component::ResourceTableError>()
+                {
+                    return failed(format!(
+                        "open resources limit of {} reached (files, streams and other handles held at once)",
+                        self.config.max_open_resources
+                    ));
+                }
                 match e.downcast_ref::<Trap>() {
                     Some(Trap::StackOverflow) => failed(format!(
                         "the component trapped: stack limit of {} KiB exhausted",
@@ -463,6 +485,19 @@ impl Runtime {
                     None => failed(format!("the component failed: {}", root_message(&e))),
                 }
             }
+        }
+    }
+}
+
+/// Resolves with the size of `dir` once it exceeds `limit` bytes.
+async fn watch_output(dir: PathBuf, limit: u64) -> u64 {
+    let mut tick = tokio::time::interval(OUTPUT_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let d = dir.clone();
+        let size = tokio::task::spawn_blocking(move || sandbox::tree_size(&d)).await.unwrap_or(0);
+        if size > limit {
+            return size;
         }
     }
 }

@@ -1,0 +1,101 @@
+//! The `jobhost` binary as a user runs it: `jobhost run` with an embedded server, and
+//! a server process killed with SIGKILL and started again on the same data dir.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jobhost::client::Client;
+use jobhost::jobs::SubmitRequest;
+use jobhost::jobs::model::JobStatus;
+use jobhost_tests::PROBE_WASM;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jobhost");
+/// A loopback port nothing listens on, so `run` must bring up its own server.
+const NO_SERVER: &str = "http://127.0.0.1:1";
+
+#[test]
+fn run_streams_output_and_exits_with_the_job_exit_code() {
+    let ok = Command::new(BIN).args(["run", "--server", NO_SERVER, PROBE_WASM, "--", "echo", "hi"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("arg:hi"), "{stdout}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("to-stderr"));
+
+    let three = Command::new(BIN).args(["run", "--server", NO_SERVER, PROBE_WASM, "--", "exit", "3"]).output().unwrap();
+    assert_eq!(three.status.code(), Some(3), "{}", String::from_utf8_lossy(&three.stderr));
+    assert!(String::from_utf8_lossy(&three.stdout).contains("exiting 3"));
+}
+
+/// Starts `jobhost serve` on a free loopback port and returns it with its URL.
+fn serve(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--concurrency", "2", "--data-dir"])
+        .arg(data_dir)
+        .env("JOBHOST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, url) = serve(dir.path());
+    let client = Client::new(&url).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let req = SubmitRequest {
+            plugin: "probe".into(),
+            args: vec!["sleep".into(), "1".into()],
+            ..SubmitRequest::default()
+        };
+        ids.push(client.submit(&req).await.unwrap().job.id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = client.list(Some(JobStatus::Running), None, None).await.unwrap().jobs.len();
+        if running == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    first.wait().unwrap();
+
+    let (mut second, url) = serve(dir.path());
+    let client = Client::new(&url).unwrap();
+    let mut failed = 0;
+    for id in &ids {
+        let job = client.wait(id, Duration::from_secs(60)).await.unwrap();
+        match job.status {
+            JobStatus::Completed => {}
+            JobStatus::Failed => {
+                failed += 1;
+                assert!(job.error.unwrap_or_default().contains("host stopped"), "{id}");
+            }
+            other => panic!("job {id} ended {other}"),
+        }
+    }
+    // The two that were running had their one attempt; every other job ran.
+    assert_eq!(failed, 2);
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let store = jobhost::store::Store::open(&dir.path().join("jobhost.db")).await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}

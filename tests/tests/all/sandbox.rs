@@ -1,0 +1,189 @@
+//! The adversarial suite: each hostile guest is contained with the right status and a
+//! clear error, and a well-behaved job running beside it is unaffected.
+
+use super::*;
+use jobhost_tests::PROBE_WASM;
+use std::time::Instant;
+
+/// Submits `args` with limits, and an ordinary job beside it; checks the ordinary job
+/// completes and returns the hostile one's end.
+async fn contained(t: &TestServer, args: &[&str], tweak: impl FnOnce(&mut SubmitRequest)) -> Job {
+    let mut req = SubmitRequest {
+        plugin: "probe".into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        ..SubmitRequest::default()
+    };
+    tweak(&mut req);
+    let hostile = t.client.submit(&req).await.unwrap().job;
+    let bystander = t.run("probe", &["echo", "bystander"]).await;
+    assert_eq!(bystander.status, JobStatus::Completed, "a job beside {args:?} was affected: {bystander:?}");
+    t.wait(&hostile.id).await
+}
+
+async fn probe_server() -> TestServer {
+    let t = TestServer::start_with(|c| c.max_output_bytes = 64 << 20).await;
+    t.install("probe", PROBE_WASM).await;
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_escapes_are_blocked() {
+    // Seed /input of a job before it starts (as an upload would): hold the only slot
+    // with a sleeper, submit, write the file, then free the slot.
+    let t = TestServer::start_with(|c| c.concurrency = 1).await;
+    t.install("probe", PROBE_WASM).await;
+    let sleeper = t.submit("probe", &["sleep", "30"]).await;
+    eventually(10, || async { t.client.get(&sleeper.id).await.unwrap().status == JobStatus::Running }).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let job = t.submit("probe", &["escape", &port]).await;
+    let input = t.dir.path().join("jobs").join(&job.id).join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("data.txt"), "precious\n").unwrap();
+    t.client.cancel(&sleeper.id).await.unwrap();
+    let job = t.wait(&job.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+
+    let out = t.stream_text(&job.id, LogStream::Stdout).await;
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("escape:")).collect();
+    let expected = [
+        "etc-passwd",
+        "input-dotdot",
+        "cwd-dotdot",
+        "read-dir-root",
+        "symlink-root",
+        "symlink-etc",
+        "symlink-dotdot",
+        "symlink-trailing-slash",
+        "hardlink-input",
+        "write-input",
+        "truncate-input",
+        "create-input",
+        "rename-input",
+        "tcp-connect",
+    ];
+    for name in expected {
+        let line = lines.iter().find(|l| l.starts_with(&format!("escape:{name}:"))).copied();
+        let line = line.unwrap_or_else(|| panic!("no report for {name}:\n{out}"));
+        assert!(line.starts_with(&format!("escape:{name}:blocked:")), "{line}\n{out}");
+    }
+    assert_eq!(std::fs::read_to_string(input.join("data.txt")).unwrap(), "precious\n", "/input is untouched");
+    assert!(!input.join("new.txt").exists());
+    let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(accepted.is_err(), "nothing connected to the loopback listener");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_host_environment_leaks_in() {
+    let t = probe_server().await;
+    // SAFETY of intent: a variable only this process has; the guest must not see it.
+    let job = contained(&t, &["env-dump"], |_| {}).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let out = t.stream_text(&job.id, LogStream::Stdout).await;
+    assert!(out.contains("env-count:0"), "{out}");
+    assert!(std::env::var("PATH").is_ok() && !out.contains("PATH"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_loop_times_out_on_time() {
+    let t = probe_server().await;
+    let started = Instant::now();
+    let job = contained(&t, &["spin"], |r| r.timeout_s = Some(2)).await;
+    let took = started.elapsed();
+    assert_eq!(job.status, JobStatus::TimedOut, "{job:?}");
+    assert!(took < Duration::from_millis(2500), "timed out after {took:?}");
+    assert!(job.error.unwrap_or_default().contains("timeout_s limit of 2 s"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_growth_stops_at_the_limit() {
+    let t = probe_server().await;
+    let job = contained(&t, &["alloc", "16"], |r| r.memory_mb = Some(64)).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(error.contains("memory limit of 64 MiB"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unbounded_recursion_fails() {
+    let t = probe_server().await;
+    let job = contained(&t, &["recurse"], |_| {}).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    // Rust keeps its stack in linear memory: overflowing it traps on the memory's
+    // bounds before the engine's own stack limit is reached.
+    assert!(error.contains("trapped"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_files_stops_at_the_limit() {
+    let t = probe_server().await;
+    let job = contained(&t, &["open-files", "100000"], |_| {}).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(error.contains("open resources limit of 4096"), "{error}");
+    let out = t.stream_text(&job.id, LogStream::Stdout).await;
+    assert!(out.contains("opened 4000") && !out.contains("opened 5000"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdout_flood_is_capped() {
+    let t = probe_server().await;
+    let job = contained(&t, &["flood", "100"], |_| {}).await;
+    assert_eq!(job.status, JobStatus::Completed, "the job keeps running past the log cap: {job:?}");
+    let chunks = t.logs(&job.id).await;
+    let stored: usize = chunks.iter().filter(|c| c.stream == LogStream::Stdout).map(|c| c.data.len()).sum();
+    assert!(stored <= 8 << 20, "stored {stored} bytes");
+    assert!(stored >= 7 << 20, "kept the first 8 MiB, stored {stored}");
+    let notes: Vec<&LogChunk> = chunks.iter().filter(|c| c.stream == LogStream::System).collect();
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].data.contains("truncated"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writing_past_the_output_limit_fails_the_job() {
+    let t = probe_server().await;
+    let job = contained(&t, &["write-output", "2048"], |_| {}).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(error.contains("output limit of 67108864 bytes"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_job_is_cancelled_within_a_second() {
+    let t = probe_server().await;
+    let job = t.submit("probe", &["sleep", "60"]).await;
+    eventually(10, || async { t.client.get(&job.id).await.unwrap().status == JobStatus::Running }).await;
+    let asked = Instant::now();
+    assert_eq!(t.client.cancel(&job.id).await.unwrap().status, JobStatus::Cancelled);
+    let ended = t.wait(&job.id).await;
+    assert_eq!(ended.status, JobStatus::Cancelled);
+    assert!(asked.elapsed() < Duration::from_secs(1), "took {:?}", asked.elapsed());
+    // The slot is free again.
+    assert_eq!(t.run("probe", &["noop"]).await.status, JobStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_answers_while_guests_keep_both_cores_busy() {
+    let t = probe_server().await;
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        busy.push(t.submit("probe", &["spin"]).await.id);
+    }
+    for id in &busy {
+        eventually(10, || async { t.client.get(id).await.unwrap().status == JobStatus::Running }).await;
+    }
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        t.client.health().await.unwrap();
+        took.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    took.sort();
+    println!("health latency with two busy guests: median {:?}, max {:?}", took[10], took[19]);
+    assert!(took[10] < Duration::from_millis(100), "median {:?}", took[10]);
+    for id in &busy {
+        t.client.cancel(id).await.unwrap();
+    }
+}
