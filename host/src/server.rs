@@ -127,7 +127,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);
-    let jobs = Jobs::new(store.clone(), config.limits.clone());
+    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir.clone());
     let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
     if recovered.requeued + recovered.failed > 0 {
         tracing::warn!(

@@ -4,7 +4,7 @@
 //! jsonrpsee's client types.
 
 use crate::jobs::model::{Artifact, Job, JobEvent, JobStatus, Plugin};
-use crate::jobs::{JobPage, LogPage, SubmitRequest, Submitted};
+use crate::jobs::{JobPage, LogPage, ResourceUsage, SubmitRequest, Submitted};
 use crate::rpc::Health;
 use base64::Engine as _;
 use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
@@ -180,6 +180,38 @@ impl Client {
             artifacts: Vec<Artifact>,
         }
         Ok(self.call::<R>("artifacts.list", json!({ "job_id": job_id })).await?.artifacts)
+    }
+
+    /// `jobs.cleanup`.
+    pub async fn cleanup(&self, id: &str) -> Result<Job> {
+        self.call("jobs.cleanup", json!({ "id": id })).await
+    }
+
+    /// `artifacts.read` of a whole artifact, page by page.
+    pub async fn read_artifact(&self, job_id: &str, name: &str) -> Result<Vec<u8>> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            data_base64: String,
+            eof: bool,
+        }
+        let mut data = Vec::new();
+        loop {
+            let page: R =
+                self.call("artifacts.read", json!({ "job_id": job_id, "name": name, "offset": data.len() })).await?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(page.data_base64)
+                .map_err(|e| Error::Transport(format!("artifacts.read sent invalid base64: {e}")))?;
+            let empty = bytes.is_empty();
+            data.extend(bytes);
+            if page.eof || empty {
+                return Ok(data);
+            }
+        }
+    }
+
+    /// `resources.usage`.
+    pub async fn usage(&self) -> Result<ResourceUsage> {
+        self.call("resources.usage", Value::Null).await
     }
 
     /// Opens a WebSocket to the same server (for subscriptions).

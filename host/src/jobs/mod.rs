@@ -13,12 +13,13 @@ pub mod recorder;
 pub use error::{Error, Result};
 
 use crate::ids;
-use crate::store::{Finish, JobQuery, NewJob, Store};
+use crate::store::{Finish, JobQuery, NewJob, Store, Usage};
 use events::EventBus;
 use model::{Artifact, EventKind, Job, JobEvent, JobStatus, LogChunk};
 use recorder::Recorder;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +44,11 @@ pub struct Limits {
     pub default_timeout_s: u32,
     /// The most `timeout_s` a job may ask for.
     pub max_timeout_s: u32,
-    /// CPUs of the machine: a job asking for more could never start.
+    /// CPUs jobs may declare in all at once (default: the machine's cores); a job
+    /// asking for more could never start.
     pub capacity_cpus: u32,
+    /// Memory jobs may declare in all at once, MiB (default: 80% of the machine's).
+    pub capacity_memory_mb: u32,
     /// Claims a job gets before a run lost to a crash fails it.
     pub max_attempts: u32,
 }
@@ -57,9 +61,18 @@ impl Default for Limits {
             default_timeout_s: 600,
             max_timeout_s: 7 * 24 * 3600,
             capacity_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            capacity_memory_mb: machine_memory_mb().map_or(4096, |mb| (mb / 5 * 4) as u32),
             max_attempts: 1,
         }
     }
+}
+
+/// Total memory of the machine from `/proc/meminfo`, MiB.
+fn machine_memory_mb() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
 }
 
 /// Bytes of JSON in `args`, `env`, `input` and `labels` together; jobs carry data in
@@ -141,6 +154,19 @@ pub struct LogPage {
     pub eof: bool,
 }
 
+/// `resources.usage` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// CPUs declared by jobs starting or running.
+    pub used_cpus: u64,
+    /// Memory declared by jobs starting or running, MiB.
+    pub used_memory_mb: u64,
+    /// Jobs starting or running.
+    pub running_jobs: u64,
+    /// What jobs may declare in all at once.
+    pub capacity: Usage,
+}
+
 /// The jobs service; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Jobs {
@@ -148,6 +174,8 @@ pub struct Jobs {
     events: EventBus,
     recorder: Recorder,
     limits: Limits,
+    /// `<data>/jobs`, where each job's files live.
+    jobs_dir: PathBuf,
     /// Cancellation handles of the runs in this process.
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     /// Wakes the scheduler when work arrives.
@@ -156,10 +184,10 @@ pub struct Jobs {
 
 impl Jobs {
     /// The service over `store`.
-    pub fn new(store: Store, limits: Limits) -> Jobs {
+    pub fn new(store: Store, limits: Limits, jobs_dir: PathBuf) -> Jobs {
         let events = EventBus::new();
         let recorder = Recorder::start(store.clone(), events.clone());
-        Jobs { store, events, recorder, limits, running: Arc::default(), work: Arc::default() }
+        Jobs { store, events, recorder, limits, jobs_dir, running: Arc::default(), work: Arc::default() }
     }
 
     /// The store, for other domain services sharing it.
@@ -170,6 +198,11 @@ impl Jobs {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// `<data>/jobs`.
+    pub fn jobs_dir(&self) -> &Path {
+        &self.jobs_dir
     }
 
     /// The sink runs report through.
@@ -242,6 +275,13 @@ impl Jobs {
             return Err(Error::LimitExceeded(format!(
                 "cpus: the job asks for {cpus} CPUs but this server has {}; it could never start",
                 limits.capacity_cpus
+            )));
+        }
+        if memory_mb > limits.capacity_memory_mb {
+            return Err(Error::LimitExceeded(format!(
+                "memory_mb: the job asks for {memory_mb} MiB but this server runs jobs in {} MiB; \
+                 it could never start",
+                limits.capacity_memory_mb
             )));
         }
         if let Some(key) = &req.client_job_id
@@ -396,6 +436,90 @@ impl Jobs {
         Ok(self.store.list_artifacts(id).await?)
     }
 
+    /// Removes an ended job's files: `cleaning`, then `cleaned`; its idempotency key is
+    /// free again. Cleaning a job that is running or already cleaned is a conflict.
+    pub async fn cleanup(&self, caller: &Caller, id: &str) -> Result<Job> {
+        let job = self.get(caller, id).await?;
+        let Some(cleaning) = self.store.begin_cleanup(id).await? else {
+            return Err(Error::Conflict(format!("job {id} is {}; only an ended job can be cleaned", job.status)));
+        };
+        self.publish_status(&cleaning);
+        let dir = self.jobs_dir.join(id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::error!(job_id = id, error = %e, "removing job files");
+                return Err(Error::Internal(format!("removing the files of job {id} failed; it stays cleaning")));
+            }
+        }
+        let cleaned = self
+            .store
+            .finish_cleanup(id)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("job {id} was cleaned by another request")))?;
+        self.publish_status(&cleaned);
+        Ok(cleaned)
+    }
+
+    /// Up to `length` bytes of artifact `name` from `offset`, and whether that reaches
+    /// its end. Only names recorded as artifacts are opened, through cap-std, inside
+    /// the job's `output/`.
+    pub async fn read_artifact(
+        &self,
+        caller: &Caller,
+        job_id: &str,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, bool)> {
+        self.get(caller, job_id).await?;
+        let artifact = self
+            .store
+            .get_artifact(job_id, name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} has no artifact {name:?}")))?;
+        if offset > artifact.size_bytes {
+            return Err(Error::invalid("offset", format!("is past the end ({} bytes)", artifact.size_bytes)));
+        }
+        let output = self.jobs_dir.join(job_id).join("output");
+        let name = name.to_owned();
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek, SeekFrom};
+            let dir = cap_std::fs::Dir::open_ambient_dir(&output, cap_std::ambient_authority())?;
+            let mut file = dir.open(&name)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut buf = Vec::new();
+            file.take(length).read_to_end(&mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading an artifact: {e}")))?;
+        let data = read.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(format!("the files of job {job_id} are gone")),
+            _ => {
+                tracing::error!(job_id, error = %e, "reading an artifact");
+                Error::Internal("reading the artifact failed".into())
+            }
+        })?;
+        let eof = offset + data.len() as u64 >= artifact.size_bytes;
+        Ok((data, eof))
+    }
+
+    /// What the `starting` and `running` jobs declared, against the capacity.
+    pub async fn usage(&self) -> Result<ResourceUsage> {
+        let (used, running_jobs) = self.store.usage().await?;
+        Ok(ResourceUsage {
+            used_cpus: used.cpus,
+            used_memory_mb: used.memory_mb,
+            running_jobs,
+            capacity: Usage {
+                cpus: u64::from(self.limits.capacity_cpus),
+                memory_mb: u64::from(self.limits.capacity_memory_mb),
+            },
+        })
+    }
+
     /// A listener for events, checked against what the caller may see: the job's
     /// current state as a first event when `id` is given, then the live stream.
     pub async fn subscribe(&self, caller: &Caller, id: Option<&str>) -> Result<Subscription> {
@@ -423,7 +547,9 @@ impl Jobs {
 
     /// Claims the next pending job with a lease of `lease`.
     pub async fn claim_next(&self, lease: Duration) -> Result<Option<Job>> {
-        let job = self.store.claim_next(&lease_until(lease)).await?;
+        let capacity =
+            Usage { cpus: u64::from(self.limits.capacity_cpus), memory_mb: u64::from(self.limits.capacity_memory_mb) };
+        let job = self.store.claim_next(&lease_until(lease), &capacity).await?;
         if let Some(job) = &job {
             self.publish_status(job);
         }

@@ -9,6 +9,7 @@
 use crate::jobs::model::JobStatus;
 use crate::jobs::{self, Caller, Jobs, SubmitRequest};
 use crate::plugins::Plugins;
+use base64::Engine as _;
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
 };
@@ -26,6 +27,11 @@ pub const MAX_REQUEST_BODY: u32 = 64 << 20;
 pub const MAX_BATCH: u32 = 1000;
 /// Most connections at once.
 pub const MAX_CONNECTIONS: u32 = 1024;
+
+/// `artifacts.read` without `length`.
+pub const DEFAULT_READ: u64 = 1 << 20;
+/// The most one `artifacts.read` returns (base64 makes it a third larger on the wire).
+pub const MAX_READ: u64 = 16 << 20;
 
 /// JSON-RPC error codes by kind (`data.kind`). Standard codes where JSON-RPC has one.
 pub mod codes {
@@ -142,6 +148,29 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
         Ok::<_, ErrorObjectOwned>(serde_json::json!({ "artifacts": artifacts }))
     })?;
 
+    m.register_async_method("jobs.cleanup", |p, ctx, _| async move {
+        let req: IdRequest = parse(&p)?;
+        ctx.jobs.cleanup(&ctx.caller, &req.id).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("artifacts.read", |p, ctx, _| async move {
+        let req: ReadArtifactRequest = parse(&p)?;
+        let length = req.length.unwrap_or(DEFAULT_READ);
+        if length == 0 || length > MAX_READ {
+            return Err(to_rpc_error(jobs::Error::invalid("length", format!("must be between 1 and {MAX_READ}"))));
+        }
+        let (data, eof) = ctx
+            .jobs
+            .read_artifact(&ctx.caller, &req.job_id, &req.name, req.offset.unwrap_or(0), length)
+            .await
+            .map_err(to_rpc_error)?;
+        let data_base64 = base64::engine::general_purpose::STANDARD.encode(data);
+        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "data_base64": data_base64, "eof": eof }))
+    })?;
+    m.register_async_method("resources.usage", |p, ctx, _| async move {
+        let _: Empty = parse(&p)?;
+        ctx.jobs.usage().await.map_err(to_rpc_error)
+    })?;
+
     m.register_subscription("jobs.subscribe", "jobs.event", "jobs.unsubscribe", |p, pending, ctx, _| async move {
         subscribe(p, pending, ctx).await
     })?;
@@ -256,6 +285,17 @@ struct IdRequest {
 #[serde(deny_unknown_fields)]
 struct JobIdRequest {
     job_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadArtifactRequest {
+    job_id: String,
+    name: String,
+    #[serde(default)]
+    offset: Option<u64>,
+    #[serde(default)]
+    length: Option<u64>,
 }
 
 #[derive(Deserialize)]

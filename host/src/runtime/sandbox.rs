@@ -20,6 +20,9 @@ pub const OUTPUT: &str = "/output";
 /// Guest path of the scratch directory (also the working directory).
 pub const WORK: &str = "/work";
 
+/// The most random bytes one `get-random-bytes` call may return (WASI's default is 64 MiB).
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// The host side of one job's sandbox.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -68,6 +71,9 @@ impl Sandbox {
         preopen(wasi, self.output(), OUTPUT, FsPerms::ReadWrite)?;
         preopen(wasi, self.work(), WORK, FsPerms::ReadWrite)?;
         wasi.initial_cwd(WORK)
+            // One call may ask for at most this many random bytes: enough for any key
+            // or seed, not enough to make the host allocate a guest's memory worth.
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

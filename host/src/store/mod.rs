@@ -113,3 +113,12 @@ pub struct Recovery {
     /// Failed because their attempts were used up.
     pub failed: u64,
 }
+
+/// Resources declared by jobs (or available to them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// CPUs.
+    pub cpus: u64,
+    /// Memory, MiB.
+    pub memory_mb: u64,
+}

@@ -4,7 +4,7 @@
 //! instead of spinning on SQLite's busy handler; reads use their own pool and, under
 //! WAL, never wait for a writer.
 
-use super::{Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk};
+use super::{Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk, Usage};
 use crate::ids;
 use crate::jobs::model::{Artifact, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
 use sqlx::sqlite::{
@@ -221,20 +221,92 @@ impl Store {
         .collect()
     }
 
-    /// Claims the next pending job: `starting`, attempt + 1, lease until `lease_until`.
-    pub async fn claim_next(&self, lease_until: &str) -> Result<Option<Job>> {
+    /// Claims the next pending job that fits in what `capacity` leaves after the
+    /// `starting` and `running` jobs: `starting`, attempt + 1, lease until `lease_until`.
+    /// A job too large for the room left waits while smaller ones behind it start.
+    pub async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>> {
         sqlx::query(concat!(
             "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
              updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND cpus <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+             AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running')) \
              ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
             job_columns!()
         ))
         .bind(lease_until)
         .bind(ids::now())
+        .bind(to_i64(capacity.cpus))
+        .bind(to_i64(capacity.memory_mb))
         .fetch_optional(&self.write)
         .await?
         .map(|row| job_from_row(&row))
         .transpose()
+    }
+
+    /// CPUs and memory declared by the `starting` and `running` jobs, and how many.
+    pub async fn usage(&self) -> Result<(Usage, u64)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(cpus), 0) AS cpus, COALESCE(SUM(memory_mb), 0) AS memory_mb, \
+             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running')",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok((
+            Usage { cpus: to_u64(row.try_get("cpus")?), memory_mb: to_u64(row.try_get("memory_mb")?) },
+            to_u64(row.try_get("jobs")?),
+        ))
+    }
+
+    /// Ended job → `cleaning`; `None` if the job is not in an ended status.
+    pub async fn begin_cleanup(&self, id: &str) -> Result<Option<Job>> {
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cleaning', updated_at = ?1 WHERE id = ?2 \
+             AND status IN ('completed', 'failed', 'timed_out', 'cancelled') RETURNING ",
+            job_columns!()
+        ))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    /// `cleaning` → `cleaned`, forgetting the artifacts whose files are gone. The
+    /// idempotency key is free from this commit on.
+    pub async fn finish_cleanup(&self, id: &str) -> Result<Option<Job>> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM artifacts WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        let job = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cleaned', updated_at = ?1 WHERE id = ?2 AND status = 'cleaning' RETURNING ",
+            job_columns!()
+        ))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// The artifact `name` of `job_id`.
+    pub async fn get_artifact(&self, job_id: &str, name: &str) -> Result<Option<Artifact>> {
+        sqlx::query("SELECT name, size_bytes, sha256 FROM artifacts WHERE job_id = ? AND name = ?")
+            .bind(job_id)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| {
+                Ok(Artifact {
+                    name: row.try_get("name")?,
+                    size_bytes: to_u64(row.try_get("size_bytes")?),
+                    sha256: row.try_get("sha256")?,
+                })
+            })
+            .transpose()
     }
 
     /// `starting` → `running` for the current attempt; `None` if the job moved on

@@ -76,7 +76,8 @@ async fn path_escapes_are_blocked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_host_environment_leaks_in() {
     let t = probe_server().await;
-    // SAFETY of intent: a variable only this process has; the guest must not see it.
+    // The server process has PATH (and more); the guest's environment is only the
+    // job's `env`, here empty.
     let job = contained(&t, &["env-dump"], |_| {}).await;
     assert_eq!(job.status, JobStatus::Completed);
     let out = t.stream_text(&job.id, LogStream::Stdout).await;

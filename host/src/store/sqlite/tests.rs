@@ -23,6 +23,8 @@ async fn seeded() -> (tempfile::TempDir, Store, String) {
     (dir, store, user)
 }
 
+const ROOMY: crate::store::Usage = crate::store::Usage { cpus: 64, memory_mb: 1 << 20 };
+
 fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
     NewJob {
         id: ids::new(ids::JOB),
@@ -75,11 +77,11 @@ async fn claims_take_priority_then_age_and_bump_the_attempt() -> Result<()> {
     let (_d, store, user) = seeded().await;
     let (low, _) = store.insert_job(&new_job(&user, None, 0)).await?;
     let (high, _) = store.insert_job(&new_job(&user, None, 5)).await?;
-    let first = store.claim_next("2099-01-01T00:00:00Z").await?.map(|j| (j.id, j.status, j.attempt));
+    let first = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| (j.id, j.status, j.attempt));
     assert_eq!(first, Some((high.id, JobStatus::Starting, 1)));
-    let second = store.claim_next("2099-01-01T00:00:00Z").await?.map(|j| j.id);
+    let second = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.id);
     assert_eq!(second, Some(low.id));
-    assert!(store.claim_next("2099-01-01T00:00:00Z").await?.is_none());
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.is_none());
     Ok(())
 }
 
@@ -87,7 +89,7 @@ async fn claims_take_priority_then_age_and_bump_the_attempt() -> Result<()> {
 async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled() -> Result<()> {
     let (_d, store, user) = seeded().await;
     let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
-    let claimed = store.claim_next("2099-01-01T00:00:00Z").await?.map(|j| j.attempt);
+    let claimed = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.attempt);
     assert_eq!(claimed, Some(1));
     assert!(store.mark_running(&job.id, 1).await?.is_some());
     let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
@@ -103,10 +105,10 @@ async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled() ->
 async fn orphans_are_requeued_while_attempts_remain_then_failed() -> Result<()> {
     let (_d, store, user) = seeded().await;
     let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
-    store.claim_next("2099-01-01T00:00:00Z").await?;
+    store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?;
     assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 1, failed: 0 });
     assert_eq!(store.get_job(&job.id).await?.map(|j| j.status), Some(JobStatus::Pending));
-    store.claim_next("2099-01-01T00:00:00Z").await?;
+    store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?;
     assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 0, failed: 1 });
     let failed = store.get_job(&job.id).await?;
     assert_eq!(failed.as_ref().map(|j| j.status), Some(JobStatus::Failed));
@@ -127,5 +129,20 @@ async fn log_chunks_read_back_in_order_from_a_sequence_number() -> Result<()> {
     store.append_logs(&chunks).await?;
     let got: Vec<u64> = store.read_logs(&job.id, 2, 2).await?.iter().map(|c| c.seq).collect();
     assert_eq!(got, [2, 3]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claim_admits_only_what_fits_beside_the_running_jobs() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let capacity = crate::store::Usage { cpus: 2, memory_mb: 100 };
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?; // 64 MiB each
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(a.id.clone()));
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.is_none(), "128 MiB > 100");
+    assert_eq!(store.usage().await?, (crate::store::Usage { cpus: 1, memory_mb: 64 }, 1));
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
+    store.finish(&a.id, 1, &done, &[]).await?;
+    assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(b.id));
     Ok(())
 }
