@@ -127,7 +127,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);
-    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir.clone());
+    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir);
     let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
     if recovered.requeued + recovered.failed > 0 {
         tracing::warn!(
@@ -145,13 +145,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .build()
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
-    let scheduler = Scheduler {
-        jobs: jobs.clone(),
-        runtime,
-        concurrency: config.concurrency,
-        jobs_dir,
-        exec: exec.handle().clone(),
-    };
+    let scheduler =
+        Scheduler { jobs: jobs.clone(), runtime, concurrency: config.concurrency, exec: exec.handle().clone() };
     tokio::spawn(scheduler.run(shutdown.clone()));
 
     let caller = Caller { user_id: admin, is_admin: true };

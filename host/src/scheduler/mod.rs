@@ -9,7 +9,6 @@ use crate::jobs::Jobs;
 use crate::jobs::model::Job;
 use crate::runtime::{RunSpec, Runtime};
 use crate::store::Finish;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -31,8 +30,6 @@ pub struct Scheduler {
     pub runtime: Arc<Runtime>,
     /// Most jobs running at once.
     pub concurrency: usize,
-    /// `<data>/jobs`, parent of every job's sandbox.
-    pub jobs_dir: PathBuf,
     /// Where runs execute: a runtime of their own, so guests never share worker
     /// threads with the RPC server.
     pub exec: tokio::runtime::Handle,
@@ -111,7 +108,7 @@ impl Scheduler {
             input_json: job.input.as_ref().map_or_else(|| "null".to_owned(), |v| v.to_string()),
             memory_mb: job.memory_mb,
             timeout: Duration::from_secs(u64::from(job.timeout_s)),
-            job_dir: self.jobs_dir.join(&job.id),
+            job_dir: self.jobs.jobs_dir().join(&job.id),
         };
         let sink = Arc::new(self.jobs.recorder().clone());
         let outcome = self.runtime.run(spec, sink, cancel).await;
