@@ -299,13 +299,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.read)
             .await?
-            .map(|row| {
-                Ok(Artifact {
-                    name: row.try_get("name")?,
-                    size_bytes: to_u64(row.try_get("size_bytes")?),
-                    sha256: row.try_get("sha256")?,
-                })
-            })
+            .map(|row| artifact_from_row(&row))
             .transpose()
     }
 
@@ -454,13 +448,7 @@ impl Store {
             .fetch_all(&self.read)
             .await?
             .iter()
-            .map(|row| {
-                Ok(Artifact {
-                    name: row.try_get("name")?,
-                    size_bytes: to_u64(row.try_get("size_bytes")?),
-                    sha256: row.try_get("sha256")?,
-                })
-            })
+            .map(artifact_from_row)
             .collect()
     }
 
@@ -537,6 +525,14 @@ async fn check_settings(pool: &SqlitePool) -> std::result::Result<(), String> {
         return Err("foreign_keys is off".into());
     }
     Ok(())
+}
+
+fn artifact_from_row(row: &SqliteRow) -> Result<Artifact> {
+    Ok(Artifact {
+        name: row.try_get("name")?,
+        size_bytes: to_u64(row.try_get("size_bytes")?),
+        sha256: row.try_get("sha256")?,
+    })
 }
 
 fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
