@@ -13,6 +13,7 @@
 //! - [`store`]: all SQL (SQLite today), migrations, the database's settings.
 //! - [`jobs`]: the domain — job records, statuses, validation, events.
 //! - [`plugins`]: installed components.
+//! - [`models`]: model pulls from a Hugging Face compatible hub and the local cache.
 //! - [`runtime`]: wasmtime, the component cache, sandboxes, the host side of `wit/`.
 //! - [`scheduler`]: claims pending jobs and runs them.
 //! - [`rpc`]: the JSON-RPC server; [`client`]: the typed client of it.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod ids;
 pub mod jobs;
+pub mod models;
 pub mod plugins;
 pub mod rpc;
 pub mod runtime;

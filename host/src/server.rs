@@ -2,6 +2,7 @@
 //! scheduler and RPC. Tests and `jobhost run` start it in-process on `127.0.0.1:0`.
 
 use crate::jobs::{Caller, Jobs, Limits};
+use crate::models::{HubConfig, Models};
 use crate::plugins::Plugins;
 use crate::rpc::{self, RpcServer};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -37,6 +38,8 @@ pub struct ServerConfig {
     pub max_open_resources: usize,
     /// Wasm stack per job, bytes.
     pub max_wasm_stack: usize,
+    /// The hub models are pulled from (`HF_ENDPOINT`, `HF_TOKEN`, `JOBHOST_HUB_FILE_HOSTS`).
+    pub hub: HubConfig,
 }
 
 impl ServerConfig {
@@ -51,6 +54,7 @@ impl ServerConfig {
             max_output_bytes: 1 << 30,
             max_open_resources: 4096,
             max_wasm_stack: 1 << 20,
+            hub: HubConfig::default(),
         }
     }
 }
@@ -137,6 +141,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         );
     }
     let plugins = Plugins::new(store.clone(), runtime.clone());
+    let models_dir = data.join("models");
+    std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
+    let models = Models::new(jobs.clone(), plugins.clone(), config.hub.clone(), models_dir);
 
     let exec = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -145,12 +152,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .build()
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
-    let scheduler =
-        Scheduler { jobs: jobs.clone(), runtime, concurrency: config.concurrency, exec: exec.handle().clone() };
+    let scheduler = Scheduler {
+        jobs: jobs.clone(),
+        runtime,
+        concurrency: config.concurrency,
+        exec: exec.handle().clone(),
+        pull: Some(models.grant()),
+    };
     tokio::spawn(scheduler.run(shutdown.clone()));
 
     let caller = Caller { user_id: admin, is_admin: true };
-    let rpc = rpc::serve(config.listen, rpc::Context { jobs, plugins, caller })
+    let rpc = rpc::serve(config.listen, rpc::Context { jobs, plugins, models, caller })
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");

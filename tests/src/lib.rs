@@ -13,3 +13,7 @@ pub const WORDCOUNT_WASM: &str = env!("WORDCOUNT_WASM");
 /// (echo, exit, trap, sleep, spin, alloc, recurse, open-files, flood, write-output,
 /// read-input, env-dump, escape, noop); see its `src/main.rs`.
 pub const PROBE_WASM: &str = env!("PROBE_WASM");
+
+/// `tests/guests/http-probe`: a WASI 0.2 command that GETs `argv[1]` through
+/// `wasi:http` and prints `status <code>`, or `error <code>` on stderr and exits 1.
+pub const HTTP_PROBE_WASM: &str = env!("HTTP_PROBE_WASM");

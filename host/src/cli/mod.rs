@@ -290,6 +290,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
+    config.hub = crate::models::HubConfig::from_vars(|k| std::env::var(k).ok());
     if let Some(n) = args.concurrency {
         if n == 0 {
             bail!("--concurrency must be at least 1");

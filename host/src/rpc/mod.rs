@@ -8,6 +8,7 @@
 
 use crate::jobs::model::JobStatus;
 use crate::jobs::{self, Caller, Jobs, SubmitRequest};
+use crate::models::Models;
 use crate::plugins::Plugins;
 use base64::Engine as _;
 use jsonrpsee::server::{
@@ -19,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod models;
 
 /// The largest request body accepted: a component travels base64-encoded in
 /// `plugins.install`, so this bounds the size of an installable component (~48 MiB).
@@ -60,6 +63,8 @@ pub struct Context {
     pub jobs: Jobs,
     /// Installed components.
     pub plugins: Plugins,
+    /// Model pulls and the model cache.
+    pub models: Models,
     /// The caller every request acts as (the local admin until tokens exist).
     pub caller: Caller,
 }
@@ -170,6 +175,8 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
         let _: Empty = parse(&p)?;
         ctx.jobs.usage().await.map_err(to_rpc_error)
     })?;
+
+    models::register(&mut m)?;
 
     m.register_subscription("jobs.subscribe", "jobs.event", "jobs.unsubscribe", |p, pending, ctx, _| async move {
         subscribe(p, pending, ctx).await

@@ -16,10 +16,12 @@
 
 mod capture;
 mod host;
+pub mod http;
 pub mod sandbox;
 
 use crate::jobs::model::{Artifact, JobStatus, LogChunk, LogStream, PluginKind, Progress};
 use capture::LogCapture;
+pub use http::HttpGrant;
 use sandbox::Sandbox;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -127,6 +129,11 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// `jobs/<id>`.
     pub job_dir: PathBuf,
+    /// Hosts the job may reach over `wasi:http` (none for an ordinary job).
+    pub http: Arc<HttpGrant>,
+    /// Directories shown to the guest besides the sandbox's own, read-write:
+    /// `(host path, guest path)` (the model puller's `/models`).
+    pub mounts: Vec<(PathBuf, String)>,
 }
 
 /// How a run ended.
@@ -189,6 +196,9 @@ impl Runtime {
         // WASI 0.2.12's `exit-with-code` is part of this set: it is how a command reports
         // an exact exit code (std maps every non-zero `exit` to 1).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        // Every component may import `wasi:http`; what it reaches is the job's
+        // allowlist, checked per request (empty unless the host grants one).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
         host::Job::add_to_linker::<JobState, wasmtime::component::HasSelf<JobState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
 
@@ -424,6 +434,11 @@ impl Runtime {
         if let Err(e) = sandbox.apply(&mut wasi) {
             return failed(format!("preparing the sandbox: {e}"));
         }
+        for (host_dir, guest) in &spec.mounts {
+            if let Err(e) = wasi.preopened_dir(host_dir, guest, wasmtime_wasi::FsPerms::ReadWrite) {
+                return failed(format!("preparing the sandbox: preopen {guest} from {}: {e:#}", host_dir.display()));
+            }
+        }
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.config.max_open_resources);
         let state = JobState {
@@ -434,6 +449,8 @@ impl Runtime {
             sink,
             job_id: spec.job_id.clone(),
             input_json: spec.input_json.clone(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http::JobHttpHooks { job_id: spec.job_id.clone(), grant: spec.http.clone() },
         };
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -531,11 +548,19 @@ pub struct JobState {
     sink: Arc<dyn JobSink>,
     job_id: String,
     input_json: String,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: http::JobHttpHooks,
 }
 
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for JobState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Scheduler {
     /// Where runs execute: a runtime of their own, so guests never share worker
     /// threads with the RPC server.
     pub exec: tokio::runtime::Handle,
+    /// What jobs of kind `pull` get besides the sandbox: the hub and `/models`.
+    pub pull: Option<crate::models::PullGrant>,
 }
 
 impl Scheduler {
@@ -99,7 +101,7 @@ impl Scheduler {
                 }
             })
         };
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             job_id: job.id.clone(),
             plugin: job.plugin.clone(),
             digest: job.plugin_digest.clone(),
@@ -109,7 +111,15 @@ impl Scheduler {
             memory_mb: job.memory_mb,
             timeout: Duration::from_secs(u64::from(job.timeout_s)),
             job_dir: self.jobs.jobs_dir().join(&job.id),
+            http: Arc::default(),
+            mounts: Vec::new(),
         };
+        if job.kind == "pull"
+            && let Some(grant) = &self.pull
+        {
+            spec.http = grant.http.clone();
+            spec.mounts.push((grant.models_dir.clone(), crate::models::MODELS_GUEST_DIR.to_owned()));
+        }
         let sink = Arc::new(self.jobs.recorder().clone());
         let outcome = self.runtime.run(spec, sink, cancel).await;
         renewer.abort();

@@ -601,3 +601,5 @@ fn to_u64(v: i64) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+mod pulls;

@@ -8,6 +8,7 @@
 
 mod core;
 mod lifecycle;
+mod pull;
 mod sandbox;
 
 use jobhost::client::Client;
