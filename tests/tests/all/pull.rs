@@ -3,9 +3,9 @@
 //! whose large files are served by a second server on 127.0.0.2. Also: an ordinary
 //! job cannot reach the network through `wasi:http`.
 
-use crate::{TestServer, eventually, sha256_hex};
+use crate::{TestServer, sha256_hex};
 use jobhost::jobs::SubmitRequest;
-use jobhost::jobs::model::{Job, JobStatus, LogStream};
+use jobhost::jobs::model::{EventKind, Job, JobStatus, LogStream};
 use jobhost::server::ServerConfig;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -407,7 +407,26 @@ async fn a_cancelled_pull_resumes_with_range_requests() {
     // A second request while it runs gets the same job.
     let dup = pull(&t, json!({"model": MODEL, "allow_patterns": [BIG]})).await;
     assert_eq!((dup["created"].clone(), dup["job"]["id"].clone()), (json!(false), json!(id)));
-    eventually(30, || async { t.client.get(&id).await.unwrap().progress.is_some_and(|p| p.done >= 3 << 20) }).await;
+    // Progress is pushed while bytes arrive, at least every 250 ms (plus delivery).
+    let ws = t.client.websocket().await.unwrap();
+    let mut events = ws.subscribe(Some(&id)).await.unwrap();
+    let mut seen: Vec<(tokio::time::Instant, u64)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.last().is_none_or(|(_, done)| *done < 3 << 20) {
+        let ev = tokio::time::timeout_at(deadline, events.next()).await.expect("progress within 30 s");
+        let ev = ev.unwrap().unwrap();
+        if let Some(p) = ev.progress.filter(|_| ev.kind == EventKind::Progress) {
+            assert_eq!(p.total, Some(BIG_SIZE as u64));
+            seen.push((tokio::time::Instant::now(), p.done));
+        }
+    }
+    let moving: Vec<_> = seen.iter().filter(|(_, d)| *d > 0).collect();
+    assert!(moving.len() >= 5, "{} progress events while 3 MiB arrived", moving.len());
+    for w in moving.windows(2) {
+        assert!(w[1].1 >= w[0].1, "done never goes back");
+        let gap = w[1].0 - w[0].0;
+        assert!(gap < Duration::from_millis(1500), "a {gap:?} gap between progress events");
+    }
     let cancelled = t.client.cancel(&id).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
     // Let the file host notice the closed connection before counting.
@@ -463,6 +482,14 @@ async fn an_unknown_repo_or_revision_fails_with_not_found() {
     assert_eq!(job.status, JobStatus::Failed);
     let error = job.error.unwrap_or_default();
     assert!(error.contains("repository not found") && error.contains("Invalid rev id: v9"), "{error}");
+
+    // Ended pulls older than N days are pruned with their records.
+    let kept: Value = t.client.call("models.prune", json!({"older_than_days": 1})).await.unwrap();
+    assert_eq!(kept["pruned"], json!(0));
+    let pruned: Value = t.client.call("models.prune", json!({"older_than_days": 0})).await.unwrap();
+    assert_eq!(pruned["pruned"], json!(2));
+    let gone = t.client.get(&job.id).await.unwrap_err().to_string();
+    assert!(gone.contains("not found"), "{gone}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
