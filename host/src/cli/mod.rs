@@ -15,6 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod bench_pull;
+mod pull;
+
 /// Default address of the server, for `serve` and for clients.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7717";
 
@@ -98,6 +101,10 @@ enum Command {
         /// Job id.
         id: String,
     },
+    /// Pull a model from the hub into the server's cache, showing progress.
+    Pull(pull::PullArgs),
+    /// Benchmark a model pull from a local hub against curl of the same files.
+    BenchPull(bench_pull::BenchPullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +249,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pull(args) => pull::pull(args).await,
+        Command::BenchPull(args) => bench_pull::bench_pull(args).await,
     }
 }
 
