@@ -474,22 +474,33 @@ impl BlobWriter {
         Ok(BlobWriter { file, offset, buf: Vec::with_capacity(CHUNK) })
     }
 
+    /// Buffers small pieces; a piece of [`CHUNK`]/2 or more goes straight to the file.
     fn write_all(&mut self, data: &[u8]) -> Result<(), String> {
+        if self.buf.is_empty() && data.len() >= CHUNK / 2 {
+            return self.write_at(data);
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK { self.flush() } else { Ok(()) }
     }
 
     fn flush(&mut self) -> Result<(), String> {
+        let buf = std::mem::take(&mut self.buf);
+        self.write_at(&buf)?;
+        self.buf = buf;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn write_at(&mut self, data: &[u8]) -> Result<(), String> {
         let mut done = 0;
-        while done < self.buf.len() {
-            let n = self.file.write(&self.buf[done..], self.offset).map_err(|e| e.name().to_owned())?;
+        while done < data.len() {
+            let n = self.file.write(&data[done..], self.offset).map_err(|e| e.name().to_owned())?;
             if n == 0 {
                 return Err("the write made no progress".into());
             }
             done += n as usize;
             self.offset += n;
         }
-        self.buf.clear();
         Ok(())
     }
 }
