@@ -102,17 +102,12 @@ impl HubConfig {
         (!authority.is_empty()).then(|| authority.to_ascii_lowercase())
     }
 
-    /// What a pull job may reach: the hub's host and the file hosts; the token for the
-    /// hub's host.
+    /// What a pull job may reach: the hub (its host, and only its port when the
+    /// endpoint names one) and the file hosts; the token for the hub's authority.
     pub fn grant(&self) -> HttpGrant {
         let mut allow_hosts = self.file_hosts.clone();
         if let Some(authority) = self.authority() {
-            let host = if authority.starts_with('[') {
-                authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
-            } else {
-                authority.rsplit_once(':').map_or(authority.clone(), |(h, _)| h.to_owned())
-            };
-            allow_hosts.insert(0, host.trim_start_matches('[').trim_end_matches(']').to_owned());
+            allow_hosts.insert(0, authority.replace(['[', ']'], ""));
         }
         let authorization =
             self.token.as_ref().zip(self.authority()).map(|(token, authority)| (authority, format!("Bearer {token}")));
@@ -388,6 +383,7 @@ mod tests {
         assert_eq!(hub.endpoint, "http://127.0.0.1:8080");
         let grant = hub.grant();
         assert!(grant.allows("127.0.0.1", 8080));
+        assert!(!grant.allows("127.0.0.1", 7717), "only the hub's port of its host");
         assert!(grant.allows("127.0.0.2", 9999));
         assert!(grant.allows("files.example", 443));
         assert!(grant.allows("cdn-lfs.huggingface.co", 443));

@@ -330,6 +330,19 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Waits until the hub has noticed closed connections (its byte count stops moving).
+async fn settle(hub: &Hub) -> u64 {
+    let mut last = hub.served();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = hub.served();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn without_f16() -> Vec<RepoFile> {
     repo_files().into_iter().filter(|f| f.path != "tiny-f16.gguf").collect()
 }
@@ -429,16 +442,7 @@ async fn a_cancelled_pull_resumes_with_range_requests() {
     }
     let cancelled = t.client.cancel(&id).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
-    // Let the file host notice the closed connection before counting.
-    let mut first = hub.served();
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = hub.served();
-        if now == first {
-            break;
-        }
-        first = now;
-    }
+    let first = settle(&hub).await;
     let partial = repo_dir(&t).join("blobs").join(format!("{}.incomplete", big().etag()));
     let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
     assert!(kept > 0 && kept < BIG_SIZE as u64, "a partial blob is kept: {kept} bytes");
@@ -453,6 +457,36 @@ async fn a_cancelled_pull_resumes_with_range_requests() {
     assert!(hub.requests().iter().any(|(s, _, _, r)| s == "files" && r.as_deref() == Some(&format!("bytes={kept}-"))));
     assert_eq!(std::fs::read(repo_dir(&t).join("snapshots").join(COMMIT).join(BIG)).unwrap(), big().data);
     assert!(!partial.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_cut_off_by_a_server_stop_resumes_after_the_restart() {
+    let hub = Hub::start().await;
+    hub.state.throttle_ms.store(40, Ordering::SeqCst);
+    let mut t = TestServer::start_with(|c| hub.config(c)).await;
+    let submitted = pull(&t, json!({"model": MODEL, "allow_patterns": [BIG]})).await;
+    let id = submitted["job"]["id"].as_str().unwrap().to_owned();
+    let partial = repo_dir(&t).join("blobs").join(format!("{}.incomplete", big().etag()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 1 << 20 {
+        assert!(tokio::time::Instant::now() < deadline, "no partial blob within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Stopping leaves the job exactly as a crash does; the restart recovers it.
+    t.stop().await;
+    settle(&hub).await;
+    t.restart_with(|c| hub.config(c)).await;
+    let recovered = t.wait(&id).await;
+    assert_eq!(recovered.status, JobStatus::Failed, "{recovered:?}");
+    let kept = std::fs::metadata(&partial).unwrap().len();
+
+    hub.state.throttle_ms.store(0, Ordering::SeqCst);
+    let before = hub.served();
+    let job = pull_and_wait(&t, json!({"model": MODEL, "allow_patterns": [BIG]})).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let fetched = hub.served() - before;
+    assert_eq!(fetched, BIG_SIZE as u64 - kept, "only the missing bytes are fetched");
+    assert_eq!(std::fs::read(repo_dir(&t).join("snapshots").join(COMMIT).join(BIG)).unwrap(), big().data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,11 +517,16 @@ async fn an_unknown_repo_or_revision_fails_with_not_found() {
     let error = job.error.unwrap_or_default();
     assert!(error.contains("repository not found") && error.contains("Invalid rev id: v9"), "{error}");
 
+    let job = pull_and_wait(&t, json!({"model": MODEL, "quantize": "q8_0"})).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap_or_default();
+    assert!(error.contains("quantize \"q8_0\"") && error.contains("tiny-f16.gguf"), "{error}");
+
     // Ended pulls older than N days are pruned with their records.
     let kept: Value = t.client.call("models.prune", json!({"older_than_days": 1})).await.unwrap();
     assert_eq!(kept["pruned"], json!(0));
     let pruned: Value = t.client.call("models.prune", json!({"older_than_days": 0})).await.unwrap();
-    assert_eq!(pruned["pruned"], json!(2));
+    assert_eq!(pruned["pruned"], json!(3));
     let gone = t.client.get(&job.id).await.unwrap_err().to_string();
     assert!(gone.contains("not found"), "{gone}");
 }
