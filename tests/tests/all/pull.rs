@@ -390,6 +390,29 @@ async fn a_pull_fills_the_cache_and_a_second_pull_downloads_nothing() {
     assert_eq!(hub.requests().iter().filter(|(_, l, ..)| l.contains("/resolve/")).count(), resolves);
     assert_snapshot(&t, &files);
 
+    // huggingface_hub finds the snapshot offline in the cache.
+    let script = format!(
+        "from huggingface_hub import snapshot_download, hf_hub_download\n\
+         p = snapshot_download('{MODEL}')\n\
+         print(p)\n\
+         print(open(hf_hub_download('{MODEL}', 'config.json')).read())\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .env("HF_HUB_CACHE", t.dir.path().join("models"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .output()
+        .expect("python3 runs (CI installs it with huggingface_hub: pip install huggingface_hub)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "huggingface_hub (pip install huggingface_hub) could not use the cache: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("snapshots/{COMMIT}")), "{stdout}");
+    assert!(stdout.contains(r#"{"model_type":"tiny"}"#), "{stdout}");
+
     // models.list reads the cache; models.delete removes it.
     let list: Value = t.client.call("models.list", json!({})).await.unwrap();
     let entries = list["models"].as_array().unwrap();
