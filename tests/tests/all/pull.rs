@@ -374,6 +374,7 @@ async fn a_pull_fills_the_cache_and_a_second_pull_downloads_nothing() {
     assert!(requests.iter().any(|(s, _, a, _)| s == "hub" && a.as_deref() == Some(&format!("Bearer {TOKEN}"))));
     assert!(requests.iter().filter(|(s, ..)| s == "files").all(|(_, _, a, _)| a.is_none()), "{requests:?}");
     assert!(requests.iter().any(|(s, ..)| s == "files"), "the large files came from the file host");
+    assert!(!serde_json::to_string(&job).unwrap().contains(TOKEN), "the token is not on the job record");
 
     // The record keeps the progress across a restart.
     let mut t = t;
