@@ -131,8 +131,9 @@ pub struct RunSpec {
     pub job_dir: PathBuf,
     /// Hosts the job may reach over `wasi:http` (none for an ordinary job).
     pub http: Arc<HttpGrant>,
-    /// Directories shown to the guest besides the sandbox's own, read-write:
-    /// `(host path, guest path)` (the model puller's `/models`).
+    /// Directories shown to the guest read-write, `(host path, guest path)`, instead
+    /// of the sandbox's `/input`, `/output` and `/work` (the model puller sees only
+    /// `/models`). Empty: the sandbox's three.
     pub mounts: Vec<(PathBuf, String)>,
 }
 
@@ -431,13 +432,26 @@ impl Runtime {
             .envs(&spec.env.iter().collect::<Vec<_>>())
             .stdout(capture.stream(LogStream::Stdout))
             .stderr(capture.stream(LogStream::Stderr));
-        if let Err(e) = sandbox.apply(&mut wasi) {
-            return failed(format!("preparing the sandbox: {e}"));
-        }
-        for (host_dir, guest) in &spec.mounts {
-            if let Err(e) = wasi.preopened_dir(host_dir, guest, wasmtime_wasi::FsPerms::ReadWrite) {
-                return failed(format!("preparing the sandbox: preopen {guest} from {}: {e:#}", host_dir.display()));
+        if spec.mounts.is_empty() {
+            if let Err(e) = sandbox.apply(&mut wasi) {
+                return failed(format!("preparing the sandbox: {e}"));
             }
+        } else {
+            for (host_dir, guest) in &spec.mounts {
+                if let Err(e) = wasi.preopened_dir(host_dir, guest, wasmtime_wasi::FsPerms::ReadWrite) {
+                    return failed(format!(
+                        "preparing the sandbox: preopen {guest} from {}: {e:#}",
+                        host_dir.display()
+                    ));
+                }
+            }
+            // The same policy as the sandbox's, over these directories instead.
+            wasi.initial_cwd(&spec.mounts[0].1)
+                .max_random_size(sandbox::MAX_RANDOM_BYTES)
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .socket_addr_check(|_, _| Box::pin(async { false }));
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.config.max_open_resources);
