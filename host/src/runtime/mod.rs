@@ -127,6 +127,8 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// `jobs/<id>`.
     pub job_dir: PathBuf,
+    /// Files to move in as `input/` before the first run (a consumed upload's).
+    pub input_from: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -322,7 +324,7 @@ impl Runtime {
     /// Runs one job to its end: prepares its sandbox, instantiates the component,
     /// enforces the deadline and cancellation, flushes output and collects artifacts.
     pub async fn run(self: &Arc<Self>, spec: RunSpec, sink: Arc<dyn JobSink>, cancel: CancellationToken) -> RunOutcome {
-        let sandbox = Sandbox::new(spec.job_dir.clone());
+        let sandbox = Sandbox::new(spec.job_dir.clone()).with_input_from(spec.input_from.clone());
         let capture = LogCapture::new(self.config.max_log_bytes);
         let flusher = {
             let (capture, sink, job_id) = (capture.clone(), sink.clone(), spec.job_id.clone());
