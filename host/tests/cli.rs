@@ -78,6 +78,19 @@ async fn the_server_log_holds_the_token_path_but_never_a_token() {
     let out =
         Command::new(BIN).args(["jobs", "--json", "--server", &url, "--token-file"]).arg(&token_path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gc =
+        Command::new(BIN).args(["gc", "--json", "--server", &url, "--token-file"]).arg(&token_path).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(report["jobs_cleaned"], 0, "{report}");
+    assert_eq!(report["uploads_expired"], 0, "{report}");
+    // A token without the admin scope may not sweep.
+    let denied = Command::new(BIN).args(["gc", "--server", &url, "--token", &minted.token]).output().unwrap();
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
     server.kill().unwrap();
     server.wait().unwrap();
     let log = log.lock().unwrap().clone();

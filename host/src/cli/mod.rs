@@ -123,6 +123,21 @@ struct ServeArgs {
     /// Days an ended job is kept before its files and logs are removed.
     #[arg(long, default_value_t = 30)]
     retention_days: u32,
+    /// Largest request body, bytes [default: 64 MiB].
+    #[arg(long)]
+    max_request_bytes: Option<u32>,
+    /// Most calls in one JSON-RPC batch [default: 1000].
+    #[arg(long)]
+    max_batch: Option<u32>,
+    /// Most connections at once [default: 1024].
+    #[arg(long)]
+    max_connections: Option<u32>,
+    /// Calls per second each token may make, sustained [default: 5000].
+    #[arg(long)]
+    rate_per_s: Option<u32>,
+    /// Calls a token may make in a burst [default: 50000].
+    #[arg(long)]
+    rate_burst: Option<u32>,
 }
 
 impl Conn {
@@ -340,6 +355,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bail!("--retention-days must be at least 1");
     }
     config.retention = Duration::from_secs(u64::from(args.retention_days) * 24 * 3600);
+    let t = &mut config.transport;
+    for (value, slot, name) in [
+        (args.max_request_bytes, &mut t.max_body_bytes, "--max-request-bytes"),
+        (args.max_batch, &mut t.max_batch, "--max-batch"),
+        (args.max_connections, &mut t.max_connections, "--max-connections"),
+        (args.rate_per_s, &mut t.rate_per_s, "--rate-per-s"),
+        (args.rate_burst, &mut t.rate_burst, "--rate-burst"),
+    ] {
+        match value {
+            Some(0) => bail!("{name} must be at least 1"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
     if let Some(n) = args.concurrency {
         if n == 0 {
             bail!("--concurrency must be at least 1");
