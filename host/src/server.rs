@@ -161,6 +161,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })?);
     let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir, uploads_dir.clone());
     let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir);
+    uploads.reset_staging().context("preparing the uploads directory")?;
     let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
     if recovered.requeued + recovered.failed > 0 {
         tracing::warn!(

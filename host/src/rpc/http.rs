@@ -24,7 +24,6 @@ use http_body_util::BodyExt as _;
 use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWriteExt as _;
@@ -190,24 +189,32 @@ fn content_length<B>(req: &HttpRequest<B>) -> Option<u64> {
     req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Streams the body into `file`, failing once more than `max` bytes arrived.
-async fn stream_to_file<B>(body: &mut B, file: &mut tokio::fs::File, max: u64) -> Result<u64, Error>
+/// Receives the body into a staged file, failing once more than `max` bytes arrived
+/// (or when `Content-Length` already says so).
+async fn receive<B>(ctx: &HttpContext, req: HttpRequest<B>, max: u64) -> Result<tempfile::TempPath, Error>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    let too_big = || Error::LimitExceeded(format!("bytes per upload: the limit is {}", ctx.uploads.limits().max_bytes));
+    if content_length(&req).is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    let (file, path) = ctx.uploads.stage()?.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut body = req.into_body();
     let mut written = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| Error::invalid("body", format!("reading the request body: {}", e.into())))?;
         let Ok(data) = frame.into_data() else { continue };
         written += data.len() as u64;
         if written > max {
-            return Err(Error::LimitExceeded(format!("bytes per upload: the limit is {max}")));
+            return Err(too_big());
         }
-        file.write_all(&data).await.map_err(|e| io_internal("writing an upload", &e))?;
+        file.write_all(&data).await.map_err(|e| io_internal("receiving a file", &e))?;
     }
-    file.sync_all().await.map_err(|e| io_internal("writing an upload", &e))?;
-    Ok(written)
+    file.sync_all().await.map_err(|e| io_internal("receiving a file", &e))?;
+    Ok(path)
 }
 
 async fn put_file<B>(
@@ -222,45 +229,15 @@ where
     B::Error: Into<BoxError>,
 {
     require(caller, Scope::Submit)?;
+    // Refuse early what can be refused before reading the body.
     let upload = ctx.uploads.open_for_write(caller, id).await?;
-    let rel = crate::uploads::check_path(path).map_err(|m| Error::invalid("path", m))?;
-    let max = ctx.uploads.limits().max_bytes.saturating_sub(upload.size_bytes);
-    if content_length(&req).is_some_and(|n| n > max) {
-        return Err(Error::LimitExceeded(format!("bytes per upload: the limit is {}", ctx.uploads.limits().max_bytes)));
-    }
-    // Written next to the upload first and moved in whole, so a refused or broken
-    // transfer never leaves a partial file in it.
-    let root = ctx.uploads.files_dir(&upload.id);
-    let tmp = root.with_extension(format!("part-{}", crate::ids::new("")));
-    let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io_internal("creating an upload file", &e))?;
-    let mut body = req.into_body();
-    let streamed = stream_to_file(&mut body, &mut file, max).await;
-    drop(file);
-    let moved = match streamed {
-        Ok(n) => move_into(&root, &rel, &tmp).await.map(|()| n),
-        Err(e) => Err(e),
-    };
-    let _ = tokio::fs::remove_file(&tmp).await;
-    let size = moved?;
-    ctx.uploads.record_size(&upload.id).await?;
+    crate::uploads::check_path(path).map_err(|m| Error::invalid("path", m))?;
+    let max = ctx.uploads.limits().max_bytes;
+    // Received whole beside the upload, then moved in: a refused or broken transfer
+    // never leaves a partial file in it.
+    let staged = receive(ctx, req, max).await?;
+    let size = ctx.uploads.place(caller, &upload.id, path, staged).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({ "id": upload.id, "path": path, "size_bytes": size })))
-}
-
-/// Moves the file `tmp` to `rel` inside the upload directory `root`, through cap-std.
-async fn move_into(root: &std::path::Path, rel: &std::path::Path, tmp: &std::path::Path) -> Result<(), Error> {
-    let (root, rel, tmp) = (root.to_path_buf(), rel.to_path_buf(), tmp.to_path_buf());
-    tokio::task::spawn_blocking(move || -> Result<(), Error> {
-        let dir = crate::uploads::open_dir(&root)?;
-        let parent_dir = root.parent().map(PathBuf::from).unwrap_or_default();
-        let outside = crate::uploads::open_dir(&parent_dir)?;
-        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-            dir.create_dir_all(parent).map_err(|e| Error::Conflict(format!("{}: {e}", rel.display())))?;
-        }
-        let tmp_name = tmp.file_name().map(PathBuf::from).unwrap_or_default();
-        outside.rename(&tmp_name, &dir, &rel).map_err(|e| Error::Conflict(format!("{}: {e}", rel.display())))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 async fn put_archive<B>(
@@ -275,34 +252,11 @@ where
 {
     require(caller, Scope::Submit)?;
     let upload = ctx.uploads.open_for_write(caller, id).await?;
-    let limits = ctx.uploads.limits().clone();
+    let limits = ctx.uploads.limits();
     // Tar adds a 512-byte header per entry and pads each entry to 512 bytes.
     let max = limits.max_bytes.saturating_add(limits.max_files.saturating_mul(1024)).saturating_add(1 << 20);
-    if content_length(&req).is_some_and(|n| n > max) {
-        return Err(Error::LimitExceeded(format!("bytes per upload: the limit is {}", limits.max_bytes)));
-    }
-    let root = ctx.uploads.files_dir(&upload.id);
-    let tmp = root.with_extension(format!("tar-{}", crate::ids::new("")));
-    let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io_internal("receiving an archive", &e))?;
-    let mut body = req.into_body();
-    let streamed = stream_to_file(&mut body, &mut file, max).await;
-    drop(file);
-    let unpacked = match streamed {
-        Ok(_) => {
-            let (tmp, root) = (tmp.clone(), root.clone());
-            tokio::task::spawn_blocking(move || {
-                let (bytes, files) = crate::runtime::sandbox::tree_stats(&root);
-                crate::uploads::archive::unpack(&tmp, &root, &limits, bytes, files)
-            })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))
-            .and_then(|r| r)
-        }
-        Err(e) => Err(e),
-    };
-    let _ = tokio::fs::remove_file(&tmp).await;
-    let unpacked = unpacked?;
-    ctx.uploads.record_size(&upload.id).await?;
+    let staged = receive(ctx, req, max).await?;
+    let unpacked = ctx.uploads.unpack(caller, &upload.id, staged).await?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "id": upload.id, "files": unpacked.files, "bytes": unpacked.bytes }),

@@ -101,6 +101,9 @@ impl Default for UploadLimits {
     }
 }
 
+/// Where HTTP bodies are received before they join an upload (`uploads/.incoming`;
+/// upload ids never start with a dot).
+const STAGING: &str = ".incoming";
 /// The longest path (in bytes) a file in an upload may have.
 const MAX_PATH: usize = 1024;
 /// The deepest a file may be nested.
@@ -225,19 +228,10 @@ impl Uploads {
                     format!("is past the end of {shown} ({} bytes)", existing.unwrap_or(0)),
                 ));
             }
-            let new_files = files + u64::from(existing.is_none());
-            if new_files > limits.max_files {
-                return Err(Error::LimitExceeded(format!("files per upload: the limit is {}", limits.max_files)));
-            }
             let end = offset + data.len() as u64;
-            let grown = end.saturating_sub(existing.unwrap_or(0));
-            if offset == 0 && existing.is_some() {
-                // A write from the start replaces the file.
-                let total = bytes - existing.unwrap_or(0) + end;
-                check_bytes(total, &limits)?;
-            } else {
-                check_bytes(bytes + grown, &limits)?;
-            }
+            // A write from the start replaces the file; one further on may grow it.
+            let new_size = if offset == 0 { end } else { end.max(existing.unwrap_or(0)) };
+            check_room(bytes, files, existing, new_size, &limits)?;
             if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
                 dir.create_dir_all(parent).map_err(|e| file_error(&shown, &e))?;
             }
@@ -253,6 +247,68 @@ impl Uploads {
         .map_err(|e| Error::Internal(format!("writing an upload: {e}")))??;
         self.record_size(&upload.id).await?;
         Ok(PutResult { id: upload.id, path: path.to_owned(), size_bytes: size })
+    }
+
+    /// Empties the directory where HTTP bodies are received (left-overs of transfers a
+    /// stopped process never finished) and makes sure it exists.
+    pub fn reset_staging(&self) -> io::Result<()> {
+        let staging = self.dir.join(STAGING);
+        match std::fs::remove_dir_all(&staging) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(staging)
+    }
+
+    /// A new temporary file to receive a body into, deleted when dropped unless it was
+    /// moved into an upload.
+    pub fn stage(&self) -> Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix("body-")
+            .tempfile_in(self.dir.join(STAGING))
+            .map_err(|e| internal("receiving a file", &e))
+    }
+
+    /// Moves a received file in as `path` of the caller's open upload `id`, within
+    /// the upload's limits; returns its size.
+    pub async fn place(&self, caller: &Caller, id: &str, path: &str, staged: tempfile::TempPath) -> Result<u64> {
+        let upload = self.open_for_write(caller, id).await?;
+        let rel = check_path(path).map_err(|m| Error::invalid("path", m))?;
+        let (root, staging, limits, shown) =
+            (self.files_dir(&upload.id), self.dir.join(STAGING), self.limits.clone(), path.to_owned());
+        let size = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let new_size = std::fs::metadata(&staged).map_err(|e| internal("receiving a file", &e))?.len();
+            let (bytes, files) = tree_stats(&root);
+            let dir = open_dir(&root)?;
+            let existing = dir.metadata(&rel).ok().filter(|m| m.is_file()).map(|m| m.len());
+            check_room(bytes, files, existing, new_size, &limits)?;
+            if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                dir.create_dir_all(parent).map_err(|e| file_error(&shown, &e))?;
+            }
+            let from = open_dir(&staging)?;
+            let name = staged.file_name().map(PathBuf::from).unwrap_or_default();
+            from.rename(&name, &dir, &rel).map_err(|e| file_error(&shown, &e))?;
+            Ok(new_size)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("placing an upload file: {e}")))??;
+        self.record_size(&upload.id).await?;
+        Ok(size)
+    }
+
+    /// Checks a received tar archive whole, then unpacks it into the caller's open
+    /// upload `id` (see [`archive`]).
+    pub async fn unpack(&self, caller: &Caller, id: &str, staged: tempfile::TempPath) -> Result<archive::Unpacked> {
+        let upload = self.open_for_write(caller, id).await?;
+        let (root, limits) = (self.files_dir(&upload.id), self.limits.clone());
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let (bytes, files) = tree_stats(&root);
+            archive::unpack(&staged, &root, &limits, bytes, files)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("unpacking an archive: {e}")))??;
+        self.record_size(&upload.id).await?;
+        Ok(unpacked)
     }
 
     /// Re-measures an upload's files and records their size and count.
@@ -301,8 +357,13 @@ pub async fn remove_dir(dir: &Path) {
     }
 }
 
-fn check_bytes(total: u64, limits: &UploadLimits) -> Result<()> {
-    if total > limits.max_bytes {
+/// Checks that an upload holding `bytes` in `files` files stays within its limits
+/// when one file (now `existing` bytes, or absent) becomes `new_size` bytes.
+fn check_room(bytes: u64, files: u64, existing: Option<u64>, new_size: u64, limits: &UploadLimits) -> Result<()> {
+    if files + u64::from(existing.is_none()) > limits.max_files {
+        return Err(Error::LimitExceeded(format!("files per upload: the limit is {}", limits.max_files)));
+    }
+    if bytes - existing.unwrap_or(0).min(bytes) + new_size > limits.max_bytes {
         return Err(Error::LimitExceeded(format!("bytes per upload: the limit is {}", limits.max_bytes)));
     }
     Ok(())

@@ -233,9 +233,15 @@ async fn upload_limits_are_enforced_with_limit_exceeded() {
     t.client.upload_put(&upload.id, "two", b"2").await.unwrap();
     let third = t.client.upload_put(&upload.id, "three", b"3").await.unwrap_err();
     assert_eq!(third.kind(), Some("limit_exceeded"), "{third}");
+    let third_http = t.client.put_file(&upload.id, "three", b"3".to_vec()).await.unwrap_err();
+    assert_eq!(third_http.kind(), Some("limit_exceeded"), "{third_http}");
+    let replaced = t.client.put_file(&upload.id, "two", b"22".to_vec()).await.unwrap();
+    assert_eq!(replaced["size_bytes"], 2, "replacing a file needs no new slot");
     t.client.create_upload().await.unwrap();
     let many = t.client.create_upload().await.unwrap_err();
     assert_eq!(many.kind(), Some("limit_exceeded"), "{many}");
     let sealed = t.client.finalize_upload(&upload.id).await.unwrap();
-    assert_eq!((sealed.size_bytes, sealed.file_count), (2, 2), "refused writes left nothing behind");
+    assert_eq!((sealed.size_bytes, sealed.file_count), (3, 2), "refused writes left nothing behind");
+    let staging = t.dir.path().join("uploads/.incoming");
+    assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0, "no received body is left over");
 }
