@@ -13,6 +13,8 @@
 //! - Guests run with epoch interruption and yield to the async runtime on every tick,
 //!   so a busy guest cannot starve other tasks and stops promptly at its deadline or
 //!   when cancelled.
+//! - Writes under `/output` are counted where the guest makes them and refused past the
+//!   job's limit (`quota`); a measurement of the directory is the backstop.
 
 mod capture;
 mod host;

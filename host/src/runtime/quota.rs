@@ -11,7 +11,9 @@
 //! - a stream opened for writing on an `/output` file is wrapped in a [`QuotaStream`],
 //!   and a positional `write` on one is checked the same way: a write that would take
 //!   the job's files under `/output` past the limit is refused whole, and the guest
-//!   sees WASI's `insufficient-space` (`ENOSPC`, "No space left on device");
+//!   sees WASI's `insufficient-space` (a guest whose writes go through the WASI
+//!   preview 1 adapter, as Rust std's do today, sees an I/O error: the adapter reports
+//!   every failed stream write so). The job then ends `failed` (see [`OutputQuota::refusal`]);
 //! - writes anywhere else go to wasmtime-wasi's streams untouched, at full speed.
 //!
 //! What is counted is growth: the bytes by which writes extend a file past its end, so
@@ -36,6 +38,8 @@ use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, St
 
 /// The `wasi:filesystem/types` instance wasmtime-wasi 48 defines; guests importing an
 /// older 0.2.x version are matched to it by semver, and so reach these definitions.
+/// It must follow wasmtime-wasi's version: if it stops matching, these definitions
+/// no longer replace wasmtime-wasi's, and the sandbox tests of the output limit fail.
 const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// `ENOSPC` (the same number on Linux, macOS and the BSDs): wasmtime-wasi turns an
 /// I/O error with this code into WASI's `insufficient-space`, which is what a guest's
