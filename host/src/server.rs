@@ -1,23 +1,25 @@
 //! Wires the layers into a running server: data dir, store, runtime, domain,
 //! scheduler and RPC. Tests and `jobhost run` start it in-process on `127.0.0.1:0`.
 
-use crate::jobs::{Caller, Jobs, Limits};
+use crate::auth::Auth;
+use crate::jobs::{Jobs, Limits};
 use crate::models::{HubConfig, Models};
 use crate::plugins::Plugins;
-use crate::rpc::{self, RpcServer};
+use crate::rpc::{self, RpcServer, TransportLimits};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::Scheduler;
+use crate::scheduler::sweeper::Sweeper;
 use crate::store::Store;
+use crate::uploads::{UploadLimits, Uploads};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Name of the database file in the data dir.
 pub const DB_FILE: &str = "jobhost.db";
-/// The user every request acts as until API tokens exist.
-pub const LOCAL_ADMIN: &str = "admin";
 
 /// Everything `jobhost serve` can be told.
 #[derive(Debug, Clone)]
@@ -40,6 +42,16 @@ pub struct ServerConfig {
     pub max_wasm_stack: usize,
     /// The hub models are pulled from (`HF_ENDPOINT`, `HF_TOKEN`, `JOBHOST_HUB_FILE_HOSTS`).
     pub hub: HubConfig,
+    /// Limits on uploads.
+    pub uploads: UploadLimits,
+    /// How long ended jobs are kept before the sweeper cleans them.
+    pub retention: Duration,
+    /// How often the sweeper runs.
+    pub sweep_every: Duration,
+    /// Limits of the HTTP/WebSocket transport.
+    pub transport: TransportLimits,
+    /// Allow listening on an address other than loopback.
+    pub allow_remote: bool,
 }
 
 impl ServerConfig {
@@ -55,6 +67,11 @@ impl ServerConfig {
             max_open_resources: 4096,
             max_wasm_stack: 1 << 20,
             hub: HubConfig::default(),
+            uploads: UploadLimits::default(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            sweep_every: Duration::from_secs(60),
+            transport: TransportLimits::default(),
+            allow_remote: false,
         }
     }
 }
@@ -76,6 +93,11 @@ impl RunningServer {
     /// `http://<addr>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.local_addr)
+    }
+
+    /// The first admin's API token, from `DATA_DIR/token`.
+    pub fn admin_token(&self) -> std::io::Result<String> {
+        crate::auth::read_token_file(&self.data_dir.join(crate::auth::TOKEN_FILE))
     }
 
     /// `ws://<addr>`.
@@ -115,13 +137,23 @@ impl Drop for RunningServer {
 
 /// Opens the data dir and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    if !config.listen.ip().is_loopback() && !config.allow_remote {
+        anyhow::bail!(
+            "{} is not a loopback address: listening where other machines can connect needs --allow-remote",
+            config.listen
+        );
+    }
     let data = &config.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
     let jobs_dir = data.join("jobs");
-    std::fs::create_dir_all(&jobs_dir).with_context(|| format!("creating {}", jobs_dir.display()))?;
+    let uploads_dir = data.join("uploads");
+    for dir in [&jobs_dir, &uploads_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
 
     let store = Store::open(&data.join(DB_FILE)).await?;
-    let admin = store.ensure_user(LOCAL_ADMIN, true).await?;
+    let auth = Auth::new(store.clone());
+    auth.bootstrap(data).await.context("creating the first admin token")?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         plugins_dir: data.join("plugins"),
         max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
@@ -131,7 +163,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);
-    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir);
+    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir, uploads_dir.clone());
+    let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir);
+    uploads.reset_staging().context("preparing the uploads directory")?;
     let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
     if recovered.requeued + recovered.failed > 0 {
         tracing::warn!(
@@ -160,9 +194,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         pull: Some(models.grant()),
     };
     tokio::spawn(scheduler.run(shutdown.clone()));
+    let sweeper = Sweeper {
+        jobs: jobs.clone(),
+        uploads: uploads.clone(),
+        retention: config.retention,
+        every: config.sweep_every,
+    };
+    tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    let caller = Caller { user_id: admin, is_admin: true };
-    let rpc = rpc::serve(config.listen, rpc::Context { jobs, plugins, models, caller })
+    let ctx = rpc::Context::new(jobs, plugins, uploads, auth, sweeper, models, &config.transport);
+    let rpc = rpc::serve(config.listen, ctx, &config.transport)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");

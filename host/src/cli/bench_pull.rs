@@ -83,7 +83,7 @@ pub(super) async fn bench_pull(args: BenchPullArgs) -> anyhow::Result<ExitCode> 
     config.hub.endpoint = format!("http://{hub}");
     config.hub.file_hosts = vec!["127.0.0.2".into()];
     let server = server::start(config).await?;
-    let client = Client::new(&server.url())?;
+    let client = Client::with_token(&server.url(), Some(&server.admin_token()?))?;
 
     // Warm-up: installs and compiles the puller, fetches the small file.
     let warm = pull(&client, serde_json::json!({"model": MODEL, "allow_patterns": ["config.json"]})).await?;

@@ -4,7 +4,6 @@
 //! server (`jobhost cancel <id>` stops it).
 
 use super::{Conn, exit_code_of, print_job};
-use crate::client::Client;
 use crate::jobs::Submitted;
 use crate::jobs::model::Job;
 use clap::Args;
@@ -32,7 +31,7 @@ pub(super) struct PullArgs {
 }
 
 pub(super) async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.conn.server)?;
+    let client = args.conn.client()?;
     let mut params = serde_json::json!({ "model": args.model, "allow_patterns": args.allow_patterns });
     if let Some(r) = &args.revision {
         params["revision"] = r.clone().into();

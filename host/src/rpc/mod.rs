@@ -5,12 +5,23 @@
 //! wrongly typed field named by its path), calls the domain, and maps the domain's
 //! error to one JSON-RPC error code with a stable `data.kind` — in [`to_rpc_error`],
 //! and nowhere else.
+//!
+//! Who calls is settled in front of jsonrpsee, by the HTTP layer in [`http`]: each
+//! method names the scope it needs and gets the caller through [`authorize`], which
+//! also applies the per-token request rate.
 
+pub mod http;
+mod rate;
+
+use crate::auth::{Auth, Scope};
 use crate::jobs::model::JobStatus;
 use crate::jobs::{self, Caller, Jobs, SubmitRequest};
 use crate::models::Models;
 use crate::plugins::Plugins;
+use crate::scheduler::sweeper::Sweeper;
+use crate::uploads::Uploads;
 use base64::Engine as _;
+use jsonrpsee::Extensions;
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
 };
@@ -23,13 +34,33 @@ use std::time::Duration;
 
 mod models;
 
-/// The largest request body accepted: a component travels base64-encoded in
-/// `plugins.install`, so this bounds the size of an installable component (~48 MiB).
-pub const MAX_REQUEST_BODY: u32 = 64 << 20;
-/// Most calls in one batch.
-pub const MAX_BATCH: u32 = 1000;
-/// Most connections at once.
-pub const MAX_CONNECTIONS: u32 = 1024;
+/// Limits of the transport, each refused with a clear error when passed.
+#[derive(Debug, Clone)]
+pub struct TransportLimits {
+    /// The largest request body (and response) in bytes. A component travels
+    /// base64-encoded in `plugins.install`, so this bounds an installable component.
+    pub max_body_bytes: u32,
+    /// Most calls in one batch.
+    pub max_batch: u32,
+    /// Most connections at once.
+    pub max_connections: u32,
+    /// Calls per second each token may make, sustained.
+    pub rate_per_s: u32,
+    /// Calls a token may make in a burst above the sustained rate.
+    pub rate_burst: u32,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            max_body_bytes: 64 << 20,
+            max_batch: 1000,
+            max_connections: 1024,
+            rate_per_s: 5_000,
+            rate_burst: 50_000,
+        }
+    }
+}
 
 /// `artifacts.read` without `length`.
 pub const DEFAULT_READ: u64 = 1 << 20;
@@ -63,10 +94,56 @@ pub struct Context {
     pub jobs: Jobs,
     /// Installed components.
     pub plugins: Plugins,
+    /// Uploads.
+    pub uploads: Uploads,
     /// Model pulls and the model cache.
     pub models: Models,
-    /// The caller every request acts as (the local admin until tokens exist).
-    pub caller: Caller,
+    /// Users and tokens.
+    pub auth: Auth,
+    /// Retention and expiry, for `system.gc`.
+    pub sweeper: Sweeper,
+    /// Per-token request rates.
+    pub rate: rate::RateLimiter,
+}
+
+impl Context {
+    /// The context of a server with `limits`.
+    pub fn new(
+        jobs: Jobs,
+        plugins: Plugins,
+        uploads: Uploads,
+        auth: Auth,
+        sweeper: Sweeper,
+        models: Models,
+        limits: &TransportLimits,
+    ) -> Context {
+        let rate = rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst);
+        Context { jobs, plugins, uploads, models, auth, sweeper, rate }
+    }
+}
+
+/// The caller of a request, if it may act with `scope` and is within its rate.
+pub fn authorize(ctx: &Context, ext: &Extensions, scope: Scope) -> Result<Caller, ErrorObjectOwned> {
+    let Some(caller) = ext.get::<Caller>() else {
+        return Err(to_rpc_error(jobs::Error::Unauthorized(
+            "this call needs an `Authorization: Bearer <token>` header".into(),
+        )));
+    };
+    if !caller.has(scope) {
+        return Err(to_rpc_error(jobs::Error::Forbidden(format!(
+            "this token lacks the {:?} scope this call needs",
+            scope.as_str()
+        ))));
+    }
+    if let Some(token) = &caller.token_id
+        && !ctx.rate.allow(token)
+    {
+        return Err(to_rpc_error(jobs::Error::LimitExceeded(format!(
+            "request rate: this token may make {} calls per second",
+            ctx.rate.per_s()
+        ))));
+    }
+    Ok(caller.clone())
 }
 
 /// A running RPC server.
@@ -79,14 +156,23 @@ pub struct RpcServer {
 }
 
 /// Binds `listen` and serves the API.
-pub async fn serve(listen: SocketAddr, ctx: Context) -> anyhow::Result<RpcServer> {
+pub async fn serve(listen: SocketAddr, ctx: Context, limits: &TransportLimits) -> anyhow::Result<RpcServer> {
     let config = ServerConfig::builder()
-        .max_request_body_size(MAX_REQUEST_BODY)
-        .max_response_body_size(MAX_REQUEST_BODY)
-        .max_connections(MAX_CONNECTIONS)
-        .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH))
+        .max_request_body_size(limits.max_body_bytes)
+        .max_response_body_size(limits.max_body_bytes)
+        .max_connections(limits.max_connections)
+        .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .build();
-    let server = Server::builder().set_config(config).build(listen).await?;
+    let layer = http::HttpLayer::new(http::HttpContext {
+        auth: ctx.auth.clone(),
+        uploads: ctx.uploads.clone(),
+        jobs: ctx.jobs.clone(),
+    });
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().layer(layer))
+        .build(listen)
+        .await?;
     let local_addr = server.local_addr()?;
     let handle = server.start(module(ctx)?);
     Ok(RpcServer { local_addr, handle })
@@ -99,7 +185,8 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
         Ok::<_, ErrorObjectOwned>(Health { status: "ok".into(), version: crate::VERSION.into() })
     })?;
 
-    m.register_async_method("plugins.install", |p, ctx, _| async move {
+    m.register_async_method("plugins.install", |p, ctx, ext| async move {
+        authorize(&ctx, &ext, Scope::Admin)?;
         let req: InstallRequest = parse(&p)?;
         let plugin = ctx.plugins.install(&req.name, &req.wasm_base64).await.map_err(to_rpc_error)?;
         Ok::<_, ErrorObjectOwned>(serde_json::json!({
@@ -107,25 +194,30 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
             "size_bytes": plugin.size_bytes, "installed_at": plugin.installed_at,
         }))
     })?;
-    m.register_async_method("plugins.list", |p, ctx, _| async move {
+    m.register_async_method("plugins.list", |p, ctx, ext| async move {
+        authorize(&ctx, &ext, Scope::Read)?;
         let _: Empty = parse(&p)?;
         let plugins = ctx.plugins.list().await.map_err(to_rpc_error)?;
         Ok::<_, ErrorObjectOwned>(serde_json::json!({ "plugins": plugins }))
     })?;
 
-    m.register_async_method("jobs.submit", |p, ctx, _| async move {
+    m.register_async_method("jobs.submit", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Submit)?;
         let req: SubmitRequest = parse(&p)?;
-        ctx.jobs.submit(&ctx.caller, req).await.map_err(to_rpc_error)
+        ctx.jobs.submit(&caller, req).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.get", |p, ctx, _| async move {
+    m.register_async_method("jobs.get", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
         let req: IdRequest = parse(&p)?;
-        ctx.jobs.get(&ctx.caller, &req.id).await.map_err(to_rpc_error)
+        ctx.jobs.get(&caller, &req.id).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.list", |p, ctx, _| async move {
+    m.register_async_method("jobs.list", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
         let req: ListRequest = parse(&p)?;
-        ctx.jobs.list(&ctx.caller, req.status, req.cursor, req.limit).await.map_err(to_rpc_error)
+        ctx.jobs.list(&caller, req.status, req.cursor, req.limit).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.wait", |p, ctx, _| async move {
+    m.register_async_method("jobs.wait", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
         let req: WaitRequest = parse(&p)?;
         let timeout = match req.timeout_s {
             None => jobs::DEFAULT_WAIT,
@@ -137,27 +229,32 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
                 )));
             }
         };
-        ctx.jobs.wait(&ctx.caller, &req.id, timeout).await.map_err(to_rpc_error)
+        ctx.jobs.wait(&caller, &req.id, timeout).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.cancel", |p, ctx, _| async move {
+    m.register_async_method("jobs.cancel", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Submit)?;
         let req: IdRequest = parse(&p)?;
-        ctx.jobs.cancel(&ctx.caller, &req.id).await.map_err(to_rpc_error)
+        ctx.jobs.cancel(&caller, &req.id).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.logs", |p, ctx, _| async move {
+    m.register_async_method("jobs.logs", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
         let req: LogsRequest = parse(&p)?;
-        ctx.jobs.logs(&ctx.caller, &req.id, req.since_seq.unwrap_or(0), req.limit).await.map_err(to_rpc_error)
+        ctx.jobs.logs(&caller, &req.id, req.since_seq.unwrap_or(0), req.limit).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("artifacts.list", |p, ctx, _| async move {
+    m.register_async_method("artifacts.list", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
         let req: JobIdRequest = parse(&p)?;
-        let artifacts = ctx.jobs.artifacts(&ctx.caller, &req.job_id).await.map_err(to_rpc_error)?;
+        let artifacts = ctx.jobs.artifacts(&caller, &req.job_id).await.map_err(to_rpc_error)?;
         Ok::<_, ErrorObjectOwned>(serde_json::json!({ "artifacts": artifacts }))
     })?;
 
-    m.register_async_method("jobs.cleanup", |p, ctx, _| async move {
+    m.register_async_method("jobs.cleanup", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Submit)?;
         let req: IdRequest = parse(&p)?;
-        ctx.jobs.cleanup(&ctx.caller, &req.id).await.map_err(to_rpc_error)
+        ctx.jobs.cleanup(&caller, &req.id).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("artifacts.read", |p, ctx, _| async move {
+    m.register_async_method("artifacts.read", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
         let req: ReadArtifactRequest = parse(&p)?;
         let length = req.length.unwrap_or(DEFAULT_READ);
         if length == 0 || length > MAX_READ {
@@ -165,31 +262,94 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
         }
         let (data, eof) = ctx
             .jobs
-            .read_artifact(&ctx.caller, &req.job_id, &req.name, req.offset.unwrap_or(0), length)
+            .read_artifact(&caller, &req.job_id, &req.name, req.offset.unwrap_or(0), length)
             .await
             .map_err(to_rpc_error)?;
         let data_base64 = base64::engine::general_purpose::STANDARD.encode(data);
         Ok::<_, ErrorObjectOwned>(serde_json::json!({ "data_base64": data_base64, "eof": eof }))
     })?;
-    m.register_async_method("resources.usage", |p, ctx, _| async move {
+    m.register_async_method("resources.usage", |p, ctx, ext| async move {
+        authorize(&ctx, &ext, Scope::Read)?;
         let _: Empty = parse(&p)?;
         ctx.jobs.usage().await.map_err(to_rpc_error)
     })?;
 
     models::register(&mut m)?;
 
-    m.register_subscription("jobs.subscribe", "jobs.event", "jobs.unsubscribe", |p, pending, ctx, _| async move {
-        subscribe(p, pending, ctx).await
+    m.register_async_method("uploads.create", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Submit)?;
+        let _: Empty = parse(&p)?;
+        ctx.uploads.create(&caller).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("uploads.put", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Submit)?;
+        let req: PutRequest = parse(&p)?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(req.data_base64.trim())
+            .map_err(|e| to_rpc_error(jobs::Error::invalid("data_base64", format!("is not valid base64: {e}"))))?;
+        ctx.uploads.put(&caller, &req.id, &req.path, data, req.offset).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("uploads.finalize", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Submit)?;
+        let req: IdRequest = parse(&p)?;
+        ctx.uploads.finalize(&caller, &req.id).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("uploads.get", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
+        let req: IdRequest = parse(&p)?;
+        ctx.uploads.get(&caller, &req.id).await.map_err(to_rpc_error)
+    })?;
+
+    m.register_async_method("users.create", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Admin)?;
+        let req: CreateUserRequest = parse(&p)?;
+        ctx.auth.create_user(&caller, &req.name, req.is_admin).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("users.list", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read)?;
+        let _: Empty = parse(&p)?;
+        let users = ctx.auth.list_users(&caller).await.map_err(to_rpc_error)?;
+        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "users": users }))
+    })?;
+    m.register_async_method("tokens.create", |p, ctx, ext| async move {
+        // Any scope will do: what the new token may hold is checked against the caller's.
+        let caller = authorize(&ctx, &ext, Scope::Read).or_else(|_| authorize(&ctx, &ext, Scope::Submit))?;
+        let req: CreateTokenRequest = parse(&p)?;
+        ctx.auth.create_token(&caller, req.user.as_deref(), &req.scopes, req.expires_in_s).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("tokens.list", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read).or_else(|_| authorize(&ctx, &ext, Scope::Submit))?;
+        let _: Empty = parse(&p)?;
+        let tokens = ctx.auth.list_tokens(&caller).await.map_err(to_rpc_error)?;
+        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "tokens": tokens }))
+    })?;
+    m.register_async_method("tokens.revoke", |p, ctx, ext| async move {
+        let caller = authorize(&ctx, &ext, Scope::Read).or_else(|_| authorize(&ctx, &ext, Scope::Submit))?;
+        let req: IdRequest = parse(&p)?;
+        ctx.auth.revoke_token(&caller, &req.id).await.map_err(to_rpc_error)
+    })?;
+    m.register_async_method("system.gc", |p, ctx, ext| async move {
+        authorize(&ctx, &ext, Scope::Admin)?;
+        let _: Empty = parse(&p)?;
+        ctx.sweeper.sweep_now().await.map_err(to_rpc_error)
+    })?;
+
+    m.register_subscription("jobs.subscribe", "jobs.event", "jobs.unsubscribe", |p, pending, ctx, ext| async move {
+        subscribe(p, pending, ctx, ext).await
     })?;
     Ok(m)
 }
 
-async fn subscribe(p: Params<'static>, pending: PendingSubscriptionSink, ctx: Arc<Context>) {
+async fn subscribe(p: Params<'static>, pending: PendingSubscriptionSink, ctx: Arc<Context>, ext: Extensions) {
+    let caller = match authorize(&ctx, &ext, Scope::Read) {
+        Ok(c) => c,
+        Err(e) => return pending.reject(e).await,
+    };
     let req: SubscribeRequest = match parse(&p) {
         Ok(r) => r,
         Err(e) => return pending.reject(e).await,
     };
-    let mut sub = match ctx.jobs.subscribe(&ctx.caller, req.id.as_deref()).await {
+    let mut sub = match ctx.jobs.subscribe(&caller, req.id.as_deref()).await {
         Ok(s) => s,
         Err(e) => return pending.reject(to_rpc_error(e)).await,
     };
@@ -245,21 +405,34 @@ fn field_from_message(msg: &str) -> Option<String> {
 
 /// The one mapping from domain errors to JSON-RPC errors.
 pub fn to_rpc_error(e: jobs::Error) -> ErrorObjectOwned {
+    let (code, message, data) = error_parts(&e);
+    ErrorObjectOwned::owned(code, message, Some(data))
+}
+
+/// The error as the JSON of a JSON-RPC error object, for answers made outside
+/// jsonrpsee (the HTTP layer).
+pub fn error_object(e: &jobs::Error) -> serde_json::Value {
+    let (code, message, data) = error_parts(e);
+    serde_json::json!({ "code": code, "message": message, "data": data })
+}
+
+fn error_parts(e: &jobs::Error) -> (i32, String, serde_json::Value) {
     use jobs::Error as E;
-    let code = match &e {
+    let code = match e {
         E::NotFound(_) => codes::NOT_FOUND,
         E::InvalidParams { .. } => codes::INVALID_PARAMS,
         E::Conflict(_) => codes::CONFLICT,
+        E::Unauthorized(_) => codes::UNAUTHORIZED,
         E::Forbidden(_) => codes::FORBIDDEN,
         E::LimitExceeded(_) => codes::LIMIT_EXCEEDED,
         E::Unavailable(_) => codes::UNAVAILABLE,
         E::Internal(_) => codes::INTERNAL,
     };
-    let data = match &e {
+    let data = match e {
         E::InvalidParams { field: Some(field), .. } => serde_json::json!({ "kind": e.kind(), "field": field }),
         _ => serde_json::json!({ "kind": e.kind() }),
     };
-    ErrorObjectOwned::owned(code, e.to_string(), Some(data))
+    (code, e.to_string(), data)
 }
 
 /// `system.health` result.
@@ -280,6 +453,34 @@ struct Empty {}
 struct InstallRequest {
     name: String,
     wasm_base64: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutRequest {
+    id: String,
+    path: String,
+    data_base64: String,
+    #[serde(default)]
+    offset: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserRequest {
+    name: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenRequest {
+    #[serde(default)]
+    user: Option<String>,
+    scopes: Vec<Scope>,
+    #[serde(default)]
+    expires_in_s: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -13,15 +13,19 @@
 //! - Guests run with epoch interruption and yield to the async runtime on every tick,
 //!   so a busy guest cannot starve other tasks and stops promptly at its deadline or
 //!   when cancelled.
+//! - Writes under `/output` are counted where the guest makes them and refused past the
+//!   job's limit (`quota`); a measurement of the directory is the backstop.
 
 mod capture;
 mod host;
 pub mod http;
+mod quota;
 pub mod sandbox;
 
 use crate::jobs::model::{Artifact, JobStatus, LogChunk, LogStream, PluginKind, Progress};
 use capture::LogCapture;
 pub use http::HttpGrant;
+use quota::{OutputQuota, OutputQuotaView};
 use sandbox::Sandbox;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -41,8 +45,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How often captured output is handed to the sink while a job runs.
 pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the size of a running job's `/output` is measured against its limit.
-/// WASI file writes go straight to cap-std files, so the limit is enforced by
-/// measuring: a guest can overshoot by what it writes in one period.
+/// Writes through `/output` descriptors are refused at the limit (see `quota`); the
+/// measurement is the backstop for what reaches `/output` another way (a rename or
+/// hard link from `/work`, `set-size`), which can overshoot by one period.
 pub const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Settings of the runtime, fixed for the life of the process.
@@ -135,6 +140,8 @@ pub struct RunSpec {
     /// of the sandbox's `/input`, `/output` and `/work` (the model puller sees only
     /// `/models`). Empty: the sandbox's three.
     pub mounts: Vec<(PathBuf, String)>,
+    /// Files to move in as `input/` before the first run (a consumed upload's).
+    pub input_from: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -200,6 +207,7 @@ impl Runtime {
         // Every component may import `wasi:http`; what it reaches is the job's
         // allowlist, checked per request (empty unless the host grants one).
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
+        quota::add_to_linker(&mut linker).map_err(engine_err)?;
         host::Job::add_to_linker::<JobState, wasmtime::component::HasSelf<JobState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
 
@@ -333,7 +341,7 @@ impl Runtime {
     /// Runs one job to its end: prepares its sandbox, instantiates the component,
     /// enforces the deadline and cancellation, flushes output and collects artifacts.
     pub async fn run(self: &Arc<Self>, spec: RunSpec, sink: Arc<dyn JobSink>, cancel: CancellationToken) -> RunOutcome {
-        let sandbox = Sandbox::new(spec.job_dir.clone());
+        let sandbox = Sandbox::new(spec.job_dir.clone()).with_input_from(spec.input_from.clone());
         let capture = LogCapture::new(self.config.max_log_bytes);
         let flusher = {
             let (capture, sink, job_id) = (capture.clone(), sink.clone(), spec.job_id.clone());
@@ -394,6 +402,19 @@ impl Runtime {
                 Vec::new()
             }
         };
+        // The watcher samples; a guest that moves a large file into `/output` and exits
+        // at once ends between two samples. What it left is measured here too.
+        let left: u64 = artifacts.iter().map(|a| a.size_bytes).sum();
+        if outcome.status == JobStatus::Completed && left > self.config.max_output_bytes {
+            outcome = Ended::new(
+                JobStatus::Failed,
+                outcome.exit_code,
+                Some(format!(
+                    "output limit of {} bytes exceeded ({left} bytes under /output)",
+                    self.config.max_output_bytes
+                )),
+            );
+        }
         RunOutcome { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error, artifacts }
     }
 
@@ -416,13 +437,14 @@ impl Runtime {
         };
         let sandbox_setup = {
             let sandbox = sandbox.clone();
-            tokio::task::spawn_blocking(move || sandbox.prepare()).await
+            // What an earlier attempt left in `/output` counts against the limit.
+            tokio::task::spawn_blocking(move || sandbox.prepare().map(|()| sandbox::tree_size(&sandbox.output()))).await
         };
-        match sandbox_setup {
-            Ok(Ok(())) => {}
+        let output_used = match sandbox_setup {
+            Ok(Ok(used)) => used,
             Ok(Err(e)) => return failed(format!("preparing the sandbox: {e}")),
             Err(e) => return failed(format!("preparing the sandbox: {e}")),
-        }
+        };
 
         let mut wasi = WasiCtxBuilder::new();
         let mut argv = Vec::with_capacity(spec.args.len() + 1);
@@ -455,10 +477,11 @@ impl Runtime {
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.config.max_open_resources);
-        let state = JobState {
+        let mut state = JobState {
             wasi: wasi.build(),
             table,
             limits: JobLimits::new(u64::from(spec.memory_mb) << 20),
+            output: OutputQuota::new(self.config.max_output_bytes, output_used),
             capture,
             sink,
             job_id: spec.job_id.clone(),
@@ -466,6 +489,14 @@ impl Runtime {
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: http::JobHttpHooks { job_id: spec.job_id.clone(), grant: spec.http.clone() },
         };
+        // A job shown its own mounts instead of the sandbox has no `/output` to meter.
+        if spec.mounts.is_empty() {
+            match quota::track_preopen(&mut state, sandbox::OUTPUT) {
+                Ok(true) => {}
+                Ok(false) => return failed(format!("preparing the sandbox: no {} preopen", sandbox::OUTPUT)),
+                Err(e) => return failed(format!("preparing the sandbox: {}", root_message(&e))),
+            }
+        }
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
@@ -482,6 +513,22 @@ impl Runtime {
             },
         };
         let limit_hit = store.data().limits.hit.clone();
+        let mut ended = self.ended(result, limit_hit);
+        // A refused write under `/output` fails the job whatever the guest did next:
+        // its output is cut short. What the guest did is kept after the limit.
+        if let Some(refusal) = store.data().output.refusal() {
+            let then = ended.error.take();
+            ended = Ended::new(JobStatus::Failed, ended.exit_code, Some(refusal));
+            if let Some(then) = then {
+                ended.note(&format!("then: {then}"));
+            }
+        }
+        ended
+    }
+
+    /// How a run ended, from the guest's result and the memory or table limit it hit.
+    fn ended(&self, result: wasmtime::Result<Result<(), String>>, limit_hit: Option<String>) -> Ended {
+        let failed = |msg: String| Ended::new(JobStatus::Failed, None, Some(msg));
         match result {
             Ok(Ok(())) => Ended::new(JobStatus::Completed, Some(0), None),
             // A command's `exit(1)` (std maps every failure exit to it) carries no message.
@@ -558,6 +605,8 @@ pub struct JobState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: JobLimits,
+    /// Bytes the job may still write under `/output`.
+    output: OutputQuota,
     capture: Arc<LogCapture>,
     sink: Arc<dyn JobSink>,
     job_id: String,
@@ -575,6 +624,12 @@ impl WasiView for JobState {
 impl wasmtime_wasi_http::WasiHttpView for JobState {
     fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
         wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+    }
+}
+
+impl OutputQuotaView for JobState {
+    fn output_quota(&mut self) -> &mut OutputQuota {
+        &mut self.output
     }
 }
 

@@ -5,6 +5,8 @@
 //! while the job runs and records the end only for its own attempt. The loop sleeps
 //! until a submit wakes it (or [`IDLE_POLL`] passes, for jobs re-queued by others).
 
+pub mod sweeper;
+
 use crate::jobs::Jobs;
 use crate::jobs::model::Job;
 use crate::runtime::{RunSpec, Runtime};
@@ -113,6 +115,7 @@ impl Scheduler {
             job_dir: self.jobs.jobs_dir().join(&job.id),
             http: Arc::default(),
             mounts: Vec::new(),
+            input_from: self.jobs.input_source(&job),
         };
         if job.kind == "pull"
             && let Some(grant) = &self.pull
