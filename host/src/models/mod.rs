@@ -193,7 +193,8 @@ impl Models {
     }
 
     /// Starts a pull; a pull of the same model and revision that has not ended is
-    /// returned instead (`created: false`).
+    /// returned instead (`created: false`), and one of another revision or user is a
+    /// conflict.
     pub async fn pull(&self, caller: &Caller, req: PullRequest) -> Result<Submitted> {
         validate_model(&req.model)?;
         let revision = req.revision.clone().unwrap_or_else(|| "main".to_owned());
@@ -203,10 +204,19 @@ impl Models {
         {
             return Err(Error::invalid("revision", "must be a branch, tag or commit name"));
         }
-        if let Some(job) = self.jobs.store().active_pull(&req.model, Some(&revision)).await?
-            && (caller.is_admin || job.user_id == caller.user_id)
-        {
-            return Ok(Submitted { job, created: false });
+        // Two pulls of one repo would write the same partial blobs: while one runs, the
+        // same request gets it back and any other is refused.
+        if let Some(job) = self.jobs.store().active_pull(&req.model, None).await? {
+            let running_rev = job.input.as_ref().and_then(|i| i.get("revision")).and_then(|r| r.as_str());
+            if running_rev == Some(revision.as_str()) && (caller.is_admin || job.user_id == caller.user_id) {
+                return Ok(Submitted { job, created: false });
+            }
+            return Err(Error::Conflict(format!(
+                "{} is being pulled (job {}, revision {}); wait for it to end or cancel it",
+                req.model,
+                job.id,
+                running_rev.unwrap_or("?")
+            )));
         }
         self.ensure_puller().await?;
         let input = serde_json::json!({

@@ -444,6 +444,9 @@ async fn a_cancelled_pull_resumes_with_range_requests() {
     // A second request while it runs gets the same job.
     let dup = pull(&t, json!({"model": MODEL, "allow_patterns": [BIG]})).await;
     assert_eq!((dup["created"].clone(), dup["job"]["id"].clone()), (json!(false), json!(id)));
+    // Another revision of the same repo would share its blobs: refused while it runs.
+    let other = t.client.call::<Value>("models.pull", json!({"model": MODEL, "revision": COMMIT})).await.unwrap_err();
+    assert!(other.to_string().contains("is being pulled"), "{other}");
     // Progress is pushed while bytes arrive, at least every 250 ms (plus delivery).
     let ws = t.client.websocket().await.unwrap();
     let mut events = ws.subscribe(Some(&id)).await.unwrap();
