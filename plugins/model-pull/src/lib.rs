@@ -389,6 +389,10 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
             )));
         }
     }
+    if f.size == 0 {
+        // An empty file needs no download; its blob is made here.
+        File::create(&partial).map_err(|e| failed(format!("creating {partial}: {e}")))?;
+    }
     fs::rename(&partial, &blob).map_err(|e| failed(format!("moving {partial} into place: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
     log::debug(format!(

@@ -43,6 +43,7 @@ fn repo_files() -> Vec<RepoFile> {
     vec![
         RepoFile { path: "config.json", data: br#"{"model_type":"tiny"}"#.to_vec(), lfs: false },
         RepoFile { path: "docs/README.md", data: b"# tiny\n".to_vec(), lfs: false },
+        RepoFile { path: "pkg/__init__.py", data: Vec::new(), lfs: false },
         RepoFile { path: BIG, data: big, lfs: true },
         RepoFile { path: "tiny-q4_k_m.gguf", data: vec![4u8; 100_000], lfs: true },
         RepoFile { path: "tiny-f16.gguf", data: vec![16u8; 200_000], lfs: true },
@@ -365,7 +366,8 @@ async fn a_pull_fills_the_cache_and_a_second_pull_downloads_nothing() {
         "progress is bytes on disk of the selected files"
     );
     assert_snapshot(&t, &files);
-    assert!(!blob(&t, &repo_files()[4]).exists(), "quantize q4_k_m leaves the f16 variant out");
+    let f16 = repo_files().into_iter().find(|f| f.path == "tiny-f16.gguf").unwrap();
+    assert!(!blob(&t, &f16).exists(), "quantize q4_k_m leaves the f16 variant out");
     let log = t.stream_text(&job.id, LogStream::Log).await;
     assert!(log.contains("no inference executor is configured"), "{log}");
 
