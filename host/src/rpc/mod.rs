@@ -6,14 +6,18 @@
 //! error to one JSON-RPC error code with a stable `data.kind` — in [`to_rpc_error`],
 //! and nowhere else.
 
-use crate::jobs::model::JobStatus;
-use crate::jobs::{self, Caller, Jobs, SubmitRequest};
+pub mod api;
+
+use crate::jobs::model::{Artifact, Job, JobEvent, JobStatus, Plugin};
+use crate::jobs::{self, Caller, JobPage, Jobs, LogPage, ResourceUsage, SubmitRequest, Submitted};
 use crate::plugins::Plugins;
+pub use api::Api;
 use base64::Engine as _;
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
 };
 use jsonrpsee::types::{ErrorObjectOwned, Params};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -87,101 +91,118 @@ pub async fn serve(listen: SocketAddr, ctx: Context) -> anyhow::Result<RpcServer
     Ok(RpcServer { local_addr, handle })
 }
 
-/// Every method of the API, registered on one module.
+/// Every method of the API, registered on one module through the [`Api`] table (which
+/// also builds the `rpc.discover` document from the same types).
 pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
-    let mut m = RpcModule::new(ctx);
-    m.register_method("system.health", |_, _, _| {
-        Ok::<_, ErrorObjectOwned>(Health { status: "ok".into(), version: crate::VERSION.into() })
-    })?;
+    let mut api = Api::new(ctx);
+    api.method::<Empty, Health, _, _>(
+        "system.health",
+        "Whether the server answers, and its version.",
+        |_, _, _| async { Ok(Health { status: "ok".into(), version: crate::VERSION.into() }) },
+    )?;
 
-    m.register_async_method("plugins.install", |p, ctx, _| async move {
-        let req: InstallRequest = parse(&p)?;
-        let plugin = ctx.plugins.install(&req.name, &req.wasm_base64).await.map_err(to_rpc_error)?;
-        Ok::<_, ErrorObjectOwned>(serde_json::json!({
-            "name": plugin.name, "digest": plugin.digest, "kind": plugin.kind,
-            "size_bytes": plugin.size_bytes, "installed_at": plugin.installed_at,
-        }))
-    })?;
-    m.register_async_method("plugins.list", |p, ctx, _| async move {
-        let _: Empty = parse(&p)?;
+    api.method::<InstallRequest, Plugin, _, _>(
+        "plugins.install",
+        "Installs a component (a `job`-world plugin or a WASI command) under a name.",
+        |req, ctx, _| async move { ctx.plugins.install(&req.name, &req.wasm_base64).await.map_err(to_rpc_error) },
+    )?;
+    api.method::<Empty, PluginList, _, _>("plugins.list", "Installed components.", |_, ctx, _| async move {
         let plugins = ctx.plugins.list().await.map_err(to_rpc_error)?;
-        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "plugins": plugins }))
+        Ok(PluginList { plugins })
     })?;
 
-    m.register_async_method("jobs.submit", |p, ctx, _| async move {
-        let req: SubmitRequest = parse(&p)?;
-        ctx.jobs.submit(&ctx.caller, req).await.map_err(to_rpc_error)
-    })?;
-    m.register_async_method("jobs.get", |p, ctx, _| async move {
-        let req: IdRequest = parse(&p)?;
+    api.method::<SubmitRequest, Submitted, _, _>(
+        "jobs.submit",
+        "Records and queues a job (or returns the live one with the same client_job_id).",
+        |req, ctx, _| async move { ctx.jobs.submit(&ctx.caller, req).await.map_err(to_rpc_error) },
+    )?;
+    api.method::<IdRequest, Job, _, _>("jobs.get", "One job.", |req, ctx, _| async move {
         ctx.jobs.get(&ctx.caller, &req.id).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.list", |p, ctx, _| async move {
-        let req: ListRequest = parse(&p)?;
-        ctx.jobs.list(&ctx.caller, req.status, req.cursor, req.limit).await.map_err(to_rpc_error)
-    })?;
-    m.register_async_method("jobs.wait", |p, ctx, _| async move {
-        let req: WaitRequest = parse(&p)?;
-        let timeout = match req.timeout_s {
-            None => jobs::DEFAULT_WAIT,
-            Some(t) if t.is_finite() && (0.0..=jobs::MAX_WAIT.as_secs_f64()).contains(&t) => Duration::from_secs_f64(t),
-            Some(_) => {
-                return Err(to_rpc_error(jobs::Error::invalid(
-                    "timeout_s",
-                    format!("must be between 0 and {}", jobs::MAX_WAIT.as_secs()),
-                )));
-            }
-        };
-        ctx.jobs.wait(&ctx.caller, &req.id, timeout).await.map_err(to_rpc_error)
-    })?;
-    m.register_async_method("jobs.cancel", |p, ctx, _| async move {
-        let req: IdRequest = parse(&p)?;
+    api.method::<ListRequest, JobPage, _, _>(
+        "jobs.list",
+        "Jobs, newest first, a page at a time.",
+        |req, ctx, _| async move {
+            ctx.jobs.list(&ctx.caller, req.status, req.cursor, req.limit).await.map_err(to_rpc_error)
+        },
+    )?;
+    api.method::<WaitRequest, Job, _, _>(
+        "jobs.wait",
+        "The job once it has ended, or as it is when timeout_s runs out.",
+        |req, ctx, _| async move {
+            let timeout = match req.timeout_s {
+                None => jobs::DEFAULT_WAIT,
+                Some(t) if t.is_finite() && (0.0..=jobs::MAX_WAIT.as_secs_f64()).contains(&t) => {
+                    Duration::from_secs_f64(t)
+                }
+                Some(_) => {
+                    return Err(to_rpc_error(jobs::Error::invalid(
+                        "timeout_s",
+                        format!("must be between 0 and {}", jobs::MAX_WAIT.as_secs()),
+                    )));
+                }
+            };
+            ctx.jobs.wait(&ctx.caller, &req.id, timeout).await.map_err(to_rpc_error)
+        },
+    )?;
+    api.method::<IdRequest, Job, _, _>("jobs.cancel", "Cancels a pending or running job.", |req, ctx, _| async move {
         ctx.jobs.cancel(&ctx.caller, &req.id).await.map_err(to_rpc_error)
     })?;
-    m.register_async_method("jobs.logs", |p, ctx, _| async move {
-        let req: LogsRequest = parse(&p)?;
-        ctx.jobs.logs(&ctx.caller, &req.id, req.since_seq.unwrap_or(0), req.limit).await.map_err(to_rpc_error)
-    })?;
-    m.register_async_method("artifacts.list", |p, ctx, _| async move {
-        let req: JobIdRequest = parse(&p)?;
-        let artifacts = ctx.jobs.artifacts(&ctx.caller, &req.job_id).await.map_err(to_rpc_error)?;
-        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "artifacts": artifacts }))
-    })?;
+    api.method::<LogsRequest, LogPage, _, _>(
+        "jobs.logs",
+        "A page of a job's output chunks.",
+        |req, ctx, _| async move {
+            ctx.jobs.logs(&ctx.caller, &req.id, req.since_seq.unwrap_or(0), req.limit).await.map_err(to_rpc_error)
+        },
+    )?;
+    api.method::<JobIdRequest, ArtifactList, _, _>(
+        "artifacts.list",
+        "The files a job left in /output.",
+        |req, ctx, _| async move {
+            let artifacts = ctx.jobs.artifacts(&ctx.caller, &req.job_id).await.map_err(to_rpc_error)?;
+            Ok(ArtifactList { artifacts })
+        },
+    )?;
 
-    m.register_async_method("jobs.cleanup", |p, ctx, _| async move {
-        let req: IdRequest = parse(&p)?;
-        ctx.jobs.cleanup(&ctx.caller, &req.id).await.map_err(to_rpc_error)
-    })?;
-    m.register_async_method("artifacts.read", |p, ctx, _| async move {
-        let req: ReadArtifactRequest = parse(&p)?;
-        let length = req.length.unwrap_or(DEFAULT_READ);
-        if length == 0 || length > MAX_READ {
-            return Err(to_rpc_error(jobs::Error::invalid("length", format!("must be between 1 and {MAX_READ}"))));
-        }
-        let (data, eof) = ctx
-            .jobs
-            .read_artifact(&ctx.caller, &req.job_id, &req.name, req.offset.unwrap_or(0), length)
-            .await
-            .map_err(to_rpc_error)?;
-        let data_base64 = base64::engine::general_purpose::STANDARD.encode(data);
-        Ok::<_, ErrorObjectOwned>(serde_json::json!({ "data_base64": data_base64, "eof": eof }))
-    })?;
-    m.register_async_method("resources.usage", |p, ctx, _| async move {
-        let _: Empty = parse(&p)?;
-        ctx.jobs.usage().await.map_err(to_rpc_error)
-    })?;
+    api.method::<IdRequest, Job, _, _>(
+        "jobs.cleanup",
+        "Removes an ended job's files and frees its client_job_id.",
+        |req, ctx, _| async move { ctx.jobs.cleanup(&ctx.caller, &req.id).await.map_err(to_rpc_error) },
+    )?;
+    api.method::<ReadArtifactRequest, ArtifactData, _, _>(
+        "artifacts.read",
+        "A range of one artifact's bytes, base64-encoded.",
+        |req, ctx, _| async move {
+            let length = req.length.unwrap_or(DEFAULT_READ);
+            if length == 0 || length > MAX_READ {
+                return Err(to_rpc_error(jobs::Error::invalid("length", format!("must be between 1 and {MAX_READ}"))));
+            }
+            let (data, eof) = ctx
+                .jobs
+                .read_artifact(&ctx.caller, &req.job_id, &req.name, req.offset.unwrap_or(0), length)
+                .await
+                .map_err(to_rpc_error)?;
+            let data_base64 = base64::engine::general_purpose::STANDARD.encode(data);
+            Ok(ArtifactData { data_base64, eof })
+        },
+    )?;
+    api.method::<Empty, ResourceUsage, _, _>(
+        "resources.usage",
+        "What running jobs have declared, and the capacity.",
+        |_, ctx, _| async move { ctx.jobs.usage().await.map_err(to_rpc_error) },
+    )?;
 
-    m.register_subscription("jobs.subscribe", "jobs.event", "jobs.unsubscribe", |p, pending, ctx, _| async move {
-        subscribe(p, pending, ctx).await
-    })?;
-    Ok(m)
+    api.subscription::<SubscribeRequest, JobEvent, _, _>(
+        "jobs.subscribe",
+        "jobs.event",
+        "jobs.unsubscribe",
+        "Live events (status, progress, log, lagged) of one job, or of all the caller's jobs.",
+        |req, pending, ctx, _| async move { subscribe(req, pending, ctx).await },
+    )?;
+    api.finish()
 }
 
-async fn subscribe(p: Params<'static>, pending: PendingSubscriptionSink, ctx: Arc<Context>) {
-    let req: SubscribeRequest = match parse(&p) {
-        Ok(r) => r,
-        Err(e) => return pending.reject(e).await,
-    };
+async fn subscribe(req: SubscribeRequest, pending: PendingSubscriptionSink, ctx: Arc<Context>) {
     let mut sub = match ctx.jobs.subscribe(&ctx.caller, req.id.as_deref()).await {
         Ok(s) => s,
         Err(e) => return pending.reject(to_rpc_error(e)).await,
@@ -256,7 +277,7 @@ pub fn to_rpc_error(e: jobs::Error) -> ErrorObjectOwned {
 }
 
 /// `system.health` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     /// Always `ok` when the server answers.
     pub status: String,
@@ -264,72 +285,113 @@ pub struct Health {
     pub version: String,
 }
 
-#[derive(Deserialize)]
+/// `plugins.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PluginList {
+    /// Every installed component, by name.
+    pub plugins: Vec<Plugin>,
+}
+
+/// `artifacts.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactList {
+    /// The job's artifacts, by name.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// `artifacts.read` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactData {
+    /// The bytes read, base64 (standard alphabet, padded).
+    pub data_base64: String,
+    /// Whether the read reached the end of the artifact.
+    pub eof: bool,
+}
+
+/// No params.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct InstallRequest {
+    /// 1–64 of `[a-z0-9._-]`, starting with a letter or digit.
     name: String,
+    /// The component's wasm bytes, base64.
     wasm_base64: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct IdRequest {
+    /// The job's id.
     id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct JobIdRequest {
+    /// The job's id.
     job_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReadArtifactRequest {
+    /// The job's id.
     job_id: String,
+    /// The artifact's name (its path under `/output`).
     name: String,
+    /// First byte to read (default 0).
     #[serde(default)]
     offset: Option<u64>,
+    /// Most bytes to read, 1 B–16 MiB (default 1 MiB).
     #[serde(default)]
     length: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListRequest {
+    /// Only jobs with this status.
     #[serde(default)]
     status: Option<JobStatus>,
+    /// The last id of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
     #[serde(default)]
     limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WaitRequest {
+    /// The job's id.
     id: String,
+    /// Longest wait, 0–3600 s (default 60).
     #[serde(default)]
     timeout_s: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LogsRequest {
+    /// The job's id.
     id: String,
+    /// First chunk to return, inclusive (default 0).
     #[serde(default)]
     since_seq: Option<u64>,
+    /// Page size, 1–1000 (default 100).
     #[serde(default)]
     limit: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SubscribeRequest {
+    /// One job's events; without it, all of the caller's jobs.
     #[serde(default)]
     id: Option<String>,
 }
@@ -353,6 +415,75 @@ mod tests {
         let e = parse::<IdRequest>(&p).err();
         let data = e.and_then(|e| e.data().map(|d| d.get().to_owned())).unwrap_or_default();
         assert!(data.contains(r#""field":"id""#), "{data}");
+    }
+
+    /// A context over a fresh data dir, as the server builds it.
+    async fn context(dir: &std::path::Path) -> Context {
+        use crate::runtime::{Runtime, RuntimeConfig};
+        let store = crate::store::Store::open(&dir.join("jobhost.db")).await.unwrap();
+        let admin = store.ensure_user("admin", true).await.unwrap();
+        let runtime = Arc::new(
+            Runtime::new(RuntimeConfig {
+                plugins_dir: dir.join("plugins"),
+                max_instances: 1,
+                max_memory_mb: 64,
+                max_log_bytes: 1 << 20,
+                max_output_bytes: 1 << 20,
+                max_open_resources: 64,
+                max_wasm_stack: 1 << 20,
+            })
+            .unwrap(),
+        );
+        let jobs = Jobs::new(store.clone(), jobs::Limits::default(), dir.join("jobs"));
+        Context { jobs, plugins: Plugins::new(store, runtime), caller: Caller { user_id: admin, is_admin: true } }
+    }
+
+    /// The document `rpc.discover` returns, from a module over a fresh context.
+    async fn discover(module: &RpcModule<Context>) -> serde_json::Value {
+        module.call("rpc.discover", jsonrpsee::rpc_params![]).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_registered_method_is_in_the_openrpc_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = module(context(dir.path()).await).unwrap();
+        let doc = discover(&module).await;
+        let documented: std::collections::BTreeSet<String> =
+            doc["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect();
+        let registered: std::collections::BTreeSet<String> = module.method_names().map(str::to_owned).collect();
+        let missing: Vec<_> = registered.difference(&documented).collect();
+        assert!(missing.is_empty(), "registered but not in rpc.discover: {missing:?}");
+        let phantom: Vec<_> = documented.difference(&registered).collect();
+        assert!(phantom.is_empty(), "in rpc.discover but not registered: {phantom:?}");
+        assert_eq!(documented.len(), doc["methods"].as_array().unwrap().len(), "a method is listed twice");
+    }
+
+    #[tokio::test]
+    async fn the_document_describes_params_and_results_from_the_rust_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = discover(&module(context(dir.path()).await).unwrap()).await;
+        assert_eq!(doc["openrpc"], api::OPENRPC_VERSION);
+        let method =
+            |name: &str| doc["methods"].as_array().unwrap().iter().find(|m| m["name"] == name).cloned().unwrap();
+        let submit = method("jobs.submit");
+        let params: Vec<&str> =
+            submit["params"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        for field in ["plugin", "args", "env", "input", "files_id", "timeout_s", "client_job_id"] {
+            assert!(params.contains(&field), "jobs.submit lacks param {field}: {params:?}");
+        }
+        let plugin = submit["params"].as_array().unwrap().iter().find(|p| p["name"] == "plugin").unwrap();
+        assert_eq!(plugin["required"], true);
+        assert_eq!(submit["result"]["schema"]["$ref"], "#/components/schemas/Submitted");
+        let job = &doc["components"]["schemas"]["Job"];
+        for field in ["id", "status", "exit_code", "progress", "created_at"] {
+            assert!(job["properties"].get(field).is_some(), "Job schema lacks {field}");
+        }
+        let statuses = &doc["components"]["schemas"]["JobStatus"];
+        assert!(statuses.to_string().contains("timed_out"), "{statuses}");
+        let sub = method("jobs.subscribe");
+        assert_eq!(sub["x-subscription"]["notification"], "jobs.event");
+        // A method without params takes none, and refuses any.
+        assert_eq!(method("system.health")["params"], serde_json::json!([]));
     }
 
     #[test]

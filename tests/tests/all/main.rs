@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod core;
+mod discover;
 mod lifecycle;
 mod sandbox;
 
