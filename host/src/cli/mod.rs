@@ -2,18 +2,21 @@
 //! of one (through [`crate::client`]), and `run` starts an embedded server on a
 //! temporary data dir when none answers.
 
+mod progress;
+
 use crate::client::Client;
 use crate::jobs::SubmitRequest;
 use crate::jobs::model::{Job, JobStatus, LogChunk, LogStream};
 use crate::server::{self, ServerConfig};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use progress::ProgressView;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default address of the server, for `serve` and for clients.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7717";
@@ -97,6 +100,15 @@ enum Command {
         conn: Conn,
         /// Job id.
         id: String,
+    },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for agents, driving a server.
+    Mcp {
+        /// Server URL.
+        #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
+        server: String,
+        /// File holding the API token [default: the data dir's `token`, if present].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -233,7 +245,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Wait { conn, id, timeout_s } => {
-            let job = Client::new(&conn.server)?.wait(&id, Duration::from_secs_f64(timeout_s)).await?;
+            let client = Client::new(&conn.server)?;
+            let job = wait_showing_progress(&client, &id, Duration::from_secs_f64(timeout_s), conn.json).await?;
             print_job(&job, conn.json)?;
             Ok(exit_code_of(&job))
         }
@@ -242,7 +255,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Mcp { server, token_file } => {
+            let token = read_token(token_file)?;
+            crate::mcp::serve_stdio(connect(&server, token)?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The API token: from `path` (which must exist when given), else from the default
+/// data dir's `token` file when there is one.
+fn read_token(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => match default_data_dir() {
+            Ok(d) => (d.join("token"), false),
+            Err(_) => return Ok(None),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(Some(t.trim().to_owned()).filter(|t| !t.is_empty())),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading the token file {}: {e}", path.display())),
+    }
+}
+
+/// The one place a client of `server` is built with the caller's token.
+fn connect(server: &str, token: Option<String>) -> anyhow::Result<Client> {
+    // The server does not check tokens yet; once it does, the client sends this one
+    // as `Authorization: Bearer`.
+    let _ = token;
+    Ok(Client::new(server)?)
 }
 
 impl JobArgs {
@@ -355,21 +398,51 @@ fn plugin_name_from(path: &std::path::Path) -> String {
     name.trim_start_matches(['-', '.', '_']).chars().take(64).collect()
 }
 
-/// Prints a job's output from the start; with `follow`, until the job ends.
+/// How often a command showing a progress bar looks at the job's progress.
+const PROGRESS_LOOK: Duration = Duration::from_millis(250);
+
+/// Prints a job's output from the start; with `follow`, until the job ends, with a
+/// progress bar on a terminal while it reports progress.
 async fn stream_logs(client: &Client, id: &str, follow: bool, json: bool) -> anyhow::Result<()> {
+    let mut view = ProgressView::for_terminal(json);
+    let mut looked: Option<Instant> = None;
     let mut next = 0;
     loop {
         let page = client.logs(id, next, None).await?;
         next = page.next_seq;
         for chunk in &page.chunks {
-            print_chunk(chunk, json)?;
+            view.suspend(|| print_chunk(chunk, json))?;
         }
         if page.eof || (!follow && page.chunks.is_empty()) {
+            view.finish();
             return Ok(());
+        }
+        if follow && view.is_on() && looked.is_none_or(|t| t.elapsed() >= PROGRESS_LOOK) {
+            view.update(&client.get(id).await?);
+            looked = Some(Instant::now());
         }
         if page.chunks.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// `jobs.wait` up to `timeout`; on a terminal (not `--json`), in short steps that
+/// draw the job's progress.
+async fn wait_showing_progress(client: &Client, id: &str, timeout: Duration, json: bool) -> anyhow::Result<Job> {
+    let mut view = ProgressView::for_terminal(json);
+    if !view.is_on() {
+        return Ok(client.wait(id, timeout).await?);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let step = deadline.saturating_duration_since(Instant::now()).min(PROGRESS_LOOK);
+        let job = client.wait(id, step).await?;
+        if job.status.is_terminal() || Instant::now() >= deadline {
+            view.finish();
+            return Ok(job);
+        }
+        view.update(&job);
     }
 }
 
