@@ -7,7 +7,7 @@
 use jobhost::client::Client;
 use jobhost::jobs::model::JobStatus;
 use jobhost::server::{self, ServerConfig};
-use jobhost_tests::PROBE_WASM;
+use jobhost_tests::{PROBE_WASM, STEPS_WASM};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -41,6 +41,7 @@ async fn drive(mode: &str) -> Value {
     let server = server::start(config).await.unwrap();
     let client = Client::new(&server.url()).unwrap();
     client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    client.install("steps", &std::fs::read(STEPS_WASM).unwrap()).await.unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "test-token\n").unwrap();
 
@@ -127,6 +128,16 @@ async fn drive(mode: &str) -> Value {
         assert_eq!(up["is_error"], false, "{up}");
         assert!(up["structured"]["files_id"].as_str().unwrap().starts_with("upl_"), "{up}");
     }
+
+    // A job that reports progress: the notifications carry its own done and total.
+    let steps = &report["steps"];
+    assert_eq!(steps["structured"]["status"], "completed", "{steps}");
+    assert!(steps["structured"]["stdout_tail"].as_str().unwrap().contains("step 4"), "{steps}");
+    let reported = report["steps_progress"].as_array().unwrap();
+    assert!(
+        reported.iter().any(|p| p["total"] == 4.0 && p["message"].as_str().unwrap().contains(" of 4")),
+        "expected the job's own progress: {reported:?}"
+    );
 
     // A long job sends progress (elapsed seconds: probe reports none), and cancelling
     // the call cancels the job.

@@ -6,6 +6,7 @@ and prints, as one JSON object on stdout, what a real agent client saw:
 - `run_job` of `probe echo from-mcp`: its structured content and text;
 - `job_status` of a job that does not exist: an isError result;
 - `read_artifact`, `list_plugins`, `upload_file` and `pull_model` results;
+- `run_job` of the `steps` plugin, which reports progress: the notifications;
 - `run_job` of `probe sleep 60` with a progress callback: the progress
   notifications, then the call cancelled by the client (the SDK sends
   `notifications/cancelled`) and the job's status as `job_status` reports it after.
@@ -39,6 +40,7 @@ async def main():
     p.add_argument("--server", required=True, help="URL of a running jobhost server")
     p.add_argument("--token-file", required=True)
     p.add_argument("--plugin", default="probe", help="installed probe component")
+    p.add_argument("--steps-plugin", default="steps", help="installed steps plugin (reports progress)")
     p.add_argument("--mode", default="legacy", help="SDK connect mode: legacy (initialize) or auto")
     args = p.parse_args()
 
@@ -70,6 +72,20 @@ async def main():
         report["upload_file"] = result_json(r)
         r = await client.call_tool("pull_model", {"model": "example/none"})
         report["pull_model"] = result_json(r)
+
+        # A job that reports its own progress: notifications carry its done/total.
+        steps_progress = []
+
+        async def on_steps(value, total, message):
+            steps_progress.append({"progress": value, "total": total, "message": message})
+
+        r = await client.call_tool(
+            "run_job",
+            {"plugin": args.steps_plugin, "input": {"steps": 4, "interval_ms": 700}},
+            progress_callback=on_steps,
+        )
+        report["steps"] = result_json(r)
+        report["steps_progress"] = steps_progress
 
         progress = []
         enough = anyio.Event()

@@ -189,27 +189,30 @@ impl Progress {
     /// Reports how far `job` has come: its own progress when it has reported any,
     /// else the whole seconds it has been waited for.
     async fn report(&mut self, job: &Job, elapsed: Duration) {
-        let secs = elapsed.as_secs();
-        let (value, total, detail) = match &job.progress {
-            Some(p) => (
-                p.done as f64,
-                p.total.map(|t| t as f64),
-                p.message.clone().unwrap_or_else(|| format!("{} done", p.done)),
-            ),
-            None => (secs as f64, None, format!("{secs} s")),
-        };
+        let (value, total, message) = progress_of(job, elapsed);
         if self.last.is_some_and(|last| value <= last) {
             return;
         }
         self.last = Some(value);
-        let mut param = ProgressNotificationParam::new(self.token.clone(), value)
-            .with_message(format!("job {} {}: {detail}", job.id, job.status));
+        let mut param = ProgressNotificationParam::new(self.token.clone(), value).with_message(message);
         if let Some(t) = total {
             param = param.with_total(t);
         }
         // A client that went away is noticed by the wait loop's cancellation.
         let _ = self.peer.notify_progress(param).await;
     }
+}
+
+/// A progress notification's value, total and message for `job`, waited for `elapsed`.
+fn progress_of(job: &Job, elapsed: Duration) -> (f64, Option<f64>, String) {
+    let secs = elapsed.as_secs();
+    let (value, total, detail) = match &job.progress {
+        Some(p) => {
+            (p.done as f64, p.total.map(|t| t as f64), p.message.clone().unwrap_or_else(|| format!("{} done", p.done)))
+        }
+        None => (secs as f64, None, format!("{secs} s")),
+    };
+    (value, total, format!("job {} {}: {detail}", job.id, job.status))
 }
 
 impl ServerHandler for JobhostMcp {
@@ -336,6 +339,25 @@ fn object(schema: Value) -> Arc<JsonObject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_is_the_jobs_own_else_the_seconds_it_has_run() {
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "id": "job_1", "user_id": "admin", "kind": "wasm", "plugin": "p", "plugin_digest": "sha256:0",
+            "status": "running", "args": [], "env": {}, "input": null, "labels": {}, "priority": 0,
+            "cpus": 1, "memory_mb": 256, "timeout_s": 600, "client_job_id": null, "attempt": 1,
+            "max_attempts": 1, "exit_code": null, "error": null, "progress": null,
+            "created_at": "2026-01-01T00:00:00Z", "started_at": null, "completed_at": null,
+        }))
+        .unwrap();
+        assert_eq!(progress_of(&job, Duration::from_millis(3500)), (3.0, None, "job job_1 running: 3 s".into()));
+        job.progress =
+            Some(crate::jobs::model::Progress { done: 40, total: Some(100), message: Some("downloading".into()) });
+        assert_eq!(
+            progress_of(&job, Duration::from_secs(9)),
+            (40.0, Some(100.0), "job job_1 running: downloading".into())
+        );
+    }
 
     #[tokio::test]
     async fn every_listed_tool_is_dispatched_and_has_object_schemas() {

@@ -393,12 +393,17 @@ pub async fn read_artifact(client: &Client, input: ReadArtifactInput) -> Result<
         )
         .await
         .map_err(|e| call_error(client, "artifacts.read", e))?;
-    let mut bytes = base64::engine::general_purpose::STANDARD
+    let bytes = base64::engine::general_purpose::STANDARD
         .decode(page.data_base64)
         .map_err(|e| ToolError(format!("artifacts.read sent invalid base64: {e}")))?;
-    let eof = page.eof;
-    // A range may end inside a UTF-8 character: hand back only whole characters, and
-    // the caller reads on from where they end.
+    let (content, encoding, size_bytes) = as_content(bytes, page.eof);
+    Ok(ReadArtifactOutput { name: input.name, offset, content, encoding, size_bytes, eof: page.eof })
+}
+
+/// Bytes as text when they are UTF-8, else base64, with how many bytes it holds. A
+/// range that is not the end may stop inside a character: it is cut back to whole
+/// characters, and the caller reads on from where they end.
+fn as_content(mut bytes: Vec<u8>, eof: bool) -> (String, Encoding, u64) {
     if let Err(e) = std::str::from_utf8(&bytes)
         && e.error_len().is_none()
         && !eof
@@ -406,12 +411,11 @@ pub async fn read_artifact(client: &Client, input: ReadArtifactInput) -> Result<
     {
         bytes.truncate(e.valid_up_to());
     }
-    let size_bytes = bytes.len() as u64;
-    let (content, encoding) = match String::from_utf8(bytes) {
-        Ok(text) => (text, Encoding::Utf8),
-        Err(e) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), Encoding::Base64),
-    };
-    Ok(ReadArtifactOutput { name: input.name, offset, content, encoding, size_bytes, eof })
+    let size = bytes.len() as u64;
+    match String::from_utf8(bytes) {
+        Ok(text) => (text, Encoding::Utf8, size),
+        Err(e) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), Encoding::Base64, size),
+    }
 }
 
 /// Parses a tool's arguments into its input type.
@@ -446,6 +450,16 @@ mod tests {
         t.push("two\n");
         let t = t.finish();
         assert_eq!((t.text.as_str(), t.truncated), ("one\ntwo\n", false));
+    }
+
+    #[test]
+    fn artifact_bytes_are_text_when_they_can_be_and_whole_characters() {
+        assert_eq!(as_content(b"hi\n".to_vec(), true), ("hi\n".into(), Encoding::Utf8, 3));
+        // "é" is two bytes; a range ending after its first is cut before it.
+        assert_eq!(as_content(vec![b'a', 0xC3], false), ("a".into(), Encoding::Utf8, 1));
+        // At the end, or when the bytes are not text at all, they travel as base64.
+        assert_eq!(as_content(vec![b'a', 0xC3], true), ("YcM=".into(), Encoding::Base64, 2));
+        assert_eq!(as_content(vec![0xFF, 0x00], false), ("/wA=".into(), Encoding::Base64, 2));
     }
 
     #[test]

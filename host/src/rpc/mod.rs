@@ -4,7 +4,8 @@
 //! Each method parses its params into a typed request (unknown fields refused, a
 //! wrongly typed field named by its path), calls the domain, and maps the domain's
 //! error to one JSON-RPC error code with a stable `data.kind` — in [`to_rpc_error`],
-//! and nowhere else.
+//! and nowhere else. Methods are registered through the [`Api`] table (`api.rs`),
+//! which also builds the `rpc.discover` document from the same types.
 
 pub mod api;
 
