@@ -218,7 +218,7 @@ impl Api {
                     Params are named; unknown fields are refused. Errors carry `data.kind`.",
             },
             "methods": methods,
-            "components": { "schemas": schemas },
+            "components": { "schemas": schemas, "errors": errors() },
         })
     }
 
@@ -247,6 +247,28 @@ impl Api {
             })
             .collect()
     }
+}
+
+/// The errors any method may answer with, by `data.kind` (DESIGN.md lists which).
+fn errors() -> Value {
+    use super::codes::*;
+    let kinds = [
+        ("invalid_params", INVALID_PARAMS, "A param is missing, unknown or wrong; data.field names it."),
+        ("not_found", NOT_FOUND, "The job, plugin or other record does not exist (for the caller)."),
+        ("conflict", CONFLICT, "The record is not in a state that allows this (e.g. cancelling an ended job)."),
+        ("unauthorized", UNAUTHORIZED, "No valid API token."),
+        ("forbidden", FORBIDDEN, "The token may not do this."),
+        ("limit_exceeded", LIMIT_EXCEEDED, "A request is over a server limit."),
+        ("unavailable", UNAVAILABLE, "The feature is not available on this server now."),
+        ("internal", INTERNAL, "The server failed; the detail is in its log."),
+    ];
+    let map: Map<String, Value> = kinds
+        .into_iter()
+        .map(|(kind, code, message)| {
+            (kind.to_owned(), json!({ "code": code, "message": message, "data": { "kind": kind } }))
+        })
+        .collect();
+    Value::Object(map)
 }
 
 /// jsonrpsee's subscription ids: numbers by default, strings with other providers.

@@ -481,6 +481,7 @@ mod tests {
         }
         let statuses = &doc["components"]["schemas"]["JobStatus"];
         assert!(statuses.to_string().contains("timed_out"), "{statuses}");
+        assert_eq!(doc["components"]["errors"]["not_found"]["code"], codes::NOT_FOUND);
         let sub = method("jobs.subscribe");
         assert_eq!(sub["x-subscription"]["notification"], "jobs.event");
         // A method without params takes none, and refuses any.
