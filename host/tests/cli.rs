@@ -59,6 +59,28 @@ fn run_shows_a_progress_bar_on_a_terminal_but_never_in_json_mode() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_and_logs_follow_show_the_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(dir.path());
+    let client = Client::new(&url).unwrap();
+    client.install("steps", &std::fs::read(STEPS_WASM).unwrap()).await.unwrap();
+    for command in ["wait", "logs -f"] {
+        let req = SubmitRequest {
+            plugin: "steps".into(),
+            input: Some(serde_json::json!({ "steps": 6, "interval_ms": 400 })),
+            ..SubmitRequest::default()
+        };
+        let id = client.submit(&req).await.unwrap().job.id;
+        let args = format!("{command} --server {url} {id}");
+        let shown = tokio::task::spawn_blocking(move || on_a_terminal(&args)).await.unwrap();
+        assert!(shown.contains("/6 step "), "no progress bar from `{command}`: {shown:?}");
+        assert_eq!(client.get(&id).await.unwrap().status, JobStatus::Completed);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
 /// Starts `jobhost serve` on a free loopback port and returns it with its URL.
 fn serve(data_dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(BIN)
