@@ -256,6 +256,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Mcp { server, token_file } => {
+            // stdout carries the protocol; problems go to stderr, which MCP clients keep.
+            init_logging("warn");
             let token = read_token(token_file)?;
             crate::mcp::serve_stdio(connect(&server, token)?).await?;
             Ok(ExitCode::SUCCESS)
@@ -319,14 +321,19 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/jobhost"))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Logs to stderr, filtered by `JOBHOST_LOG` (else `default`).
+fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JOBHOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging("info");
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
