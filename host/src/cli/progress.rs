@@ -41,12 +41,18 @@ impl ProgressView {
             }
             bar
         });
-        match p.total {
-            Some(total) if bar.length() != Some(total) => bar.set_length(total),
-            _ => {}
+        let message = p.message.clone().unwrap_or_default();
+        if bar.position() == p.done && bar.length() == p.total.or(bar.length()) && bar.message() == message {
+            return;
+        }
+        bar.set_message(message);
+        if let Some(total) = p.total {
+            bar.set_length(total);
         }
         bar.set_position(p.done);
-        bar.set_message(p.message.clone().unwrap_or_default());
+        // Each setter may draw, and the draw rate limit can drop the last of them: draw
+        // the finished state so count and message never disagree on screen.
+        bar.force_draw();
     }
 
     /// Runs `f` (which prints) with the bar out of the way.
