@@ -13,6 +13,7 @@
 //! - [`store`]: all SQL (SQLite today), migrations, the database's settings.
 //! - [`jobs`]: the domain — job records, statuses, validation, events.
 //! - [`plugins`]: installed components.
+//! - [`uploads`]: files sent in for jobs; [`auth`]: users and API tokens.
 //! - [`runtime`]: wasmtime, the component cache, sandboxes, the host side of `wit/`.
 //! - [`scheduler`]: claims pending jobs and runs them.
 //! - [`rpc`]: the JSON-RPC server; [`client`]: the typed client of it.
@@ -20,6 +21,7 @@
 //! - [`cli`]: the `jobhost` command; [`mcp`]: the MCP server (`jobhost mcp`), a client
 //!   like the CLI.
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod ids;
@@ -31,6 +33,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod uploads;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

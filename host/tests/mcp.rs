@@ -39,11 +39,12 @@ async fn drive(mode: &str) -> Value {
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.concurrency = 2;
     let server = server::start(config).await.unwrap();
-    let client = Client::new(&server.url()).unwrap();
+    let token = server.admin_token().unwrap();
+    let client = Client::with_token(&server.url(), Some(&token)).unwrap();
     client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
     client.install("steps", &std::fs::read(STEPS_WASM).unwrap()).await.unwrap();
+    // The server wrote its admin token there at first start.
     let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "test-token\n").unwrap();
 
     let out = tokio::process::Command::new(python())
         .arg(CLIENT_PY)
@@ -127,6 +128,9 @@ async fn drive(mode: &str) -> Value {
         let up = &report["upload_file"];
         assert_eq!(up["is_error"], false, "{up}");
         assert!(up["structured"]["files_id"].as_str().unwrap().starts_with("upl_"), "{up}");
+        // A job given the upload sees the file at /input.
+        let seen = &report["read_input"]["structured"];
+        assert!(seen["stdout_tail"].as_str().unwrap().contains("notes.txt:15"), "{report}");
     }
 
     // A job that reports progress: the notifications carry its own done and total.

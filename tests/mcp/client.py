@@ -70,6 +70,10 @@ async def main():
         report["list_plugins"] = result_json(r)
         r = await client.call_tool("upload_file", {"path": "notes.txt", "content": "hello from mcp\n"})
         report["upload_file"] = result_json(r)
+        files_id = (report["upload_file"]["structured"] or {}).get("files_id")
+        if files_id and not report["upload_file"]["is_error"]:
+            r = await client.call_tool("run_job", {"plugin": args.plugin, "args": ["read-input"], "files_id": files_id})
+            report["read_input"] = result_json(r)
         r = await client.call_tool("pull_model", {"model": "example/none"})
         report["pull_model"] = result_json(r)
 

@@ -4,6 +4,7 @@
 
 mod progress;
 
+use crate::auth;
 use crate::client::Client;
 use crate::jobs::SubmitRequest;
 use crate::jobs::model::{Job, JobStatus, LogChunk, LogStream};
@@ -101,13 +102,18 @@ enum Command {
         /// Job id.
         id: String,
     },
+    /// Sweep now: expire stale uploads, clean jobs past the retention, prune their logs.
+    Gc {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Serve MCP (Model Context Protocol) on stdin/stdout for agents, driving a server.
     Mcp {
         /// Server URL.
         #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
         server: String,
         /// File holding the API token [default: the data dir's `token`, if present].
-        #[arg(long)]
+        #[arg(long, env = "JOBHOST_TOKEN_FILE")]
         token_file: Option<PathBuf>,
     },
 }
@@ -123,6 +129,42 @@ struct ServeArgs {
     /// Most jobs running at once [default: number of cores].
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Allow listening on an address other than loopback (other machines can connect).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Days an ended job is kept before its files and logs are removed.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u32,
+    /// Largest request body, bytes [default: 64 MiB].
+    #[arg(long)]
+    max_request_bytes: Option<u32>,
+    /// Most calls in one JSON-RPC batch [default: 1000].
+    #[arg(long)]
+    max_batch: Option<u32>,
+    /// Most connections at once [default: 1024].
+    #[arg(long)]
+    max_connections: Option<u32>,
+    /// Calls per second each token may make, sustained [default: 5000].
+    #[arg(long)]
+    rate_per_s: Option<u32>,
+    /// Calls a token may make in a burst [default: 50000].
+    #[arg(long)]
+    rate_burst: Option<u32>,
+}
+
+impl Conn {
+    /// A client of `--server` with the token from `--token`, `JOBHOST_TOKEN`,
+    /// `--token-file` or the default data dir's `token` file, in that order.
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.trim().to_owned()),
+            (None, Some(f)) => {
+                Some(auth::read_token_file(f).with_context(|| format!("reading the token file {}", f.display()))?)
+            }
+            (None, None) => default_data_dir().ok().and_then(|d| auth::read_token_file(&d.join(auth::TOKEN_FILE)).ok()),
+        };
+        Ok(Client::with_token(&self.server, token.as_deref())?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +172,12 @@ struct Conn {
     /// Server URL.
     #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
     server: String,
+    /// API token [default: read from --token-file].
+    #[arg(long, env = "JOBHOST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the API token [default: the data dir's `token`].
+    #[arg(long, env = "JOBHOST_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -198,7 +246,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await,
         Command::Run(args) => run(args).await,
         Command::Install { conn, name, file } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let plugin = client.install(&name, &wasm).await?;
             if conn.json {
@@ -209,7 +257,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { conn, job, plugin, args } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let submitted = client.submit(&job.request(plugin, args)?).await?;
             if conn.json {
                 println!("{}", serde_json::to_string(&submitted)?);
@@ -219,7 +267,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { conn, status, limit } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let status = match status {
                 Some(s) => Some(JobStatus::parse(&s).with_context(|| format!("unknown status {s:?}"))?),
                 None => None,
@@ -235,23 +283,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { conn, id } => {
-            let job = Client::new(&conn.server)?.get(&id).await?;
+            let job = conn.client()?.get(&id).await?;
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { conn, follow, id } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             stream_logs(&client, &id, follow, conn.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Wait { conn, id, timeout_s } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let job = wait_showing_progress(&client, &id, Duration::from_secs_f64(timeout_s), conn.json).await?;
             print_job(&job, conn.json)?;
             Ok(exit_code_of(&job))
         }
+        Command::Gc { conn } => {
+            let report = conn.client()?.gc().await?;
+            if conn.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "removed {} expired uploads, cleaned {} jobs past retention, pruned {} log chunks",
+                    report.uploads_expired, report.jobs_cleaned, report.log_chunks_pruned
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cancel { conn, id } => {
-            let job = Client::new(&conn.server)?.cancel(&id).await?;
+            let job = conn.client()?.cancel(&id).await?;
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -271,12 +331,12 @@ fn read_token(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
     let (path, required) = match path {
         Some(p) => (p, true),
         None => match default_data_dir() {
-            Ok(d) => (d.join("token"), false),
+            Ok(d) => (d.join(auth::TOKEN_FILE), false),
             Err(_) => return Ok(None),
         },
     };
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok(Some(t.trim().to_owned()).filter(|t| !t.is_empty())),
+    match auth::read_token_file(&path) {
+        Ok(t) => Ok(Some(t).filter(|t| !t.is_empty())),
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("reading the token file {}: {e}", path.display())),
     }
@@ -284,10 +344,7 @@ fn read_token(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
 
 /// The one place a client of `server` is built with the caller's token.
 fn connect(server: &str, token: Option<String>) -> anyhow::Result<Client> {
-    // The server does not check tokens yet; once it does, the client sends this one
-    // as `Authorization: Bearer`.
-    let _ = token;
-    Ok(Client::new(server)?)
+    Ok(Client::with_token(server, token.as_deref())?)
 }
 
 impl JobArgs {
@@ -340,6 +397,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
+    config.allow_remote = args.allow_remote;
+    if args.retention_days == 0 {
+        bail!("--retention-days must be at least 1");
+    }
+    config.retention = Duration::from_secs(u64::from(args.retention_days) * 24 * 3600);
+    let t = &mut config.transport;
+    for (value, slot, name) in [
+        (args.max_request_bytes, &mut t.max_body_bytes, "--max-request-bytes"),
+        (args.max_batch, &mut t.max_batch, "--max-batch"),
+        (args.max_connections, &mut t.max_connections, "--max-connections"),
+        (args.rate_per_s, &mut t.rate_per_s, "--rate-per-s"),
+        (args.rate_burst, &mut t.rate_burst, "--rate-burst"),
+    ] {
+        match value {
+            Some(0) => bail!("{name} must be at least 1"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
     if let Some(n) = args.concurrency {
         if n == 0 {
             bail!("--concurrency must be at least 1");
@@ -364,13 +440,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // Use the server that answers at --server; otherwise bring one up in-process.
     let mut embedded = None;
-    let mut client = Client::new(&args.conn.server)?;
+    let mut client = args.conn.client()?;
     if client.health().await.is_err() {
         let dir = tempfile::tempdir().context("creating a temporary data dir")?;
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = server::start(config).await?;
-        client = Client::new(&server.url())?;
+        client = Client::with_token(&server.url(), Some(&server.admin_token()?))?;
         embedded = Some((server, dir));
     }
     let result = run_on(&client, &name, &wasm, &args).await;

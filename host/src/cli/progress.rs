@@ -104,6 +104,7 @@ mod tests {
             args: vec![],
             env: Default::default(),
             input: None,
+            files_id: None,
             labels: Default::default(),
             priority: 0,
             cpus: 1,

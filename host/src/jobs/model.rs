@@ -135,6 +135,9 @@ pub struct Job {
     pub started_at: Option<String>,
     /// When it reached a terminal status.
     pub completed_at: Option<String>,
+    /// The upload whose files the job sees at `/input`.
+    #[serde(default)]
+    pub files_id: Option<String>,
 }
 
 /// Which output stream a log chunk came from.

@@ -8,16 +8,21 @@
 //! registered without appearing in it. Adding a method is one call:
 //!
 //! ```ignore
-//! api.method::<IdRequest, Job, _, _>("jobs.get", "One job.", |req, ctx, _ext| async move {
-//!     ctx.jobs.get(&ctx.caller, &req.id).await.map_err(to_rpc_error)
+//! api.method::<IdRequest, Job, _, _>("jobs.get", "One job.", Access::Scope(Scope::Read), |req, caller, ctx| async move {
+//!     ctx.jobs.get(&caller, &req.id).await.map_err(to_rpc_error)
 //! })?;
 //! ```
+//!
+//! The table also checks who calls, before the params are even read: each method names
+//! the [`Access`] it needs, and its handler gets the [`Caller`] that passed.
 //!
 //! Params are documented one content descriptor per field of the params struct
 //! (`paramStructure: by-name`), schemas of the deserialize contract inlined; results
 //! use the serialize contract, with named types shared under `components.schemas`.
 
-use super::{Context, parse};
+use super::{Context, authorize, parse};
+use crate::auth::Scope;
+use crate::jobs::Caller;
 use jsonrpsee::Extensions;
 use jsonrpsee::server::{PendingSubscriptionSink, RpcModule};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -33,6 +38,32 @@ use std::sync::Arc;
 pub const OPENRPC_VERSION: &str = "1.3.2";
 /// Where result schemas' named types live in the document.
 const COMPONENTS_PATH: &str = "/components/schemas";
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A token with this scope.
+    Scope(Scope),
+    /// A token with `read` or `submit`; the method checks what the caller may do.
+    ReadOrSubmit,
+}
+
+impl Access {
+    fn check(self, ctx: &Context, ext: &Extensions) -> Result<Caller, ErrorObjectOwned> {
+        match self {
+            Access::Scope(scope) => authorize(ctx, ext, scope),
+            Access::ReadOrSubmit => authorize(ctx, ext, Scope::Read).or_else(|_| authorize(ctx, ext, Scope::Submit)),
+        }
+    }
+
+    /// The scopes, any one of which will do (`x-scopes` in the document).
+    fn scopes(self) -> Value {
+        match self {
+            Access::Scope(scope) => json!([scope]),
+            Access::ReadOrSubmit => json!([Scope::Read, Scope::Submit]),
+        }
+    }
+}
 
 /// One method as the document describes it.
 #[derive(Debug)]
@@ -82,28 +113,71 @@ impl Api {
         Api { module: RpcModule::new(ctx), methods: Vec::new(), params, results }
     }
 
-    /// Registers `name`: params parsed into `P` (named, unknown fields refused), the
-    /// handler's `R` returned as the result.
-    pub fn method<P, R, F, Fut>(&mut self, name: &'static str, summary: &'static str, handler: F) -> anyhow::Result<()>
+    /// Registers `name` for callers with `access`: params parsed into `P` (named,
+    /// unknown fields refused), the handler's `R` returned as the result.
+    pub fn method<P, R, F, Fut>(
+        &mut self,
+        name: &'static str,
+        summary: &'static str,
+        access: Access,
+        handler: F,
+    ) -> anyhow::Result<()>
     where
         P: DeserializeOwned + JsonSchema + Send + 'static,
         R: Serialize + JsonSchema + Clone + 'static,
-        F: Fn(P, Arc<Context>, Extensions) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(P, Caller, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<R, ErrorObjectOwned>> + Send + 'static,
     {
+        let mut extensions = Map::new();
+        extensions.insert("x-scopes".into(), access.scopes());
         let doc = MethodDoc {
             name,
             summary,
             param_structure: "by-name",
             params: self.params_of::<P>(),
             result: json!({ "name": R::schema_name(), "schema": self.results.subschema_for::<R>() }),
-            extensions: Map::new(),
+            extensions,
         };
         self.module.register_async_method(name, move |p: Params<'static>, ctx, ext| {
             let handler = handler.clone();
             async move {
+                let caller = access.check(&ctx, &ext)?;
                 let req: P = parse(&p)?;
-                handler(req, ctx, ext).await
+                handler(req, caller, ctx).await
+            }
+        })?;
+        self.methods.push(doc);
+        Ok(())
+    }
+
+    /// Registers `name` for anyone, token or not (`system.health`).
+    pub fn public_method<P, R, F, Fut>(
+        &mut self,
+        name: &'static str,
+        summary: &'static str,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        P: DeserializeOwned + JsonSchema + Send + 'static,
+        R: Serialize + JsonSchema + Clone + 'static,
+        F: Fn(P, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ErrorObjectOwned>> + Send + 'static,
+    {
+        let mut extensions = Map::new();
+        extensions.insert("x-scopes".into(), json!([]));
+        let doc = MethodDoc {
+            name,
+            summary,
+            param_structure: "by-name",
+            params: self.params_of::<P>(),
+            result: json!({ "name": R::schema_name(), "schema": self.results.subschema_for::<R>() }),
+            extensions,
+        };
+        self.module.register_async_method(name, move |p: Params<'static>, ctx, _| {
+            let handler = handler.clone();
+            async move {
+                let req: P = parse(&p)?;
+                handler(req, ctx).await
             }
         })?;
         self.methods.push(doc);
@@ -119,16 +193,18 @@ impl Api {
         notification: &'static str,
         unsubscribe: &'static str,
         summary: &'static str,
+        access: Access,
         handler: F,
     ) -> anyhow::Result<()>
     where
         P: DeserializeOwned + JsonSchema + Send + 'static,
         E: JsonSchema,
-        F: Fn(P, PendingSubscriptionSink, Arc<Context>, Extensions) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(P, Caller, PendingSubscriptionSink, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let event = self.results.subschema_for::<E>();
         let mut extensions = Map::new();
+        extensions.insert("x-scopes".into(), access.scopes());
         extensions.insert(
             "x-subscription".into(),
             json!({ "notification": notification, "unsubscribe": unsubscribe, "schema": event }),
@@ -156,8 +232,12 @@ impl Api {
         self.module.register_subscription(name, notification, unsubscribe, move |p, pending, ctx, ext| {
             let handler = handler.clone();
             async move {
+                let caller = match access.check(&ctx, &ext) {
+                    Ok(c) => c,
+                    Err(e) => return pending.reject(e).await,
+                };
                 match parse::<P>(&p) {
-                    Ok(req) => handler(req, pending, ctx, ext).await,
+                    Ok(req) => handler(req, caller, pending, ctx).await,
                     Err(e) => pending.reject(e).await,
                 }
             }
@@ -179,7 +259,7 @@ impl Api {
                 "description": "An OpenRPC 1.3 document (https://spec.open-rpc.org).",
                 "schema": { "type": "object", "required": ["openrpc", "info", "methods"] },
             }),
-            extensions: Map::new(),
+            extensions: [("x-scopes".to_owned(), json!([]))].into_iter().collect(),
         });
         let document = Arc::new(self.document());
         self.module.register_method("rpc.discover", move |p, _, _| {

@@ -5,6 +5,8 @@
 //! while the job runs and records the end only for its own attempt. The loop sleeps
 //! until a submit wakes it (or [`IDLE_POLL`] passes, for jobs re-queued by others).
 
+pub mod sweeper;
+
 use crate::jobs::Jobs;
 use crate::jobs::model::Job;
 use crate::runtime::{RunSpec, Runtime};
@@ -109,6 +111,7 @@ impl Scheduler {
             memory_mb: job.memory_mb,
             timeout: Duration::from_secs(u64::from(job.timeout_s)),
             job_dir: self.jobs.jobs_dir().join(&job.id),
+            input_from: self.jobs.input_source(&job),
         };
         let sink = Arc::new(self.jobs.recorder().clone());
         let outcome = self.runtime.run(spec, sink, cancel).await;

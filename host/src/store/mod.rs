@@ -70,6 +70,8 @@ pub struct NewJob {
     pub client_job_id: Option<String>,
     /// Claims allowed before a lost run fails the job.
     pub max_attempts: u32,
+    /// A finalized upload the job consumes as its `/input`.
+    pub files_id: Option<String>,
 }
 
 /// How a run ended, as the store records it.

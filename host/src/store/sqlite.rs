@@ -25,7 +25,7 @@ macro_rules! job_columns {
     () => {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          cpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
-         progress_done, progress_total, progress_message, created_at, started_at, completed_at"
+         progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id"
     };
 }
 
@@ -139,12 +139,15 @@ impl Store {
     /// Inserts a pending job. With a `client_job_id` that already names a live job of
     /// the same user, nothing is inserted and that job is returned with `false`.
     /// The unique index decides, so concurrent duplicates still create exactly one job.
-    pub async fn insert_job(&self, job: &NewJob) -> Result<(Job, bool)> {
+    /// A job with `files_id` consumes that upload in the same transaction; `None` when
+    /// the upload is not the user's, not finalized or expired (nothing is inserted).
+    pub async fn insert_job(&self, job: &NewJob) -> Result<Option<(Job, bool)>> {
         let now = ids::now();
+        let mut tx = self.write.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             updated_at, files_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&job.id)
@@ -164,12 +167,34 @@ impl Store {
         .bind(job.max_attempts)
         .bind(&now)
         .bind(&now)
-        .execute(&self.write)
+        .bind(&job.files_id)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
+        if inserted && let Some(files_id) = &job.files_id {
+            let consumed = sqlx::query(
+                "UPDATE uploads SET state = 'consumed', job_id = ?1, updated_at = ?2 \
+                 WHERE id = ?3 AND user_id = ?4 AND state = 'finalized' AND expires_at > ?2",
+            )
+            .bind(&job.id)
+            .bind(&now)
+            .bind(files_id)
+            .bind(&job.user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !consumed {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
         let existing = if inserted {
-            self.get_job_from(&self.write, &job.id).await?
+            sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?"))
+                .bind(&job.id)
+                .fetch_optional(&mut *tx)
+                .await?
         } else {
             sqlx::query(concat!(
                 "SELECT ",
@@ -178,14 +203,13 @@ impl Store {
             ))
             .bind(&job.user_id)
             .bind(&job.client_job_id)
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *tx)
             .await?
-            .map(|row| job_from_row(&row))
-            .transpose()?
         };
+        tx.commit().await?;
         existing
-            .map(|j| (j, inserted))
-            .ok_or_else(|| StoreError::Corrupt(format!("job {} vanished after insert", job.id)))
+            .map(|row| job_from_row(&row).map(|j| Some((j, inserted))))
+            .unwrap_or_else(|| Err(StoreError::Corrupt(format!("job {} vanished after insert", job.id))))
     }
 
     /// The job `id`.
@@ -585,6 +609,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
+        files_id: row.try_get("files_id")?,
         id,
     })
 }
@@ -599,5 +624,30 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+impl Store {
+    /// Ids of jobs that ended (or were cancelled) before `before` and are not yet
+    /// cleaned, oldest first, at most `limit`.
+    pub async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled') \
+             AND completed_at < ? ORDER BY completed_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Deletes the log chunks of `job_id`; returns how many.
+    pub async fn prune_logs(&self, job_id: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM log_chunks WHERE job_id = ?")
+            .bind(job_id)
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+}
+
+mod access;
 #[cfg(test)]
 mod tests;

@@ -49,9 +49,26 @@ async fn rpc_discover_validates_against_the_openrpc_meta_schema_and_lists_every_
         "artifacts.list",
         "artifacts.read",
         "resources.usage",
+        "uploads.create",
+        "uploads.put",
+        "uploads.finalize",
+        "uploads.get",
+        "users.create",
+        "users.list",
+        "tokens.create",
+        "tokens.list",
+        "tokens.revoke",
+        "system.gc",
     ] {
         assert!(names.contains(&method), "rpc.discover lacks {method}: {names:?}");
     }
+    // Each method says which token scopes may call it.
+    let scopes =
+        |name: &str| doc["methods"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["x-scopes"].clone();
+    assert_eq!(scopes("jobs.submit"), serde_json::json!(["submit"]));
+    assert_eq!(scopes("system.gc"), serde_json::json!(["admin"]));
+    assert_eq!(scopes("system.health"), serde_json::json!([]));
+
     // The document is what the server answers: a method it lists is callable.
     let health: Value = t.client.call("system.health", Value::Null).await.unwrap();
     assert_eq!(health["status"], "ok");
