@@ -169,3 +169,27 @@ fn a_missing_token_file_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("token file"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A refused token is a tool result an agent can read (isError, `unauthorized`), not a
+/// protocol error; with the right token the same tool works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_token_is_an_error_result_naming_the_problem() {
+    use jobhost::mcp::JobhostMcp;
+    use tokio_util::sync::CancellationToken;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = server::start(config).await.unwrap();
+
+    let bad = JobhostMcp::new(Client::with_token(&server.url(), Some("jh_not-a-token")).unwrap());
+    let result = bad.dispatch("list_plugins", None, None, CancellationToken::new()).await.unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let text = serde_json::to_string(&result.content).unwrap();
+    assert!(text.contains("plugins.list failed") && text.contains("unauthorized"), "{text}");
+
+    let good = JobhostMcp::new(Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap());
+    let result = good.dispatch("list_plugins", None, None, CancellationToken::new()).await.unwrap();
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert_eq!(result.structured_content, Some(serde_json::json!({ "plugins": [] })));
+    server.stop().await;
+}
