@@ -5,7 +5,7 @@
 //! Data flows one way (see `DESIGN.md`):
 //!
 //! ```text
-//! cli/ ──> client/ ══ HTTP/WS ══> rpc/ ──> jobs/, plugins/ ──> store/
+//! cli/, mcp/ ──> client/ ══ HTTP/WS ══> rpc/ ──> jobs/, plugins/ ──> store/
 //!                                           ^
 //!                                     scheduler/ ──> runtime/ ── events ──> jobs/
 //! ```
@@ -19,13 +19,15 @@
 //! - [`scheduler`]: claims pending jobs and runs them.
 //! - [`rpc`]: the JSON-RPC server; [`client`]: the typed client of it.
 //! - [`server`]: wires the above into a running server.
-//! - [`cli`]: the `jobhost` command.
+//! - [`cli`]: the `jobhost` command; [`mcp`]: the MCP server (`jobhost mcp`), a client
+//!   like the CLI.
 
 pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod ids;
 pub mod jobs;
+pub mod mcp;
 pub mod models;
 pub mod plugins;
 pub mod rpc;

@@ -1,12 +1,13 @@
-//! The `jobhost` binary as a user runs it: `jobhost run` with an embedded server, and
-//! a server process killed with SIGKILL and started again on the same data dir.
+//! The `jobhost` binary as a user runs it: `jobhost run` with an embedded server (with
+//! its progress bar on a terminal), and a server process killed with SIGKILL and
+//! started again on the same data dir.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jobhost::client::Client;
 use jobhost::jobs::SubmitRequest;
 use jobhost::jobs::model::JobStatus;
-use jobhost_tests::PROBE_WASM;
+use jobhost_tests::{PROBE_WASM, STEPS_WASM};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,60 @@ fn run_streams_output_and_exits_with_the_job_exit_code() {
     let three = Command::new(BIN).args(["run", "--server", NO_SERVER, PROBE_WASM, "--", "exit", "3"]).output().unwrap();
     assert_eq!(three.status.code(), Some(3), "{}", String::from_utf8_lossy(&three.stderr));
     assert!(String::from_utf8_lossy(&three.stdout).contains("exiting 3"));
+}
+
+/// Runs `jobhost ARGS` with a terminal for stdin/stdout/stderr (util-linux `script`),
+/// returning everything the terminal showed.
+fn on_a_terminal(args: &str) -> String {
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &format!("{BIN} {args}"), "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running `script` (util-linux) to give the command a terminal");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args}: {}\n{text}", out.status);
+    text
+}
+
+#[test]
+fn run_shows_a_progress_bar_on_a_terminal_but_never_in_json_mode() {
+    let job = format!("run --server {NO_SERVER} --input '{{\"steps\":4,\"interval_ms\":300}}' {STEPS_WASM}");
+    let shown = on_a_terminal(&job);
+    assert!(shown.contains("step 4\r\n") || shown.contains("step 4\n"), "{shown:?}");
+    // The bar: position/length and the job's message, drawn with terminal escapes.
+    assert!(shown.contains("/4 step "), "no progress bar in {shown:?}");
+    assert!(shown.contains('\x1b'), "{shown:?}");
+
+    let json = on_a_terminal(&format!("{job} --json"));
+    assert!(!json.contains('\x1b') && !json.contains("/4 step "), "a bar in --json output: {json:?}");
+    for line in json.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_and_logs_follow_show_the_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(dir.path());
+    let token_path = dir.path().join("token");
+    let token = jobhost::auth::read_token_file(&token_path).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    client.install("steps", &std::fs::read(STEPS_WASM).unwrap()).await.unwrap();
+    for command in ["wait", "logs -f"] {
+        let req = SubmitRequest {
+            plugin: "steps".into(),
+            input: Some(serde_json::json!({ "steps": 6, "interval_ms": 400 })),
+            ..SubmitRequest::default()
+        };
+        let id = client.submit(&req).await.unwrap().job.id;
+        let args = format!("{command} --server {url} --token-file {} {id}", token_path.display());
+        let shown = tokio::task::spawn_blocking(move || on_a_terminal(&args)).await.unwrap();
+        assert!(shown.contains("/6 step "), "no progress bar from `{command}`: {shown:?}");
+        assert_eq!(client.get(&id).await.unwrap().status, JobStatus::Completed);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 /// Starts `jobhost serve` on a free loopback port and returns it with its URL.

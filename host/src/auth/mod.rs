@@ -37,7 +37,7 @@ const MAX_NAME: usize = 64;
 const MAX_EXPIRES_IN_S: u64 = 10 * 365 * 24 * 3600;
 
 /// A permission a token carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Manage users and tokens, install plugins, see and act on every user's records.
@@ -71,7 +71,7 @@ impl Scope {
 }
 
 /// A user record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     /// `usr_…`.
     pub id: String,
@@ -84,7 +84,7 @@ pub struct User {
 }
 
 /// A token as listings show it: never the secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     /// `tok_…`.
     pub id: String,
@@ -105,7 +105,7 @@ pub struct TokenInfo {
 }
 
 /// `tokens.create` result: the only time the secret is shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewToken {
     /// `tok_…`.
     pub id: String,

@@ -2,6 +2,8 @@
 //! of one (through [`crate::client`]), and `run` starts an embedded server on a
 //! temporary data dir when none answers.
 
+mod progress;
+
 use crate::auth;
 use crate::client::Client;
 use crate::jobs::SubmitRequest;
@@ -9,12 +11,13 @@ use crate::jobs::model::{Job, JobStatus, LogChunk, LogStream};
 use crate::server::{self, ServerConfig};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use progress::ProgressView;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod bench_pull;
 mod pull;
@@ -106,6 +109,15 @@ enum Command {
     Gc {
         #[command(flatten)]
         conn: Conn,
+    },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for agents, driving a server.
+    Mcp {
+        /// Server URL.
+        #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
+        server: String,
+        /// File holding the API token [default: the data dir's `token`, if present].
+        #[arg(long, env = "JOBHOST_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
     },
     /// Pull a model from the hub into the server's cache, showing progress.
     Pull(pull::PullArgs),
@@ -288,7 +300,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Wait { conn, id, timeout_s } => {
-            let job = conn.client()?.wait(&id, Duration::from_secs_f64(timeout_s)).await?;
+            let client = conn.client()?;
+            let job = wait_showing_progress(&client, &id, Duration::from_secs_f64(timeout_s), conn.json).await?;
             print_job(&job, conn.json)?;
             Ok(exit_code_of(&job))
         }
@@ -309,9 +322,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Mcp { server, token_file } => {
+            // stdout carries the protocol; problems go to stderr, which MCP clients keep.
+            init_logging("warn");
+            let token = read_token(token_file)?;
+            crate::mcp::serve_stdio(connect(&server, token)?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pull(args) => pull::pull(args).await,
         Command::BenchPull(args) => bench_pull::bench_pull(args).await,
     }
+}
+
+/// The API token: from `path` (which must exist when given), else from the default
+/// data dir's `token` file when there is one.
+fn read_token(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => match default_data_dir() {
+            Ok(d) => (d.join(auth::TOKEN_FILE), false),
+            Err(_) => return Ok(None),
+        },
+    };
+    match auth::read_token_file(&path) {
+        Ok(t) => Ok(Some(t).filter(|t| !t.is_empty())),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading the token file {}: {e}", path.display())),
+    }
+}
+
+/// The one place a client of `server` is built with the caller's token.
+fn connect(server: &str, token: Option<String>) -> anyhow::Result<Client> {
+    Ok(Client::with_token(server, token.as_deref())?)
 }
 
 impl JobArgs {
@@ -345,14 +387,19 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/jobhost"))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Logs to stderr, filtered by `JOBHOST_LOG` (else `default`).
+fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JOBHOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging("info");
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
@@ -444,21 +491,51 @@ fn plugin_name_from(path: &std::path::Path) -> String {
     name.trim_start_matches(['-', '.', '_']).chars().take(64).collect()
 }
 
-/// Prints a job's output from the start; with `follow`, until the job ends.
+/// How often a command showing a progress bar looks at the job's progress.
+const PROGRESS_LOOK: Duration = Duration::from_millis(250);
+
+/// Prints a job's output from the start; with `follow`, until the job ends, with a
+/// progress bar on a terminal while it reports progress.
 async fn stream_logs(client: &Client, id: &str, follow: bool, json: bool) -> anyhow::Result<()> {
+    let mut view = ProgressView::for_terminal(json);
+    let mut looked: Option<Instant> = None;
     let mut next = 0;
     loop {
         let page = client.logs(id, next, None).await?;
         next = page.next_seq;
         for chunk in &page.chunks {
-            print_chunk(chunk, json)?;
+            view.suspend(|| print_chunk(chunk, json))?;
         }
         if page.eof || (!follow && page.chunks.is_empty()) {
+            view.finish();
             return Ok(());
+        }
+        if follow && view.is_on() && looked.is_none_or(|t| t.elapsed() >= PROGRESS_LOOK) {
+            view.update(&client.get(id).await?);
+            looked = Some(Instant::now());
         }
         if page.chunks.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// `jobs.wait` up to `timeout`; on a terminal (not `--json`), in short steps that
+/// draw the job's progress.
+async fn wait_showing_progress(client: &Client, id: &str, timeout: Duration, json: bool) -> anyhow::Result<Job> {
+    let mut view = ProgressView::for_terminal(json);
+    if !view.is_on() {
+        return Ok(client.wait(id, timeout).await?);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let step = deadline.saturating_duration_since(Instant::now()).min(PROGRESS_LOOK);
+        let job = client.wait(id, step).await?;
+        if job.status.is_terminal() || Instant::now() >= deadline {
+            view.finish();
+            return Ok(job);
+        }
+        view.update(&job);
     }
 }
 

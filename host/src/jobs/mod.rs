@@ -18,6 +18,7 @@ use crate::uploads::UploadState;
 use events::EventBus;
 use model::{Artifact, EventKind, Job, JobEvent, JobStatus, LogChunk};
 use recorder::Recorder;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -100,7 +101,7 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
 /// `jobs.submit` parameters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Installed component to run.
@@ -138,7 +139,7 @@ pub struct SubmitRequest {
 }
 
 /// `jobs.submit` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Submitted {
     /// The job (the existing one when the idempotency key matched).
     pub job: Job,
@@ -147,7 +148,7 @@ pub struct Submitted {
 }
 
 /// One page of `jobs.list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobPage {
     /// Newest first.
     pub jobs: Vec<Job>,
@@ -156,7 +157,7 @@ pub struct JobPage {
 }
 
 /// One page of `jobs.logs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LogPage {
     /// In order.
     pub chunks: Vec<LogChunk>,
@@ -167,7 +168,7 @@ pub struct LogPage {
 }
 
 /// `resources.usage` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ResourceUsage {
     /// CPUs declared by jobs starting or running.
     pub used_cpus: u64,

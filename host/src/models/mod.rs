@@ -125,7 +125,7 @@ pub struct PullGrant {
 }
 
 /// `models.pull` parameters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PullRequest {
     /// `org/name`.
@@ -145,7 +145,7 @@ pub struct PullRequest {
 }
 
 /// One entry of `models.list`: a snapshot in the cache.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelEntry {
     /// `org/name`.
     pub repo: String,

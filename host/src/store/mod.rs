@@ -117,7 +117,7 @@ pub struct Recovery {
 }
 
 /// Resources declared by jobs (or available to them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Usage {
     /// CPUs.
     pub cpus: u64,

@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Where an upload is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadState {
     /// Accepting files.
@@ -54,7 +54,7 @@ impl UploadState {
 }
 
 /// An upload record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Upload {
     /// `upl_…`.
     pub id: String,
@@ -110,7 +110,7 @@ const MAX_PATH: usize = 1024;
 const MAX_DEPTH: usize = 32;
 
 /// `uploads.put` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PutResult {
     /// The upload.
     pub id: String,

@@ -8,6 +8,7 @@
 
 mod auth;
 mod core;
+mod discover;
 mod files;
 mod lifecycle;
 mod pull;

@@ -400,13 +400,15 @@ async fn a_pull_fills_the_cache_and_a_second_pull_downloads_nothing() {
          print(p)\n\
          print(open(hf_hub_download('{MODEL}', 'config.json')).read())\n"
     );
-    let out = std::process::Command::new("python3")
+    // The Python with huggingface_hub (`PYTHON` overrides `python3`, as CI sets it).
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&python)
         .args(["-c", &script])
         .env("HF_HUB_CACHE", t.dir.path().join("models"))
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HUB_DISABLE_TELEMETRY", "1")
         .output()
-        .expect("python3 runs (CI installs it with huggingface_hub: pip install huggingface_hub)");
+        .expect("python runs (CI installs huggingface_hub in the venv named by $PYTHON)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
