@@ -7,7 +7,7 @@
 //! built from the very types the server parses and returns, and a method cannot be
 //! registered without appearing in it. Adding a method is one call:
 //!
-//! ```ignore
+//! ```text
 //! api.method::<IdRequest, Job, _, _>("jobs.get", "One job.", Access::Scope(Scope::Read), |req, caller, ctx| async move {
 //!     ctx.jobs.get(&caller, &req.id).await.map_err(to_rpc_error)
 //! })?;
