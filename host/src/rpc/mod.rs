@@ -6,10 +6,13 @@
 //! error to one JSON-RPC error code with a stable `data.kind` — in [`to_rpc_error`],
 //! and nowhere else.
 
+mod batch;
+
 use crate::jobs::model::JobStatus;
 use crate::jobs::{self, Caller, Jobs, SubmitRequest};
 use crate::plugins::Plugins;
 use base64::Engine as _;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
 };
@@ -81,7 +84,9 @@ pub async fn serve(listen: SocketAddr, ctx: Context) -> anyhow::Result<RpcServer
         .max_connections(MAX_CONNECTIONS)
         .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH))
         .build();
-    let server = Server::builder().set_config(config).build(listen).await?;
+    let batches =
+        RpcServiceBuilder::new().layer_fn(|service| batch::ConcurrentBatch::new(service, MAX_REQUEST_BODY as usize));
+    let server = Server::builder().set_config(config).set_rpc_middleware(batches).build(listen).await?;
     let local_addr = server.local_addr()?;
     let handle = server.start(module(ctx)?);
     Ok(RpcServer { local_addr, handle })

@@ -1,9 +1,16 @@
 //! Claims pending jobs and runs them, at most `concurrency` at once.
 //!
 //! A claim is one conditional UPDATE that moves the oldest highest-priority pending
-//! job to `starting`, bumps its attempt and takes a lease; the runner renews the lease
-//! while the job runs and records the end only for its own attempt. The loop sleeps
-//! until a submit wakes it (or [`IDLE_POLL`] passes, for jobs re-queued by others).
+//! job to `starting`, bumps its attempt and takes a lease; one transaction claims a job
+//! for every free slot. The runner renews the lease while the job runs and records the
+//! end only for its own attempt. The loop sleeps until a submit wakes it (or
+//! [`IDLE_POLL`] passes, for jobs re-queued by others).
+//!
+//! A job's writes ride on the store's group commit, and its runner waits for as few of
+//! them as it can: the guest starts without waiting for the `running` transition (a
+//! short run queues it together with its end), and the slot is free as soon as the end
+//! is queued. A slot therefore costs one commit latency per job (the end of one job
+//! and the claim of the next share it), not three.
 
 use crate::jobs::Jobs;
 use crate::jobs::model::Job;
@@ -11,13 +18,19 @@ use crate::runtime::{RunSpec, Runtime};
 use crate::store::Finish;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// How long a claim holds a job without renewal; a host that dies lets it lapse.
 pub const LEASE: Duration = Duration::from_secs(30);
 /// Renewal period: a third of the lease, so two renewals may fail before it lapses.
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// Most jobs one claim takes (when that many slots are free): bounds one transaction.
+pub const MAX_CLAIM: usize = 256;
+/// How long a run goes before its `running` transition is queued on its own; a
+/// shorter run records it in the same commit as its end. Well under the log flush
+/// period, so a job that writes output is marked running before its first chunk.
+pub const START_GRACE: Duration = Duration::from_millis(5);
 /// How often an idle scheduler looks for work nobody announced.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -41,29 +54,43 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let work = self.jobs.work_signal();
         loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            // Shutdown first: a stop frees the slots of the runs it drops, and those must
+            // not be filled again.
+            let first = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
-            match self.jobs.claim_next(LEASE).await {
-                Ok(Some(job)) => {
-                    let this = self.clone();
-                    self.exec.spawn(async move {
-                        this.run_one(job).await;
-                        drop(permit);
-                    });
+            // Every free slot is filled by one claim (one transaction).
+            let mut permits = vec![first];
+            while permits.len() < MAX_CLAIM {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
                 }
-                Ok(None) => {
-                    drop(permit);
-                    tokio::select! {
-                        _ = work.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.cancelled() => return,
+            }
+            let asked = permits.len();
+            match self.jobs.claim(LEASE, asked).await {
+                Ok(jobs) => {
+                    let drained = jobs.len() < asked;
+                    for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+                        let this = self.clone();
+                        self.exec.spawn(async move { this.run_one(job, permit).await });
+                    }
+                    drop(permits);
+                    if drained {
+                        // The queue had no more that fit: sleep until a submit (or a
+                        // poll, for work that arrives without one).
+                        tokio::select! {
+                            _ = work.notified() => {}
+                            _ = tokio::time::sleep(IDLE_POLL) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
                     }
                 }
                 Err(e) => {
-                    drop(permit);
-                    tracing::error!(error = %e, "claiming a job");
+                    drop(permits);
+                    tracing::error!(error = %e, "claiming jobs");
                     tokio::select! {
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = shutdown.cancelled() => return,
@@ -73,21 +100,21 @@ impl Scheduler {
         }
     }
 
-    async fn run_one(&self, claimed: Job) {
-        let (job, cancel) = match self.jobs.start(&claimed).await {
-            Ok(Some(started)) => started,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(job_id = claimed.id, error = %e, "starting a job");
-                return;
-            }
-        };
+    /// Runs one claimed job in its slot. The guest starts at once; the `running`
+    /// transition is queued once the run has lasted [`START_GRACE`], or together with
+    /// the end for a run that is over sooner, so a short job costs one commit after
+    /// its claim, not two. A refused start (the job was cancelled or taken over)
+    /// cancels the run, and the end, a conditional update too, is then refused. The
+    /// slot is given back as soon as the end is queued, so the next claim shares that
+    /// transaction and sees the capacity this job freed.
+    async fn run_one(&self, claimed: Job, permit: OwnedSemaphorePermit) {
+        let job = &claimed;
+        let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
         let renewer = {
-            let (jobs, job, cancel) = (self.jobs.clone(), job.clone(), cancel.clone());
+            let (jobs, job, cancel) = (self.jobs.clone(), claimed.clone(), cancel.clone());
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(RENEW_EVERY);
-                tick.tick().await;
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
                 loop {
                     tick.tick().await;
                     match jobs.renew(&job, LEASE).await {
@@ -111,10 +138,27 @@ impl Scheduler {
             job_dir: self.jobs.jobs_dir().join(&job.id),
         };
         let sink = Arc::new(self.jobs.recorder().clone());
-        let outcome = self.runtime.run(spec, sink, cancel).await;
+        let run = self.runtime.run(spec, sink, cancel.clone());
+        tokio::pin!(run);
+        let (outcome, started) = tokio::select! {
+            biased;
+            outcome = &mut run => (outcome, tokio::spawn(self.jobs.start(job, &cancel))),
+            _ = tokio::time::sleep(START_GRACE) => {
+                let started = tokio::spawn(self.jobs.start(job, &cancel));
+                (run.await, started)
+            }
+        };
         renewer.abort();
         let finish = Finish { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error };
-        match self.jobs.finish(&job, finish, &outcome.artifacts).await {
+        let recorded = self.jobs.finish(job, finish, &outcome.artifacts);
+        drop(permit);
+        match started.await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => tracing::debug!(job_id = job.id, "the job moved on before its start was recorded"),
+            Ok(Err(e)) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
+            Err(e) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
+        }
+        match recorded.await {
             Ok(done) => tracing::debug!(job_id = done.id, status = %done.status, "finished"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "recording the end of a job"),
         }
