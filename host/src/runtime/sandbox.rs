@@ -54,6 +54,9 @@ impl Sandbox {
     /// Creates the three directories (keeping what is already in them, such as the
     /// files of a consumed upload in `input/`).
     pub fn prepare(&self) -> io::Result<()> {
+        // The root first: then each of the three is one `mkdir`, not a failed one and
+        // a retry after creating its parent.
+        std::fs::create_dir_all(&self.root)?;
         for dir in [self.input(), self.output(), self.work()] {
             std::fs::create_dir_all(dir)?;
         }

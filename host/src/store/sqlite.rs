@@ -36,7 +36,8 @@ macro_rules! job_columns {
 
 mod writer;
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 pub(crate) use writer::Done;
 
 /// The embedded, numbered migrations under `migrations/sqlite/`.
@@ -51,6 +52,9 @@ pub struct Store {
     ops: mpsc::UnboundedSender<writer::Op>,
     /// Told of every job the writer moves, in commit order (see [`Store::observe`]).
     observer: Arc<OnceLock<writer::Observer>>,
+    /// Installed plugins already read, by name (see [`Store::get_plugin`]). Any write
+    /// to the `plugins` table must update it.
+    plugins: Arc<RwLock<HashMap<String, Plugin>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,7 +96,7 @@ impl Store {
         MIGRATOR.run(&write).await?;
         let observer = Arc::new(OnceLock::new());
         let ops = writer::start(write.clone(), observer.clone());
-        Ok(Store { write, read, ops, observer })
+        Ok(Store { write, read, ops, observer, plugins: Arc::default() })
     }
 
     /// Sets the one observer of group-committed transitions: it is called with every
@@ -145,17 +149,31 @@ impl Store {
         .bind(&plugin.installed_at)
         .execute(&self.write)
         .await?;
+        self.plugins.write().unwrap_or_else(PoisonError::into_inner).insert(plugin.name.clone(), plugin.clone());
         Ok(())
     }
 
     /// The plugin installed as `name`.
+    /// Every submit asks this, so answers are kept in memory once read: the table
+    /// changes only through [`Store::put_plugin`] of this store, which updates them.
     pub async fn get_plugin(&self, name: &str) -> Result<Option<Plugin>> {
-        sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins WHERE name = ?")
+        if let Some(p) = self.plugins.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return Ok(Some(p.clone()));
+        }
+        let plugin = sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.read)
             .await?
             .map(|row| plugin_from_row(&row))
-            .transpose()
+            .transpose()?;
+        if let Some(p) = &plugin {
+            self.plugins
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(p.name.clone())
+                .or_insert_with(|| p.clone());
+        }
+        Ok(plugin)
     }
 
     /// Every installed plugin, by name.
