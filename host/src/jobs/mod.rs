@@ -181,6 +181,22 @@ pub struct Jobs {
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     /// Wakes the scheduler when work arrives.
     work: Arc<tokio::sync::Notify>,
+    /// Called right after a submit's insert is queued (see [`Jobs::on_submit`]).
+    submit_hook: Arc<HookSlot>,
+}
+
+/// What the scheduler does when a job is submitted: claim into free slots at once.
+pub type SubmitHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Where the submit hook is kept.
+#[derive(Default)]
+struct HookSlot(Mutex<Option<SubmitHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        f.debug_tuple("HookSlot").field(&if set { "set" } else { "unset" }).finish()
+    }
 }
 
 impl Jobs {
@@ -194,7 +210,16 @@ impl Jobs {
             tracing::warn!("the store already has an observer; status events come from it");
         }
         let recorder = Recorder::start(store.clone(), events.clone());
-        Jobs { store, events, recorder, limits, jobs_dir, running: Arc::default(), work: Arc::default() }
+        Jobs {
+            store,
+            events,
+            recorder,
+            limits,
+            jobs_dir,
+            running: Arc::default(),
+            work: Arc::default(),
+            submit_hook: Arc::default(),
+        }
     }
 
     /// The store, for other domain services sharing it.
@@ -217,6 +242,13 @@ impl Jobs {
         &self.recorder
     }
 
+    /// Sets (or with `None` removes) what runs right after each submit's insert is
+    /// queued. The scheduler uses it to queue a claim right behind the insert, so the
+    /// claim shares the insert's commit instead of following it.
+    pub fn on_submit(&self, hook: Option<SubmitHook>) {
+        *self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
     /// Notified whenever a job becomes pending.
     pub fn work_signal(&self) -> Arc<tokio::sync::Notify> {
         self.work.clone()
@@ -227,9 +259,13 @@ impl Jobs {
     pub async fn submit(&self, caller: &Caller, req: SubmitRequest) -> Result<Submitted> {
         let new = self.validate(caller, req).await?;
         let inserted = self.store.insert_job(&new);
-        // Wake the scheduler now rather than after the commit: its claim is queued
-        // behind the insert, so it usually shares the insert's transaction (the claim
-        // sees the job; the job still runs only after that commit).
+        // Claim now rather than after the commit: queued behind the insert, the claim
+        // shares its transaction (it sees the job; the job still runs only after that
+        // commit).
+        let hook = self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(hook) = hook {
+            hook();
+        }
         self.work.notify_one();
         let (job, created) = inserted.await?;
         Ok(Submitted { job, created })
@@ -559,11 +595,16 @@ impl Jobs {
     }
 
     /// Claims up to `max` pending jobs (in queue order, as far as they fit in the
-    /// capacity) with a lease of `lease`, in one transaction.
-    pub async fn claim(&self, lease: Duration, max: usize) -> Result<Vec<Job>> {
+    /// capacity) with a lease of `lease`, in one transaction. Queued at once.
+    pub fn claim(
+        &self,
+        lease: Duration,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Job>>> + Send + 'static + use<> {
         let capacity =
             Usage { cpus: u64::from(self.limits.capacity_cpus), memory_mb: u64::from(self.limits.capacity_memory_mb) };
-        Ok(self.store.claim(&lease_until(lease), &capacity, max).await?)
+        let claimed = self.store.claim(&lease_until(lease), &capacity, max);
+        async move { Ok(claimed.await?) }
     }
 
     /// Registers the cancellation handle of a claimed job's run: from now on

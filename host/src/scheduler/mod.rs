@@ -52,6 +52,53 @@ impl Scheduler {
     /// Claims and runs jobs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let hook: crate::jobs::SubmitHook = {
+            let (this, slots, shutdown) = (self.clone(), slots.clone(), shutdown.clone());
+            Arc::new(move || {
+                if !shutdown.is_cancelled() {
+                    this.claim_free_slots(&slots);
+                }
+            })
+        };
+        self.jobs.on_submit(Some(hook));
+        self.claim_loop(&slots, &shutdown).await;
+        // The hook holds this scheduler (and through it the jobs service): let go.
+        self.jobs.on_submit(None);
+    }
+
+    /// Right after a submit: queues a claim for every free slot, behind the submit's
+    /// insert, and runs what it gets. Does nothing when every slot is busy (the loop
+    /// claims when one frees).
+    fn claim_free_slots(&self, slots: &Arc<Semaphore>) {
+        let mut permits = Vec::new();
+        while permits.len() < MAX_CLAIM {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
+            return;
+        }
+        let claimed = self.jobs.claim(LEASE, permits.len());
+        let this = self.clone();
+        tokio::spawn(async move {
+            match claimed.await {
+                Ok(jobs) => this.spawn_runs(jobs, permits),
+                Err(e) => tracing::error!(error = %e, "claiming jobs"),
+            }
+        });
+    }
+
+    /// Runs each job in one of `permits` (the rest are given back).
+    fn spawn_runs(&self, jobs: Vec<Job>, mut permits: Vec<OwnedSemaphorePermit>) {
+        for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+            let this = self.clone();
+            self.exec.spawn(async move { this.run_one(job, permit).await });
+        }
+    }
+
+    async fn claim_loop(&self, slots: &Arc<Semaphore>, shutdown: &CancellationToken) {
         let work = self.jobs.work_signal();
         loop {
             // Shutdown first: a stop frees the slots of the runs it drops, and those must
@@ -73,11 +120,7 @@ impl Scheduler {
             match self.jobs.claim(LEASE, asked).await {
                 Ok(jobs) => {
                     let drained = jobs.len() < asked;
-                    for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
-                        let this = self.clone();
-                        self.exec.spawn(async move { this.run_one(job, permit).await });
-                    }
-                    drop(permits);
+                    self.spawn_runs(jobs, permits);
                     if drained {
                         // The queue had no more that fit: sleep until a submit (or a
                         // poll, for work that arrives without one).
