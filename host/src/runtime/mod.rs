@@ -330,7 +330,9 @@ impl Runtime {
             let handle = tokio::spawn({
                 let stop = stop.clone();
                 async move {
-                    let mut tick = tokio::time::interval(LOG_FLUSH_INTERVAL);
+                    // Nothing to flush at the start: the first flush is one period in.
+                    let mut tick =
+                        tokio::time::interval_at(tokio::time::Instant::now() + LOG_FLUSH_INTERVAL, LOG_FLUSH_INTERVAL);
                     loop {
                         tokio::select! {
                             _ = tick.tick() => {}

@@ -154,21 +154,6 @@ impl Scheduler {
         let job = &claimed;
         let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
-        let renewer = {
-            let (jobs, job, cancel) = (self.jobs.clone(), claimed.clone(), cancel.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
-                loop {
-                    tick.tick().await;
-                    match jobs.renew(&job, LEASE).await {
-                        Ok(true) => {}
-                        // The job is no longer ours (cancelled, or taken over): stop it.
-                        Ok(false) => return cancel.cancel(),
-                        Err(e) => tracing::warn!(job_id = job.id, error = %e, "renewing a lease"),
-                    }
-                }
-            })
-        };
         let spec = RunSpec {
             job_id: job.id.clone(),
             plugin: job.plugin.clone(),
@@ -183,27 +168,52 @@ impl Scheduler {
         let sink = Arc::new(self.jobs.recorder().clone());
         let run = self.runtime.run(spec, sink, cancel.clone());
         tokio::pin!(run);
+        // A short run is over before anything else is set up for it: no lease renewal,
+        // no task to watch its start.
         let (outcome, started) = tokio::select! {
             biased;
-            outcome = &mut run => (outcome, tokio::spawn(self.jobs.start(job, &cancel))),
+            outcome = &mut run => (outcome, None),
             _ = tokio::time::sleep(START_GRACE) => {
+                // A refused start must stop the run while it goes on: watch it apart.
                 let started = tokio::spawn(self.jobs.start(job, &cancel));
-                (run.await, started)
+                let renewer = tokio::spawn(renew(self.jobs.clone(), claimed.clone(), cancel.clone()));
+                let outcome = run.await;
+                renewer.abort();
+                (outcome, Some(started))
             }
         };
-        renewer.abort();
+        // Queued now, right before the end (a short run's start and end share a commit).
+        let start_now = started.is_none().then(|| self.jobs.start(job, &cancel));
         let finish = Finish { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error };
         let recorded = self.jobs.finish(job, finish, &outcome.artifacts);
         drop(permit);
-        match started.await {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => tracing::debug!(job_id = job.id, "the job moved on before its start was recorded"),
-            Ok(Err(e)) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
+        let started = match (started, start_now) {
+            (Some(watched), _) => watched.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+            (None, Some(now)) => now.await.map_err(|e| e.to_string()),
+            (None, None) => Ok(None),
+        };
+        match started {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!(job_id = job.id, "the job moved on before its start was recorded"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
         }
         match recorded.await {
             Ok(done) => tracing::debug!(job_id = done.id, status = %done.status, "finished"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "recording the end of a job"),
+        }
+    }
+}
+
+/// Renews the lease of a running attempt every [`RENEW_EVERY`] until aborted; cancels
+/// the run when the job is no longer ours (cancelled, or taken over).
+async fn renew(jobs: Jobs, job: Job, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        tick.tick().await;
+        match jobs.renew(&job, LEASE).await {
+            Ok(true) => {}
+            Ok(false) => return cancel.cancel(),
+            Err(e) => tracing::warn!(job_id = job.id, error = %e, "renewing a lease"),
         }
     }
 }
