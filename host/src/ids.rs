@@ -11,6 +11,10 @@ pub const JOB: &str = "job_";
 pub const USER: &str = "usr_";
 /// Prefix of artifact ids.
 pub const ARTIFACT: &str = "art_";
+/// Prefix of upload ids.
+pub const UPLOAD: &str = "upl_";
+/// Prefix of API token ids.
+pub const TOKEN: &str = "tok_";
 
 /// A new id with `prefix`, e.g. `new(JOB)` → `job_0192…`.
 pub fn new(prefix: &str) -> String {

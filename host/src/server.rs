@@ -1,22 +1,24 @@
 //! Wires the layers into a running server: data dir, store, runtime, domain,
 //! scheduler and RPC. Tests and `jobhost run` start it in-process on `127.0.0.1:0`.
 
-use crate::jobs::{Caller, Jobs, Limits};
+use crate::auth::Auth;
+use crate::jobs::{Jobs, Limits};
 use crate::plugins::Plugins;
-use crate::rpc::{self, RpcServer};
+use crate::rpc::{self, RpcServer, TransportLimits};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::Scheduler;
+use crate::scheduler::sweeper::Sweeper;
 use crate::store::Store;
+use crate::uploads::{UploadLimits, Uploads};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Name of the database file in the data dir.
 pub const DB_FILE: &str = "jobhost.db";
-/// The user every request acts as until API tokens exist.
-pub const LOCAL_ADMIN: &str = "admin";
 
 /// Everything `jobhost serve` can be told.
 #[derive(Debug, Clone)]
@@ -37,6 +39,16 @@ pub struct ServerConfig {
     pub max_open_resources: usize,
     /// Wasm stack per job, bytes.
     pub max_wasm_stack: usize,
+    /// Limits on uploads.
+    pub uploads: UploadLimits,
+    /// How long ended jobs are kept before the sweeper cleans them.
+    pub retention: Duration,
+    /// How often the sweeper runs.
+    pub sweep_every: Duration,
+    /// Limits of the HTTP/WebSocket transport.
+    pub transport: TransportLimits,
+    /// Allow listening on an address other than loopback.
+    pub allow_remote: bool,
 }
 
 impl ServerConfig {
@@ -51,6 +63,11 @@ impl ServerConfig {
             max_output_bytes: 1 << 30,
             max_open_resources: 4096,
             max_wasm_stack: 1 << 20,
+            uploads: UploadLimits::default(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            sweep_every: Duration::from_secs(60),
+            transport: TransportLimits::default(),
+            allow_remote: false,
         }
     }
 }
@@ -72,6 +89,11 @@ impl RunningServer {
     /// `http://<addr>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.local_addr)
+    }
+
+    /// The first admin's API token, from `DATA_DIR/token`.
+    pub fn admin_token(&self) -> std::io::Result<String> {
+        crate::auth::read_token_file(&self.data_dir.join(crate::auth::TOKEN_FILE))
     }
 
     /// `ws://<addr>`.
@@ -111,13 +133,23 @@ impl Drop for RunningServer {
 
 /// Opens the data dir and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    if !config.listen.ip().is_loopback() && !config.allow_remote {
+        anyhow::bail!(
+            "{} is not a loopback address: listening where other machines can connect needs --allow-remote",
+            config.listen
+        );
+    }
     let data = &config.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
     let jobs_dir = data.join("jobs");
-    std::fs::create_dir_all(&jobs_dir).with_context(|| format!("creating {}", jobs_dir.display()))?;
+    let uploads_dir = data.join("uploads");
+    for dir in [&jobs_dir, &uploads_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
 
     let store = Store::open(&data.join(DB_FILE)).await?;
-    let admin = store.ensure_user(LOCAL_ADMIN, true).await?;
+    let auth = Auth::new(store.clone());
+    auth.bootstrap(data).await.context("creating the first admin token")?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         plugins_dir: data.join("plugins"),
         max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
@@ -127,7 +159,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);
-    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir);
+    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir, uploads_dir.clone());
+    let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir);
+    uploads.reset_staging().context("preparing the uploads directory")?;
     let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
     if recovered.requeued + recovered.failed > 0 {
         tracing::warn!(
@@ -148,9 +182,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let scheduler =
         Scheduler { jobs: jobs.clone(), runtime, concurrency: config.concurrency, exec: exec.handle().clone() };
     tokio::spawn(scheduler.run(shutdown.clone()));
+    let sweeper = Sweeper {
+        jobs: jobs.clone(),
+        uploads: uploads.clone(),
+        retention: config.retention,
+        every: config.sweep_every,
+    };
+    tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    let caller = Caller { user_id: admin, is_admin: true };
-    let rpc = rpc::serve(config.listen, rpc::Context { jobs, plugins, caller })
+    let ctx = rpc::Context::new(jobs, plugins, uploads, auth, sweeper, &config.transport);
+    let rpc = rpc::serve(config.listen, ctx, &config.transport)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");

@@ -13,3 +13,7 @@ pub const WORDCOUNT_WASM: &str = env!("WORDCOUNT_WASM");
 /// (echo, exit, trap, sleep, spin, alloc, recurse, open-files, flood, write-output,
 /// read-input, env-dump, escape, noop); see its `src/main.rs`.
 pub const PROBE_WASM: &str = env!("PROBE_WASM");
+
+/// `tests/guests/steps`: a `job`-world plugin that sleeps and reports progress
+/// `i` of `N` (`step i of N`) N times; input `{"steps": N, "interval_ms": M}`.
+pub const STEPS_WASM: &str = env!("STEPS_WASM");

@@ -164,7 +164,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // First start: install the no-op, run one job, then measure the idle process.
     say("installing the no-op component");
     let first = start(&data, tweak).await?;
-    let client = Client::new(&first.url())?;
+    let client = client_of(&first)?;
     client.install("noop", &noop).await?;
     run_one(&client).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -178,7 +178,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (server, warm_start_ms) = timed_start(&data, tweak).await?;
 
     say("latency, one job at a time");
-    let events = Client::new(&server.url())?.websocket().await?;
+    let events = client_of(&server)?.websocket().await?;
     let latencies = latency(&events, args.latency_jobs).await?;
 
     say(&format!("throughput, {} jobs", args.jobs));
@@ -224,8 +224,14 @@ async fn start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Re
 async fn timed_start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<(RunningServer, f64)> {
     let t0 = Instant::now();
     let server = start(data, tweak).await?;
-    run_one(&Client::new(&server.url())?).await?;
+    run_one(&client_of(&server)?).await?;
     Ok((server, ms(t0.elapsed())))
+}
+
+/// A client of `server` that presents its first admin's token.
+fn client_of(server: &RunningServer) -> anyhow::Result<Client> {
+    let token = server.admin_token().context("reading the server's admin token")?;
+    Ok(Client::with_token(&server.url(), Some(&token))?)
 }
 
 /// Submits one no-op job and waits for it to complete.
@@ -275,7 +281,7 @@ async fn latency(events: &Events, n: usize) -> anyhow::Result<Vec<f64>> {
 /// Submits `args.jobs` no-op jobs in pipelined batches and waits until none is
 /// pending or running; jobs per second from the first submit to the last completion.
 async fn throughput(server: &RunningServer, events: &Events, args: &BenchArgs) -> anyhow::Result<f64> {
-    let client = Client::new(&server.url())?;
+    let client = client_of(server)?;
     let before = count(&client, JobStatus::Completed).await?;
     let batch = vec![noop_request(); args.batch];
     let sizes: Vec<usize> = (0..args.jobs).step_by(args.batch).map(|start| args.batch.min(args.jobs - start)).collect();
@@ -378,7 +384,7 @@ async fn concurrent_rss(data: &Path, sleeper: &[u8], n: usize) -> anyhow::Result
         c.limits.capacity_memory_mb = c.limits.capacity_memory_mb.max(n.saturating_mul(per_job_mb));
     })
     .await?;
-    let client = Client::new(&server.url())?;
+    let client = client_of(&server)?;
     client.install("sleep", sleeper).await?;
     let events = client.websocket().await?;
     let req = SubmitRequest {

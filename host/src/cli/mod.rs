@@ -3,19 +3,22 @@
 //! temporary data dir when none answers.
 
 mod bench;
+mod progress;
 
+use crate::auth;
 use crate::client::Client;
 use crate::jobs::SubmitRequest;
 use crate::jobs::model::{Job, JobStatus, LogChunk, LogStream};
 use crate::server::{self, ServerConfig};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use progress::ProgressView;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default address of the server, for `serve` and for clients.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7717";
@@ -102,6 +105,20 @@ enum Command {
         /// Job id.
         id: String,
     },
+    /// Sweep now: expire stale uploads, clean jobs past the retention, prune their logs.
+    Gc {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for agents, driving a server.
+    Mcp {
+        /// Server URL.
+        #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
+        server: String,
+        /// File holding the API token [default: the data dir's `token`, if present].
+        #[arg(long, env = "JOBHOST_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +132,42 @@ struct ServeArgs {
     /// Most jobs running at once [default: number of cores].
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Allow listening on an address other than loopback (other machines can connect).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Days an ended job is kept before its files and logs are removed.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u32,
+    /// Largest request body, bytes [default: 64 MiB].
+    #[arg(long)]
+    max_request_bytes: Option<u32>,
+    /// Most calls in one JSON-RPC batch [default: 1000].
+    #[arg(long)]
+    max_batch: Option<u32>,
+    /// Most connections at once [default: 1024].
+    #[arg(long)]
+    max_connections: Option<u32>,
+    /// Calls per second each token may make, sustained [default: 5000].
+    #[arg(long)]
+    rate_per_s: Option<u32>,
+    /// Calls a token may make in a burst [default: 50000].
+    #[arg(long)]
+    rate_burst: Option<u32>,
+}
+
+impl Conn {
+    /// A client of `--server` with the token from `--token`, `JOBHOST_TOKEN`,
+    /// `--token-file` or the default data dir's `token` file, in that order.
+    fn client(&self) -> anyhow::Result<Client> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.trim().to_owned()),
+            (None, Some(f)) => {
+                Some(auth::read_token_file(f).with_context(|| format!("reading the token file {}", f.display()))?)
+            }
+            (None, None) => default_data_dir().ok().and_then(|d| auth::read_token_file(&d.join(auth::TOKEN_FILE)).ok()),
+        };
+        Ok(Client::with_token(&self.server, token.as_deref())?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +175,12 @@ struct Conn {
     /// Server URL.
     #[arg(long, env = "JOBHOST_URL", default_value = "http://127.0.0.1:7717")]
     server: String,
+    /// API token [default: read from --token-file].
+    #[arg(long, env = "JOBHOST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the API token [default: the data dir's `token`].
+    #[arg(long, env = "JOBHOST_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -191,7 +250,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Install { conn, name, file } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let plugin = client.install(&name, &wasm).await?;
             if conn.json {
@@ -202,7 +261,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit { conn, job, plugin, args } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let submitted = client.submit(&job.request(plugin, args)?).await?;
             if conn.json {
                 println!("{}", serde_json::to_string(&submitted)?);
@@ -212,7 +271,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { conn, status, limit } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             let status = match status {
                 Some(s) => Some(JobStatus::parse(&s).with_context(|| format!("unknown status {s:?}"))?),
                 None => None,
@@ -228,26 +287,68 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { conn, id } => {
-            let job = Client::new(&conn.server)?.get(&id).await?;
+            let job = conn.client()?.get(&id).await?;
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Logs { conn, follow, id } => {
-            let client = Client::new(&conn.server)?;
+            let client = conn.client()?;
             stream_logs(&client, &id, follow, conn.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Wait { conn, id, timeout_s } => {
-            let job = Client::new(&conn.server)?.wait(&id, Duration::from_secs_f64(timeout_s)).await?;
+            let client = conn.client()?;
+            let job = wait_showing_progress(&client, &id, Duration::from_secs_f64(timeout_s), conn.json).await?;
             print_job(&job, conn.json)?;
             Ok(exit_code_of(&job))
         }
+        Command::Gc { conn } => {
+            let report = conn.client()?.gc().await?;
+            if conn.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "removed {} expired uploads, cleaned {} jobs past retention, pruned {} log chunks",
+                    report.uploads_expired, report.jobs_cleaned, report.log_chunks_pruned
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Cancel { conn, id } => {
-            let job = Client::new(&conn.server)?.cancel(&id).await?;
+            let job = conn.client()?.cancel(&id).await?;
             print_job(&job, conn.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Mcp { server, token_file } => {
+            // stdout carries the protocol; problems go to stderr, which MCP clients keep.
+            init_logging("warn");
+            let token = read_token(token_file)?;
+            crate::mcp::serve_stdio(connect(&server, token)?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The API token: from `path` (which must exist when given), else from the default
+/// data dir's `token` file when there is one.
+fn read_token(path: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => match default_data_dir() {
+            Ok(d) => (d.join(auth::TOKEN_FILE), false),
+            Err(_) => return Ok(None),
+        },
+    };
+    match auth::read_token_file(&path) {
+        Ok(t) => Ok(Some(t).filter(|t| !t.is_empty())),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading the token file {}: {e}", path.display())),
+    }
+}
+
+/// The one place a client of `server` is built with the caller's token.
+fn connect(server: &str, token: Option<String>) -> anyhow::Result<Client> {
+    Ok(Client::with_token(server, token.as_deref())?)
 }
 
 impl JobArgs {
@@ -281,20 +382,44 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/share/jobhost"))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Logs to stderr, filtered by `JOBHOST_LOG` (else `default`).
+fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("JOBHOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging("info");
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
     };
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
+    config.allow_remote = args.allow_remote;
+    if args.retention_days == 0 {
+        bail!("--retention-days must be at least 1");
+    }
+    config.retention = Duration::from_secs(u64::from(args.retention_days) * 24 * 3600);
+    let t = &mut config.transport;
+    for (value, slot, name) in [
+        (args.max_request_bytes, &mut t.max_body_bytes, "--max-request-bytes"),
+        (args.max_batch, &mut t.max_batch, "--max-batch"),
+        (args.max_connections, &mut t.max_connections, "--max-connections"),
+        (args.rate_per_s, &mut t.rate_per_s, "--rate-per-s"),
+        (args.rate_burst, &mut t.rate_burst, "--rate-burst"),
+    ] {
+        match value {
+            Some(0) => bail!("{name} must be at least 1"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
     if let Some(n) = args.concurrency {
         if n == 0 {
             bail!("--concurrency must be at least 1");
@@ -319,13 +444,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // Use the server that answers at --server; otherwise bring one up in-process.
     let mut embedded = None;
-    let mut client = Client::new(&args.conn.server)?;
+    let mut client = args.conn.client()?;
     if client.health().await.is_err() {
         let dir = tempfile::tempdir().context("creating a temporary data dir")?;
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = server::start(config).await?;
-        client = Client::new(&server.url())?;
+        client = Client::with_token(&server.url(), Some(&server.admin_token()?))?;
         embedded = Some((server, dir));
     }
     let result = run_on(&client, &name, &wasm, &args).await;
@@ -360,21 +485,51 @@ fn plugin_name_from(path: &std::path::Path) -> String {
     name.trim_start_matches(['-', '.', '_']).chars().take(64).collect()
 }
 
-/// Prints a job's output from the start; with `follow`, until the job ends.
+/// How often a command showing a progress bar looks at the job's progress.
+const PROGRESS_LOOK: Duration = Duration::from_millis(250);
+
+/// Prints a job's output from the start; with `follow`, until the job ends, with a
+/// progress bar on a terminal while it reports progress.
 async fn stream_logs(client: &Client, id: &str, follow: bool, json: bool) -> anyhow::Result<()> {
+    let mut view = ProgressView::for_terminal(json);
+    let mut looked: Option<Instant> = None;
     let mut next = 0;
     loop {
         let page = client.logs(id, next, None).await?;
         next = page.next_seq;
         for chunk in &page.chunks {
-            print_chunk(chunk, json)?;
+            view.suspend(|| print_chunk(chunk, json))?;
         }
         if page.eof || (!follow && page.chunks.is_empty()) {
+            view.finish();
             return Ok(());
+        }
+        if follow && view.is_on() && looked.is_none_or(|t| t.elapsed() >= PROGRESS_LOOK) {
+            view.update(&client.get(id).await?);
+            looked = Some(Instant::now());
         }
         if page.chunks.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// `jobs.wait` up to `timeout`; on a terminal (not `--json`), in short steps that
+/// draw the job's progress.
+async fn wait_showing_progress(client: &Client, id: &str, timeout: Duration, json: bool) -> anyhow::Result<Job> {
+    let mut view = ProgressView::for_terminal(json);
+    if !view.is_on() {
+        return Ok(client.wait(id, timeout).await?);
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let step = deadline.saturating_duration_since(Instant::now()).min(PROGRESS_LOOK);
+        let job = client.wait(id, step).await?;
+        if job.status.is_terminal() || Instant::now() >= deadline {
+            view.finish();
+            return Ok(job);
+        }
+        view.update(&job);
     }
 }
 

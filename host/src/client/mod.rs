@@ -7,9 +7,12 @@ mod batch;
 
 pub use batch::submit_params;
 
+use crate::auth::{NewToken, Scope, TokenInfo, User};
 use crate::jobs::model::{Artifact, Job, JobEvent, JobStatus, Plugin};
 use crate::jobs::{JobPage, LogPage, ResourceUsage, SubmitRequest, Submitted};
 use crate::rpc::Health;
+use crate::scheduler::sweeper::GcReport;
+use crate::uploads::Upload;
 use base64::Engine as _;
 use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -65,8 +68,25 @@ impl From<jsonrpsee::core::ClientError> for Error {
                     field: data["field"].as_str().map(str::to_owned),
                 }
             }
-            other => Error::Transport(other.to_string()),
+            other => Error::transport(other.to_string()),
         }
+    }
+}
+
+impl Error {
+    /// A transport failure; an HTTP 401 (a refused token) reads as `unauthorized`,
+    /// the same kind the server gives in JSON.
+    fn transport(text: String) -> Error {
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("rejected") && lower.contains("401") {
+            return Error::Rpc {
+                code: crate::rpc::codes::UNAUTHORIZED,
+                message: format!("the server refused the token: {text}"),
+                kind: "unauthorized".into(),
+                field: None,
+            };
+        }
+        Error::Transport(text)
     }
 }
 
@@ -78,18 +98,176 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Client {
     http: HttpClient,
     url: String,
+    /// The API token sent as `Authorization: Bearer` (none: only `system.health` works).
+    token: Option<String>,
+    /// Plain HTTP, for the file routes.
+    files: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, FileBody>,
+}
+
+/// A request body of the file routes.
+type FileBody = http_body_util::Full<bytes::Bytes>;
+
+/// An answer of a file route.
+#[derive(Debug, Clone)]
+pub struct FileResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl FileResponse {
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (`Null` when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
 }
 
 impl Client {
-    /// A client of the server at `url` (`http://host:port`).
+    /// A client of the server at `url` (`http://host:port`) without a token.
     pub fn new(url: &str) -> Result<Client> {
+        Self::with_token(url, None)
+    }
+
+    /// A client of the server at `url` that presents `token`.
+    pub fn with_token(url: &str, token: Option<&str>) -> Result<Client> {
         let http = HttpClientBuilder::default()
             .request_timeout(REQUEST_TIMEOUT)
             .max_request_size(MAX_BODY)
             .max_response_size(MAX_BODY)
+            .set_headers(auth_headers(token)?)
             .build(url)
             .map_err(|e| Error::Transport(e.to_string()))?;
-        Ok(Client { http, url: url.to_owned() })
+        let files = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+        Ok(Client { http, url: url.to_owned(), token: token.map(str::to_owned), files })
+    }
+
+    /// The token this client presents.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A raw HTTP request to `path` on the server, with this client's token.
+    pub async fn http_request(&self, method: &str, path: &str, body: Vec<u8>) -> Result<FileResponse> {
+        let mut req = http::Request::builder().method(method).uri(format!("{}{path}", self.url.trim_end_matches('/')));
+        if let Some(t) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(FileBody::new(body.into())).map_err(|e| Error::Transport(e.to_string()))?;
+        let resp = self.files.request(req).await.map_err(|e| Error::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .to_bytes()
+            .to_vec();
+        Ok(FileResponse { status, headers, body })
+    }
+
+    /// Fails with the server's error when a file route did not answer 2xx.
+    fn file_ok(resp: FileResponse) -> Result<FileResponse> {
+        if (200..300).contains(&resp.status) {
+            return Ok(resp);
+        }
+        let err = &resp.json()["error"];
+        Err(Error::Rpc {
+            code: err["code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(0),
+            message: err["message"].as_str().map_or_else(|| format!("HTTP {}", resp.status), str::to_owned),
+            kind: err["data"]["kind"].as_str().unwrap_or("unknown").to_owned(),
+            field: err["data"]["field"].as_str().map(str::to_owned),
+        })
+    }
+
+    /// `PUT /uploads/<id>/files/<path>`: one file of an upload, in one request.
+    pub async fn put_file(&self, upload_id: &str, path: &str, data: Vec<u8>) -> Result<Value> {
+        let path = encode_path(path);
+        Ok(Self::file_ok(self.http_request("PUT", &format!("/uploads/{upload_id}/files/{path}"), data).await?)?.json())
+    }
+
+    /// `PUT /uploads/<id>/archive`: a tar archive unpacked into the upload.
+    pub async fn put_archive(&self, upload_id: &str, tar: Vec<u8>) -> Result<Value> {
+        Ok(Self::file_ok(self.http_request("PUT", &format!("/uploads/{upload_id}/archive"), tar).await?)?.json())
+    }
+
+    /// `GET /jobs/<id>/artifacts/<name>`: the artifact's bytes.
+    pub async fn download_artifact(&self, job_id: &str, name: &str) -> Result<FileResponse> {
+        let name = encode_path(name);
+        Self::file_ok(self.http_request("GET", &format!("/jobs/{job_id}/artifacts/{name}"), Vec::new()).await?)
+    }
+
+    /// `uploads.create`.
+    pub async fn create_upload(&self) -> Result<Upload> {
+        self.call("uploads.create", Value::Null).await
+    }
+
+    /// `uploads.put` of a whole small file.
+    pub async fn upload_put(&self, upload_id: &str, path: &str, data: &[u8]) -> Result<Value> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        self.call("uploads.put", json!({ "id": upload_id, "path": path, "data_base64": b64 })).await
+    }
+
+    /// `uploads.finalize`.
+    pub async fn finalize_upload(&self, upload_id: &str) -> Result<Upload> {
+        self.call("uploads.finalize", json!({ "id": upload_id })).await
+    }
+
+    /// `uploads.get`.
+    pub async fn get_upload(&self, upload_id: &str) -> Result<Upload> {
+        self.call("uploads.get", json!({ "id": upload_id })).await
+    }
+
+    /// `users.create`.
+    pub async fn create_user(&self, name: &str, is_admin: bool) -> Result<User> {
+        self.call("users.create", json!({ "name": name, "is_admin": is_admin })).await
+    }
+
+    /// `tokens.create` for `user` (oneself when `None`).
+    pub async fn create_token(
+        &self,
+        user: Option<&str>,
+        scopes: &[Scope],
+        expires_in_s: Option<u64>,
+    ) -> Result<NewToken> {
+        let mut p = json!({ "scopes": scopes });
+        if let Some(u) = user {
+            p["user"] = json!(u);
+        }
+        if let Some(s) = expires_in_s {
+            p["expires_in_s"] = json!(s);
+        }
+        self.call("tokens.create", p).await
+    }
+
+    /// `tokens.revoke`.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
+        self.call("tokens.revoke", json!({ "id": id })).await
+    }
+
+    /// `tokens.list`.
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            tokens: Vec<TokenInfo>,
+        }
+        Ok(self.call::<R>("tokens.list", Value::Null).await?.tokens)
+    }
+
+    /// `system.gc`.
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.call("system.gc", Value::Null).await
     }
 
     /// The server's URL.
@@ -222,14 +400,35 @@ impl Client {
             self.url.clone()
         };
         let ws = WsClientBuilder::default()
+            .set_headers(auth_headers(self.token.as_deref())?)
             .request_timeout(REQUEST_TIMEOUT)
             .max_request_size(MAX_BODY)
             .max_response_size(MAX_BODY)
             .build(&ws_url)
             .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
+            .map_err(|e| Error::transport(e.to_string()))?;
         Ok(Events { ws })
     }
+}
+
+/// The `Authorization` header for `token`.
+fn auth_headers(token: Option<&str>) -> Result<http::HeaderMap> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(t) = token {
+        let value = http::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| Error::Transport("the token has characters a header cannot carry".into()))?;
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+/// Percent-encodes each segment of a `/`-separated path.
+fn encode_path(path: &str) -> String {
+    let segments: Vec<String> = path
+        .split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
+        .collect();
+    segments.join("/")
 }
 
 /// A WebSocket connection, for `jobs.subscribe`.

@@ -19,6 +19,9 @@ pub enum Error {
     /// The request conflicts with the current state (e.g. cancelling a finished job).
     #[error("{0}")]
     Conflict(String),
+    /// The request carries no valid token.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The request is authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
@@ -45,6 +48,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::InvalidParams { .. } => "invalid_params",
             Error::Conflict(_) => "conflict",
+            Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::LimitExceeded(_) => "limit_exceeded",
             Error::Unavailable(_) => "unavailable",

@@ -14,9 +14,11 @@ pub use error::{Error, Result};
 
 use crate::ids;
 use crate::store::{Finish, JobQuery, NewJob, Store, Usage};
+use crate::uploads::UploadState;
 use events::EventBus;
 use model::{Artifact, EventKind, Job, JobEvent, JobStatus, LogChunk};
 use recorder::Recorder;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -32,6 +34,17 @@ pub struct Caller {
     pub user_id: String,
     /// Admins see and act on every user's jobs.
     pub is_admin: bool,
+    /// What the presented token may do.
+    pub scopes: Vec<crate::auth::Scope>,
+    /// The token presented (`None` for the server acting on its own).
+    pub token_id: Option<String>,
+}
+
+impl Caller {
+    /// Whether the caller may act with `scope` (`admin` may do everything).
+    pub fn has(&self, scope: crate::auth::Scope) -> bool {
+        self.is_admin || self.scopes.contains(&scope)
+    }
 }
 
 /// Server-wide defaults and maxima of per-job requests.
@@ -89,7 +102,7 @@ pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
 /// `jobs.submit` parameters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Installed component to run.
@@ -103,7 +116,7 @@ pub struct SubmitRequest {
     /// Input for plugins of world `job`.
     #[serde(default)]
     pub input: Option<serde_json::Value>,
-    /// A finalized upload to show at `/input` (not accepted until uploads exist).
+    /// A finalized upload to consume: its files are the job's `/input`.
     #[serde(default)]
     pub files_id: Option<String>,
     /// CPUs the job needs.
@@ -127,7 +140,7 @@ pub struct SubmitRequest {
 }
 
 /// `jobs.submit` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Submitted {
     /// The job (the existing one when the idempotency key matched).
     pub job: Job,
@@ -136,7 +149,7 @@ pub struct Submitted {
 }
 
 /// One page of `jobs.list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobPage {
     /// Newest first.
     pub jobs: Vec<Job>,
@@ -145,7 +158,7 @@ pub struct JobPage {
 }
 
 /// One page of `jobs.logs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LogPage {
     /// In order.
     pub chunks: Vec<LogChunk>,
@@ -156,7 +169,7 @@ pub struct LogPage {
 }
 
 /// `resources.usage` result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ResourceUsage {
     /// CPUs declared by jobs starting or running.
     pub used_cpus: u64,
@@ -177,6 +190,8 @@ pub struct Jobs {
     limits: Limits,
     /// `<data>/jobs`, where each job's files live.
     jobs_dir: PathBuf,
+    /// `<data>/uploads`, where an upload's files wait for the job that consumes them.
+    uploads_dir: PathBuf,
     /// Cancellation handles of the runs in this process.
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     /// Wakes the scheduler when work arrives.
@@ -201,7 +216,7 @@ impl std::fmt::Debug for HookSlot {
 
 impl Jobs {
     /// The service over `store`.
-    pub fn new(store: Store, limits: Limits, jobs_dir: PathBuf) -> Jobs {
+    pub fn new(store: Store, limits: Limits, jobs_dir: PathBuf, uploads_dir: PathBuf) -> Jobs {
         let events = EventBus::new();
         // Status events of what the store group-commits (submits, claims, starts, ends)
         // are published by the store's writer, in commit order.
@@ -216,6 +231,7 @@ impl Jobs {
             recorder,
             limits,
             jobs_dir,
+            uploads_dir,
             running: Arc::default(),
             work: Arc::default(),
             submit_hook: Arc::default(),
@@ -235,6 +251,11 @@ impl Jobs {
     /// `<data>/jobs`.
     pub fn jobs_dir(&self) -> &Path {
         &self.jobs_dir
+    }
+
+    /// Where the files of the upload a job consumed wait until it starts.
+    pub fn input_source(&self, job: &Job) -> Option<PathBuf> {
+        job.files_id.as_ref().map(|f| self.uploads_dir.join(f))
     }
 
     /// The sink runs report through.
@@ -267,7 +288,9 @@ impl Jobs {
             hook();
         }
         self.work.notify_one();
-        let (job, created) = inserted.await?;
+        let Some((job, created)) = inserted.await? else {
+            return Err(self.unusable_upload(caller, new.files_id.as_deref().unwrap_or_default()).await);
+        };
         Ok(Submitted { job, created })
     }
 
@@ -281,8 +304,12 @@ impl Jobs {
             .get_plugin(&req.plugin)
             .await?
             .ok_or_else(|| Error::NotFound(format!("plugin {:?} is not installed", req.plugin)))?;
-        if req.files_id.is_some() {
-            return Err(Error::invalid("files_id", "uploads are not available on this server yet"));
+        if let Some(files_id) = &req.files_id {
+            let upload =
+                if ids::has_prefix(files_id, ids::UPLOAD) { self.store.get_upload(files_id).await? } else { None };
+            if upload.is_none_or(|u| u.user_id != caller.user_id) {
+                return Err(Error::NotFound(format!("upload {files_id:?} not found")));
+            }
         }
         for (i, a) in req.args.iter().enumerate() {
             if a.contains('\0') {
@@ -360,7 +387,25 @@ impl Jobs {
             timeout_s,
             client_job_id: req.client_job_id,
             max_attempts: limits.max_attempts,
+            files_id: req.files_id,
         })
+    }
+
+    /// Why the upload `id` could not be consumed, in the caller's terms.
+    async fn unusable_upload(&self, caller: &Caller, id: &str) -> Error {
+        match self.store.get_upload(id).await {
+            Ok(Some(u)) if caller.is_admin || u.user_id == caller.user_id => match u.state {
+                UploadState::Open => Error::Conflict(format!("upload {id} is not finalized yet")),
+                UploadState::Finalized => Error::Conflict(format!("upload {id} has expired")),
+                UploadState::Consumed => Error::Conflict(format!(
+                    "upload {id} was already consumed by job {}",
+                    u.job_id.as_deref().unwrap_or("(cleaned)")
+                )),
+                UploadState::Expired => Error::Conflict(format!("upload {id} has expired")),
+            },
+            Ok(_) => Error::NotFound(format!("upload {id:?} not found")),
+            Err(e) => e.into(),
+        }
     }
 
     /// The job `id`, if the caller may see it.
@@ -488,15 +533,7 @@ impl Jobs {
             return Err(Error::Conflict(format!("job {id} is {}; only an ended job can be cleaned", job.status)));
         };
         self.publish_status(&cleaning);
-        let dir = self.jobs_dir.join(id);
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::error!(job_id = id, error = %e, "removing job files");
-                return Err(Error::Internal(format!("removing the files of job {id} failed; it stays cleaning")));
-            }
-        }
+        self.remove_files(&cleaning).await?;
         let cleaned = self
             .store
             .finish_cleanup(id)
@@ -506,9 +543,79 @@ impl Jobs {
         Ok(cleaned)
     }
 
+    /// Removes a job's directory and the files of its upload if they never moved in.
+    async fn remove_files(&self, job: &Job) -> Result<()> {
+        let mut dirs = vec![self.jobs_dir.join(&job.id)];
+        dirs.extend(self.input_source(job));
+        for dir in dirs {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(job_id = job.id, error = %e, "removing job files");
+                    return Err(Error::Internal(format!(
+                        "removing the files of job {} failed; it stays cleaning",
+                        job.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cleans every job that ended longer than `retention` ago and deletes its logs.
+    /// Returns how many jobs were cleaned and how many log chunks went with them.
+    pub async fn sweep_retention(&self, retention: Duration) -> Result<(u64, u64)> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let (mut cleaned, mut chunks) = (0, 0);
+        loop {
+            let ids = self.store.jobs_ended_before(&cutoff, 500).await?;
+            if ids.is_empty() {
+                return Ok((cleaned, chunks));
+            }
+            for id in ids {
+                let Some(cleaning) = self.store.begin_cleanup(&id).await? else { continue };
+                self.publish_status(&cleaning);
+                self.remove_files(&cleaning).await?;
+                if let Some(done) = self.store.finish_cleanup(&id).await? {
+                    self.publish_status(&done);
+                    cleaned += 1;
+                }
+                chunks += self.store.prune_logs(&id).await?;
+            }
+        }
+    }
+
+    /// The record and an open file of artifact `name`. Only names recorded as
+    /// artifacts are opened, through cap-std, inside the job's `output/`.
+    pub async fn open_artifact(&self, caller: &Caller, job_id: &str, name: &str) -> Result<(Artifact, std::fs::File)> {
+        self.get(caller, job_id).await?;
+        let artifact = self
+            .store
+            .get_artifact(job_id, name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} has no artifact {name:?}")))?;
+        let output = self.jobs_dir.join(job_id).join("output");
+        let rel = name.to_owned();
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let dir = cap_std::fs::Dir::open_ambient_dir(&output, cap_std::ambient_authority())?;
+            Ok(dir.open(&rel)?.into_std())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening an artifact: {e}")))?;
+        let file = opened.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(format!("the files of job {job_id} are gone")),
+            _ => {
+                tracing::error!(job_id, error = %e, "opening an artifact");
+                Error::Internal("opening the artifact failed".into())
+            }
+        })?;
+        Ok((artifact, file))
+    }
+
     /// Up to `length` bytes of artifact `name` from `offset`, and whether that reaches
-    /// its end. Only names recorded as artifacts are opened, through cap-std, inside
-    /// the job's `output/`.
+    /// its end.
     pub async fn read_artifact(
         &self,
         caller: &Caller,
@@ -517,21 +624,12 @@ impl Jobs {
         offset: u64,
         length: u64,
     ) -> Result<(Vec<u8>, bool)> {
-        self.get(caller, job_id).await?;
-        let artifact = self
-            .store
-            .get_artifact(job_id, name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("job {job_id} has no artifact {name:?}")))?;
+        let (artifact, mut file) = self.open_artifact(caller, job_id, name).await?;
         if offset > artifact.size_bytes {
             return Err(Error::invalid("offset", format!("is past the end ({} bytes)", artifact.size_bytes)));
         }
-        let output = self.jobs_dir.join(job_id).join("output");
-        let name = name.to_owned();
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             use std::io::{Read, Seek, SeekFrom};
-            let dir = cap_std::fs::Dir::open_ambient_dir(&output, cap_std::ambient_authority())?;
-            let mut file = dir.open(&name)?;
             file.seek(SeekFrom::Start(offset))?;
             let mut buf = Vec::new();
             file.take(length).read_to_end(&mut buf)?;
@@ -539,12 +637,9 @@ impl Jobs {
         })
         .await
         .map_err(|e| Error::Internal(format!("reading an artifact: {e}")))?;
-        let data = read.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound(format!("the files of job {job_id} are gone")),
-            _ => {
-                tracing::error!(job_id, error = %e, "reading an artifact");
-                Error::Internal("reading the artifact failed".into())
-            }
+        let data = read.map_err(|e| {
+            tracing::error!(job_id, error = %e, "reading an artifact");
+            Error::Internal("reading the artifact failed".into())
         })?;
         let eof = offset + data.len() as u64 >= artifact.size_bytes;
         Ok((data, eof))

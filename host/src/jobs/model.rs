@@ -1,11 +1,12 @@
 //! The records of the jobs domain as clients see them: every field name here is part
 //! of the public JSON-RPC contract (DESIGN.md), so renaming one is a breaking change.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Where a job is in its life. One vocabulary for the store, the API and the CLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Recorded and queued, not yet claimed.
@@ -75,7 +76,7 @@ impl std::fmt::Display for JobStatus {
 }
 
 /// How far a running job has come, as it last reported.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Progress {
     /// Units done so far.
     pub done: u64,
@@ -86,7 +87,7 @@ pub struct Progress {
 }
 
 /// A job record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Job {
     /// `job_` + UUIDv7.
     pub id: String,
@@ -134,10 +135,13 @@ pub struct Job {
     pub started_at: Option<String>,
     /// When it reached a terminal status.
     pub completed_at: Option<String>,
+    /// The upload whose files the job sees at `/input`.
+    #[serde(default)]
+    pub files_id: Option<String>,
 }
 
 /// Which output stream a log chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// The guest's stdout.
@@ -168,7 +172,7 @@ impl LogStream {
 }
 
 /// One piece of a job's output, in the order the guest produced it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LogChunk {
     /// Position in the job's log, from 0, across all streams.
     pub seq: u64,
@@ -181,7 +185,7 @@ pub struct LogChunk {
 }
 
 /// A file the job left in `/output`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Artifact {
     /// Path relative to `/output`, with `/` separators; unique per job.
     pub name: String,
@@ -192,7 +196,7 @@ pub struct Artifact {
 }
 
 /// What an installed component is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginKind {
     /// A component of world `job` (exports `run`).
@@ -221,7 +225,7 @@ impl PluginKind {
 }
 
 /// An installed component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plugin {
     /// The name jobs refer to.
     pub name: String,
@@ -236,7 +240,7 @@ pub struct Plugin {
 }
 
 /// What a job event is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The job's status changed (or, first on a subscription, what it is now).
@@ -250,7 +254,7 @@ pub enum EventKind {
 }
 
 /// One event on `jobs.subscribe`, in order per job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobEvent {
     /// What happened.
     pub kind: EventKind,

@@ -13,13 +13,17 @@
 //! - Guests run with epoch interruption and yield to the async runtime on every tick,
 //!   so a busy guest cannot starve other tasks and stops promptly at its deadline or
 //!   when cancelled.
+//! - Writes under `/output` are counted where the guest makes them and refused past the
+//!   job's limit (`quota`); a measurement of the directory is the backstop.
 
 mod capture;
 mod host;
+mod quota;
 pub mod sandbox;
 
 use crate::jobs::model::{Artifact, JobStatus, LogChunk, LogStream, PluginKind, Progress};
 use capture::LogCapture;
+use quota::{OutputQuota, OutputQuotaView};
 use sandbox::Sandbox;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -39,8 +43,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// How often captured output is handed to the sink while a job runs.
 pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the size of a running job's `/output` is measured against its limit.
-/// WASI file writes go straight to cap-std files, so the limit is enforced by
-/// measuring: a guest can overshoot by what it writes in one period.
+/// Writes through `/output` descriptors are refused at the limit (see `quota`); the
+/// measurement is the backstop for what reaches `/output` another way (a rename or
+/// hard link from `/work`, `set-size`), which can overshoot by one period.
 pub const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Settings of the runtime, fixed for the life of the process.
@@ -127,6 +132,8 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// `jobs/<id>`.
     pub job_dir: PathBuf,
+    /// Files to move in as `input/` before the first run (a consumed upload's).
+    pub input_from: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -189,6 +196,7 @@ impl Runtime {
         // WASI 0.2.12's `exit-with-code` is part of this set: it is how a command reports
         // an exact exit code (std maps every non-zero `exit` to 1).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        quota::add_to_linker(&mut linker).map_err(engine_err)?;
         host::Job::add_to_linker::<JobState, wasmtime::component::HasSelf<JobState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
 
@@ -322,7 +330,7 @@ impl Runtime {
     /// Runs one job to its end: prepares its sandbox, instantiates the component,
     /// enforces the deadline and cancellation, flushes output and collects artifacts.
     pub async fn run(self: &Arc<Self>, spec: RunSpec, sink: Arc<dyn JobSink>, cancel: CancellationToken) -> RunOutcome {
-        let sandbox = Sandbox::new(spec.job_dir.clone());
+        let sandbox = Sandbox::new(spec.job_dir.clone()).with_input_from(spec.input_from.clone());
         let capture = LogCapture::new(self.config.max_log_bytes);
         let flusher = {
             let (capture, sink, job_id) = (capture.clone(), sink.clone(), spec.job_id.clone());
@@ -385,6 +393,19 @@ impl Runtime {
                 Vec::new()
             }
         };
+        // The watcher samples; a guest that moves a large file into `/output` and exits
+        // at once ends between two samples. What it left is measured here too.
+        let left: u64 = artifacts.iter().map(|a| a.size_bytes).sum();
+        if outcome.status == JobStatus::Completed && left > self.config.max_output_bytes {
+            outcome = Ended::new(
+                JobStatus::Failed,
+                outcome.exit_code,
+                Some(format!(
+                    "output limit of {} bytes exceeded ({left} bytes under /output)",
+                    self.config.max_output_bytes
+                )),
+            );
+        }
         RunOutcome { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error, artifacts }
     }
 
@@ -413,13 +434,14 @@ impl Runtime {
         };
         let sandbox_setup = {
             let sandbox = sandbox.clone();
-            tokio::task::spawn_blocking(move || sandbox.prepare()).await
+            // What an earlier attempt left in `/output` counts against the limit.
+            tokio::task::spawn_blocking(move || sandbox.prepare().map(|()| sandbox::tree_size(&sandbox.output()))).await
         };
-        match sandbox_setup {
-            Ok(Ok(())) => {}
+        let output_used = match sandbox_setup {
+            Ok(Ok(used)) => used,
             Ok(Err(e)) => return failed(format!("preparing the sandbox: {e}")),
             Err(e) => return failed(format!("preparing the sandbox: {e}")),
-        }
+        };
 
         let mut wasi = WasiCtxBuilder::new();
         let mut argv = Vec::with_capacity(spec.args.len() + 1);
@@ -434,15 +456,21 @@ impl Runtime {
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.config.max_open_resources);
-        let state = JobState {
+        let mut state = JobState {
             wasi: wasi.build(),
             table,
             limits: JobLimits::new(u64::from(spec.memory_mb) << 20),
+            output: OutputQuota::new(self.config.max_output_bytes, output_used),
             capture,
             sink,
             job_id: spec.job_id.clone(),
             input_json: spec.input_json.clone(),
         };
+        match quota::track_preopen(&mut state, sandbox::OUTPUT) {
+            Ok(true) => {}
+            Ok(false) => return failed(format!("preparing the sandbox: no {} preopen", sandbox::OUTPUT)),
+            Err(e) => return failed(format!("preparing the sandbox: {}", root_message(&e))),
+        }
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
@@ -459,6 +487,22 @@ impl Runtime {
             },
         };
         let limit_hit = store.data().limits.hit.clone();
+        let mut ended = self.ended(result, limit_hit);
+        // A refused write under `/output` fails the job whatever the guest did next:
+        // its output is cut short. What the guest did is kept after the limit.
+        if let Some(refusal) = store.data().output.refusal() {
+            let then = ended.error.take();
+            ended = Ended::new(JobStatus::Failed, ended.exit_code, Some(refusal));
+            if let Some(then) = then {
+                ended.note(&format!("then: {then}"));
+            }
+        }
+        ended
+    }
+
+    /// How a run ended, from the guest's result and the memory or table limit it hit.
+    fn ended(&self, result: wasmtime::Result<Result<(), String>>, limit_hit: Option<String>) -> Ended {
+        let failed = |msg: String| Ended::new(JobStatus::Failed, None, Some(msg));
         match result {
             Ok(Ok(())) => Ended::new(JobStatus::Completed, Some(0), None),
             // A command's `exit(1)` (std maps every failure exit to it) carries no message.
@@ -537,6 +581,8 @@ pub struct JobState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: JobLimits,
+    /// Bytes the job may still write under `/output`.
+    output: OutputQuota,
     capture: Arc<LogCapture>,
     sink: Arc<dyn JobSink>,
     job_id: String,
@@ -546,6 +592,12 @@ pub struct JobState {
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl OutputQuotaView for JobState {
+    fn output_quota(&mut self) -> &mut OutputQuota {
+        &mut self.output
     }
 }
 

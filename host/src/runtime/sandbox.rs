@@ -28,12 +28,20 @@ pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 pub struct Sandbox {
     /// `jobs/<id>`.
     pub root: PathBuf,
+    /// A directory to move in as `input/` when the sandbox is first prepared.
+    input_from: Option<PathBuf>,
 }
 
 impl Sandbox {
     /// The sandbox of the job whose directory is `root`.
     pub fn new(root: PathBuf) -> Sandbox {
-        Sandbox { root }
+        Sandbox { root, input_from: None }
+    }
+
+    /// Moves `dir` (a consumed upload's files) in as `input/` at [`Sandbox::prepare`].
+    pub fn with_input_from(mut self, dir: Option<PathBuf>) -> Sandbox {
+        self.input_from = dir;
+        self
     }
 
     /// Host directory shown as `/input`.
@@ -51,12 +59,18 @@ impl Sandbox {
         self.root.join("work")
     }
 
-    /// Creates the three directories (keeping what is already in them, such as the
-    /// files of a consumed upload in `input/`).
+    /// Creates the three directories (keeping what is already in them), first moving
+    /// a consumed upload's files in as `input/` if they are still waiting. A rename on
+    /// one file system: the upload's files are never copied, and a job that ran before
+    /// (a retry after a crash) finds them already in place.
     pub fn prepare(&self) -> io::Result<()> {
-        // The root first: then each of the three is one `mkdir`, not a failed one and
-        // a retry after creating its parent.
         std::fs::create_dir_all(&self.root)?;
+        if let Some(from) = &self.input_from
+            && !self.input().exists()
+            && from.is_dir()
+        {
+            std::fs::rename(from, self.input())?;
+        }
         for dir in [self.input(), self.output(), self.work()] {
             std::fs::create_dir_all(dir)?;
         }
@@ -106,14 +120,18 @@ impl Sandbox {
 /// Total size of the regular files under `dir` (symlinks not followed); what cannot
 /// be read counts as 0.
 pub fn tree_size(dir: &Path) -> u64 {
+    tree_stats(dir).0
+}
+
+/// Total size and count of the regular files under `dir` (symlinks not followed).
+pub fn tree_stats(dir: &Path) -> (u64, u64) {
     WalkDir::new(dir)
         .follow_links(false)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
         .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+        .fold((0, 0), |(bytes, files), m| (bytes + m.len(), files + 1))
 }
 
 fn relative_name(base: &Path, path: &Path) -> Option<String> {

@@ -12,6 +12,8 @@
 //! is queued. A slot therefore costs one commit latency per job (the end of one job
 //! and the claim of the next share it), not three.
 
+pub mod sweeper;
+
 use crate::jobs::Jobs;
 use crate::jobs::model::Job;
 use crate::runtime::{RunSpec, Runtime};
@@ -164,6 +166,7 @@ impl Scheduler {
             memory_mb: job.memory_mb,
             timeout: Duration::from_secs(u64::from(job.timeout_s)),
             job_dir: self.jobs.jobs_dir().join(&job.id),
+            input_from: self.jobs.input_source(job),
         };
         let sink = Arc::new(self.jobs.recorder().clone());
         let run = self.runtime.run(spec, sink, cancel.clone());

@@ -73,6 +73,8 @@ pub struct NewJob {
     pub client_job_id: Option<String>,
     /// Claims allowed before a lost run fails the job.
     pub max_attempts: u32,
+    /// A finalized upload the job consumes as its `/input`.
+    pub files_id: Option<String>,
 }
 
 /// How a run ended, as the store records it.
@@ -118,7 +120,7 @@ pub struct Recovery {
 }
 
 /// Resources declared by jobs (or available to them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Usage {
     /// CPUs.
     pub cpus: u64,

@@ -30,7 +30,7 @@ macro_rules! job_columns {
     () => {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          cpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
-         progress_done, progress_total, progress_message, created_at, started_at, completed_at"
+         progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id"
     };
 }
 
@@ -189,8 +189,13 @@ impl Store {
     /// Inserts a pending job. With a `client_job_id` that already names a live job of
     /// the same user, nothing is inserted and that job is returned with `false`.
     /// The unique index decides, so concurrent duplicates still create exactly one job.
+    /// A job with `files_id` consumes that upload in the same transaction; `None` when
+    /// the upload is not the user's, not finalized or expired (nothing is inserted).
     /// Queued at once (group commit); the answer comes after the commit.
-    pub fn insert_job(&self, job: &NewJob) -> impl Future<Output = Result<(Job, bool)>> + Send + 'static + use<> {
+    pub fn insert_job(
+        &self,
+        job: &NewJob,
+    ) -> impl Future<Output = Result<Option<(Job, bool)>>> + Send + 'static + use<> {
         let (reply, rx) = oneshot::channel();
         self.send(writer::Op::InsertJob(Box::new(job.clone()), reply), rx)
     }
@@ -621,6 +626,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
+        files_id: row.try_get("files_id")?,
         id,
     })
 }
@@ -635,5 +641,30 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+impl Store {
+    /// Ids of jobs that ended (or were cancelled) before `before` and are not yet
+    /// cleaned, oldest first, at most `limit`.
+    pub async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled') \
+             AND completed_at < ? ORDER BY completed_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Deletes the log chunks of `job_id`; returns how many.
+    pub async fn prune_logs(&self, job_id: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM log_chunks WHERE job_id = ?")
+            .bind(job_id)
+            .execute(&self.write)
+            .await?
+            .rows_affected())
+    }
+}
+
+mod access;
 #[cfg(test)]
 mod tests;

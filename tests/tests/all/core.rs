@@ -115,21 +115,20 @@ async fn bad_components_and_bad_params_are_refused_with_stable_kinds() {
     assert_eq!(missing_job.kind(), Some("not_found"));
 
     // What any HTTP client sees for a wrongly typed field.
-    let addr = t.server().local_addr;
     let resp =
-        post_raw(addr, r#"{"jsonrpc":"2.0","id":1,"method":"jobs.submit","params":{"plugin":"x","timeout_s":"soon"}}"#)
+        post_raw(&t, r#"{"jsonrpc":"2.0","id":1,"method":"jobs.submit","params":{"plugin":"x","timeout_s":"soon"}}"#)
             .await;
     assert_eq!(resp["error"]["code"], -32602, "{resp}");
     assert_eq!(resp["error"]["data"]["kind"], "invalid_params");
     assert_eq!(resp["error"]["data"]["field"], "timeout_s");
     assert!(resp["error"]["message"].as_str().unwrap().contains("timeout_s"));
 
-    let resp = post_raw(addr, r#"{"jsonrpc":"2.0","id":2,"method":"jobs.get","params":{"id":"x","extra":1}}"#).await;
+    let resp = post_raw(&t, r#"{"jsonrpc":"2.0","id":2,"method":"jobs.get","params":{"id":"x","extra":1}}"#).await;
     assert_eq!(resp["error"]["data"]["field"], "extra", "{resp}");
     let resp =
-        post_raw(addr, r#"{"jsonrpc":"2.0","id":3,"method":"jobs.wait","params":{"id":"x","timeout_s":-1}}"#).await;
+        post_raw(&t, r#"{"jsonrpc":"2.0","id":3,"method":"jobs.wait","params":{"id":"x","timeout_s":-1}}"#).await;
     assert_eq!(resp["error"]["data"]["kind"], "invalid_params", "{resp}");
-    let resp = post_raw(addr, r#"{"jsonrpc":"2.0","id":4,"method":"no.such.method"}"#).await;
+    let resp = post_raw(&t, r#"{"jsonrpc":"2.0","id":4,"method":"no.such.method"}"#).await;
     assert_eq!(resp["error"]["code"], -32601, "{resp}");
 }
 
@@ -137,7 +136,7 @@ async fn bad_components_and_bad_params_are_refused_with_stable_kinds() {
 async fn batches_are_answered_call_by_call() {
     let t = TestServer::start().await;
     let resp = post_raw(
-        t.server().local_addr,
+        &t,
         r#"[{"jsonrpc":"2.0","id":1,"method":"system.health"},
             {"jsonrpc":"2.0","id":2,"method":"jobs.get","params":{"id":"job_x"}}]"#,
     )

@@ -6,7 +6,10 @@
 // Harness code outside `#[test]` functions: a failed setup step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth;
 mod core;
+mod discover;
+mod files;
 mod lifecycle;
 mod sandbox;
 
@@ -17,6 +20,11 @@ use jobhost::server::{self, RunningServer, ServerConfig};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+/// A client of `server` with the first admin's token.
+pub fn admin_client(server: &RunningServer) -> Client {
+    Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap()
+}
 
 /// A server on a temporary data dir, stopped when the test ends.
 pub struct TestServer {
@@ -35,7 +43,7 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let server = start_at(dir.path(), tweak).await;
-        let client = Client::new(&server.url()).unwrap();
+        let client = admin_client(&server);
         TestServer { server: Some(server), client, dir }
     }
 
@@ -54,7 +62,7 @@ impl TestServer {
     pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut ServerConfig)) {
         self.stop().await;
         let server = start_at(self.dir.path(), tweak).await;
-        self.client = Client::new(&server.url()).unwrap();
+        self.client = admin_client(&server);
         self.server = Some(server);
     }
 
@@ -115,21 +123,38 @@ async fn start_at(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> RunningS
     server::start(config).await.unwrap()
 }
 
-/// POSTs a raw JSON body to the server and returns the decoded JSON answer, so a
-/// test sees exactly what any HTTP client sees.
-pub async fn post_raw(addr: SocketAddr, body: &str) -> serde_json::Value {
+/// POSTs a raw JSON body to the server with the admin's token and returns the
+/// decoded JSON answer, so a test sees exactly what any HTTP client sees.
+pub async fn post_raw(t: &TestServer, body: &str) -> serde_json::Value {
+    let auth = format!("Bearer {}", t.server().admin_token().unwrap());
+    let (_, json) = http_raw(t.server().local_addr, "POST", "/", Some(&auth), body.as_bytes()).await;
+    json
+}
+
+/// Sends one raw HTTP/1.1 request; returns the status and the body as JSON (`Null`
+/// when it is not JSON).
+pub async fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8(resp).unwrap();
-    let (_, body) = text.split_once("\r\n\r\n").unwrap();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
 /// Polls until `f` holds (at most `secs` seconds).

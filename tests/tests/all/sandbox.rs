@@ -142,12 +142,90 @@ async fn a_stdout_flood_is_capped() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn writing_past_the_output_limit_fails_the_job() {
+async fn writing_past_the_output_limit_fails_inside_the_guest_and_fails_the_job() {
     let t = probe_server().await;
     let job = contained(&t, &["write-output", "2048"], |_| {}).await;
+    // The guest saw its write fail at the limit (64 MiB) and said so. (Rust std writes
+    // files through the WASI preview 1 adapter, which reports any failed stream write
+    // as an I/O error; a WASI 0.2 guest sees `insufficient-space`, tested below.)
+    let err = t.stream_text(&job.id, LogStream::Stderr).await;
+    assert!(err.contains("write failed at 64 MiB: "), "{err}");
+    assert!(!t.stream_text(&job.id, LogStream::Stdout).await.contains("wrote"));
+    // The job records which limit it hit and its value.
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
-    let error = job.error.unwrap_or_default();
-    assert!(error.contains("output limit of 67108864 bytes"), "{error}");
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.starts_with("output limit of 67108864 bytes exceeded"), "{error}");
+    // Nothing past the limit reached the disk.
+    let artifacts = t.client.artifacts(&job.id).await.unwrap();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!(artifacts[0].size_bytes, 64 << 20);
+}
+
+/// A server whose jobs may leave 4 MiB under `/output`.
+async fn small_output_server() -> TestServer {
+    let t = TestServer::start_with(|c| c.max_output_bytes = 4 << 20).await;
+    t.install("probe", PROBE_WASM).await;
+    t
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_output_write_fails_the_job_even_when_the_guest_exits_0() {
+    let t = small_output_server().await;
+    let job = t.run("probe", &["write-output", "5", "ignore-errors"]).await;
+    let err = t.stream_text(&job.id, LogStream::Stderr).await;
+    assert!(err.contains("write failed at 4 MiB: "), "{err}");
+    assert!(t.stream_text(&job.id, LogStream::Stdout).await.contains("done"));
+    // A truncated output is no success.
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert_eq!(job.exit_code, Some(0));
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.starts_with("output limit of 4194304 bytes exceeded"), "{error}");
+
+    // A guest that gives up with an error of its own keeps it after the limit.
+    let job = t.run("probe", &["write-output", "5"]).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.starts_with("output limit of 4194304 bytes exceeded"), "{error}");
+    assert!(error.ends_with("then: exited with code 1"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasi_guest_sees_insufficient_space_in_a_sub_directory_of_output() {
+    let t = small_output_server().await;
+    let job = t.run("probe", &["write-output-wasi", "5"]).await;
+    let out = t.stream_text(&job.id, LogStream::Stdout).await;
+    assert!(out.contains("write failed at 4 MiB: insufficient-space"), "{out}");
+    assert!(out.contains("positional write failed: insufficient-space"), "{out}");
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert!(job.error.clone().unwrap_or_default().starts_with("output limit of 4194304 bytes exceeded"), "{job:?}");
+    let artifacts = t.client.artifacts(&job.id).await.unwrap();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!((artifacts[0].name.as_str(), artifacts[0].size_bytes), ("deep/big.bin", 4 << 20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_up_to_the_limit_and_work_files_past_it_are_fine() {
+    let t = small_output_server().await;
+    // Exactly the limit under /output.
+    let job = t.run("probe", &["write-output", "4"]).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert!(t.stream_text(&job.id, LogStream::Stdout).await.contains("wrote 4 MiB"));
+    // Four times the limit under /work: not counted.
+    let job = t.run("probe", &["write-work", "16"]).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert!(t.stream_text(&job.id, LogStream::Stdout).await.contains("wrote 16 MiB"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_moved_into_output_past_the_limit_fails_the_job() {
+    // A rename is no write under /output: the measurement catches it, even when the
+    // guest exits right after.
+    let t = small_output_server().await;
+    let job = t.run("probe", &["move-to-output", "8"]).await;
+    assert!(t.stream_text(&job.id, LogStream::Stdout).await.contains("moved"));
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.starts_with("output limit of 4194304 bytes exceeded"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -42,6 +42,7 @@ fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         timeout_s: 10,
         client_job_id: key.map(str::to_owned),
         max_attempts: 2,
+        files_id: None,
     }
 }
 
@@ -55,7 +56,7 @@ async fn reopening_applies_no_migration_twice_and_keeps_settings() -> Result<()>
     let second = Store::open(&path).await?;
     assert_eq!(second.ensure_user("u", true).await?, user);
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&second.read).await?;
-    assert_eq!(applied, 1);
+    assert_eq!(applied, super::MIGRATOR.iter().count() as i64);
     assert_eq!(second.integrity_check().await?, "ok");
     Ok(())
 }
@@ -63,11 +64,11 @@ async fn reopening_applies_no_migration_twice_and_keeps_settings() -> Result<()>
 #[tokio::test]
 async fn an_idempotency_key_names_one_job() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let (a, created_a) = store.insert_job(&new_job(&user, Some("k"), 0)).await?;
-    let (b, created_b) = store.insert_job(&new_job(&user, Some("k"), 0)).await?;
+    let (a, created_a) = store.insert_job(&new_job(&user, Some("k"), 0)).await?.expect("no upload to consume");
+    let (b, created_b) = store.insert_job(&new_job(&user, Some("k"), 0)).await?.expect("no upload to consume");
     assert!(created_a && !created_b);
     assert_eq!(a.id, b.id);
-    let (c, created_c) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (c, created_c) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     assert!(created_c && c.id != a.id);
     Ok(())
 }
@@ -75,8 +76,8 @@ async fn an_idempotency_key_names_one_job() -> Result<()> {
 #[tokio::test]
 async fn claims_take_priority_then_age_and_bump_the_attempt() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let (low, _) = store.insert_job(&new_job(&user, None, 0)).await?;
-    let (high, _) = store.insert_job(&new_job(&user, None, 5)).await?;
+    let (low, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (high, _) = store.insert_job(&new_job(&user, None, 5)).await?.expect("no upload to consume");
     let first = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| (j.id, j.status, j.attempt));
     assert_eq!(first, Some((high.id, JobStatus::Starting, 1)));
     let second = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.id);
@@ -88,7 +89,7 @@ async fn claims_take_priority_then_age_and_bump_the_attempt() -> Result<()> {
 #[tokio::test]
 async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let claimed = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.attempt);
     assert_eq!(claimed, Some(1));
     assert!(store.mark_running(&job.id, 1).await?.is_some());
@@ -104,7 +105,7 @@ async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled() ->
 #[tokio::test]
 async fn orphans_are_requeued_while_attempts_remain_then_failed() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?;
     assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 1, failed: 0 });
     assert_eq!(store.get_job(&job.id).await?.map(|j| j.status), Some(JobStatus::Pending));
@@ -119,7 +120,7 @@ async fn orphans_are_requeued_while_attempts_remain_then_failed() -> Result<()> 
 #[tokio::test]
 async fn log_chunks_read_back_in_order_from_a_sequence_number() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let chunks: Vec<StoredChunk> = (0..5)
         .map(|i| StoredChunk {
             job_id: job.id.clone(),
@@ -136,8 +137,8 @@ async fn log_chunks_read_back_in_order_from_a_sequence_number() -> Result<()> {
 async fn a_claim_admits_only_what_fits_beside_the_running_jobs() -> Result<()> {
     let (_d, store, user) = seeded().await;
     let capacity = crate::store::Usage { cpus: 2, memory_mb: 100 };
-    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?; // 64 MiB each
-    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume"); // 64 MiB each
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(a.id.clone()));
     assert!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.is_none(), "128 MiB > 100");
     assert_eq!(store.usage().await?, (crate::store::Usage { cpus: 1, memory_mb: 64 }, 1));
@@ -158,11 +159,12 @@ async fn queued_writes_share_a_commit_and_answer_each_op() -> Result<()> {
     let claimed = store.claim("2099-01-01T00:00:00Z", &ROOMY, 10);
     let mut ids = Vec::new();
     for i in inserts {
-        let (job, created) = i.await?;
+        let (job, created) = i.await?.expect("no upload to consume");
         assert!(created);
         ids.push(job.id);
     }
-    let ((a, created_a), (b, created_b)) = (twin_a.await?, twin_b.await?);
+    let (a, created_a) = twin_a.await?.expect("no upload to consume");
+    let (b, created_b) = twin_b.await?.expect("no upload to consume");
     assert_eq!(a.id, b.id, "one job per idempotency key, even within one batch");
     assert!(created_a != created_b);
     // The claim was queued after the inserts, so it sees them, in queue order.
@@ -191,13 +193,13 @@ async fn queued_writes_share_a_commit_and_answer_each_op() -> Result<()> {
 async fn a_claim_of_several_admits_exactly_what_fits() -> Result<()> {
     let (_d, store, user) = seeded().await;
     let capacity = crate::store::Usage { cpus: 3, memory_mb: 1 << 20 };
-    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?;
-    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let mut big = new_job(&user, None, 0);
     big.cpus = 3;
-    let (_big, _) = store.insert_job(&big).await?;
-    let (c, _) = store.insert_job(&new_job(&user, None, 0)).await?;
-    let (_d2, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (_big, _) = store.insert_job(&big).await?.expect("no upload to consume");
+    let (c, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (_d2, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let got: Vec<String> =
         store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.into_iter().map(|j| j.id).collect();
     assert_eq!(got, [a.id, b.id, c.id], "three 1-CPU jobs fit in 3 CPUs; the 3-CPU job waits");
@@ -210,8 +212,8 @@ async fn a_claim_of_several_admits_exactly_what_fits() -> Result<()> {
 #[tokio::test]
 async fn log_chunks_of_many_jobs_share_a_commit() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?;
-    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?;
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let chunk = |job: &str, seq: u64| StoredChunk {
         job_id: job.to_owned(),
         chunk: LogChunk { seq, stream: LogStream::Stdout, data: format!("{seq}"), at: ids::now() },

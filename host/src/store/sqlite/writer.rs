@@ -37,7 +37,7 @@ pub(crate) type Done = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// One write, with where its answer goes.
 pub(super) enum Op {
-    InsertJob(Box<NewJob>, oneshot::Sender<Result<(Job, bool)>>),
+    InsertJob(Box<NewJob>, oneshot::Sender<Result<Option<(Job, bool)>>>),
     Claim {
         lease_until: String,
         capacity: Usage,
@@ -64,7 +64,7 @@ pub(super) enum Op {
 
 /// The answer of an op, held until the commit.
 enum Answer {
-    Inserted(oneshot::Sender<Result<(Job, bool)>>, Result<(Job, bool)>),
+    Inserted(oneshot::Sender<Result<Option<(Job, bool)>>>, Result<Option<(Job, bool)>>),
     Claimed(oneshot::Sender<Result<Vec<Job>>>, Result<Vec<Job>>),
     Job(oneshot::Sender<Result<Option<Job>>>, Result<Option<Job>>),
     Done(Done, Result<()>),
@@ -78,7 +78,7 @@ impl Answer {
     /// Tells `observer` of the jobs this answer moved (only after a commit).
     fn observe(&self, observer: &Observer) {
         match self {
-            Answer::Inserted(_, Ok((job, true))) => observer(job),
+            Answer::Inserted(_, Ok(Some((job, true)))) => observer(job),
             Answer::Claimed(_, Ok(jobs)) => jobs.iter().for_each(observer),
             Answer::Job(_, Ok(Some(job))) => observer(job),
             _ => {}
@@ -192,12 +192,18 @@ async fn apply(pool: &SqlitePool, ops: Vec<Op>, answers: &mut Vec<Option<Answer>
         }
     }
 
+    // A job that consumes an upload inserts alone (the upload's row changes with it).
+    let (plain, with_files): (Vec<_>, Vec<_>) = inserts.into_iter().partition(|(_, job, _)| job.files_id.is_none());
+    for (i, job, reply) in with_files {
+        answers[i] = Some(Answer::Inserted(reply, insert_job(conn, &job).await));
+    }
+    let mut inserts = plain;
     while !inserts.is_empty() {
         let chunk: Vec<_> = inserts.drain(..inserts.len().min(BULK_ROWS)).collect();
         let mut created = bulk_insert(conn, chunk.iter().map(|(_, job, _)| &**job)).await.unwrap_or_default();
         for (i, job, reply) in chunk {
             let result = match created.remove(&job.id) {
-                Some(j) => Ok((j, true)),
+                Some(j) => Ok(Some((j, true))),
                 // Not in the bulk answer: a duplicate idempotency key (or the bulk
                 // statement failed); this op alone says which.
                 None => insert_job(conn, &job).await,
@@ -383,13 +389,27 @@ fn answer_err(op: Op, msg: &str) -> Answer {
     }
 }
 
-async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<(Job, bool)> {
+/// One job, as [`bulk_insert`] does for many, and consuming its upload when it names
+/// one: `None` (nothing inserted) when the upload is not the user's, not finalized or
+/// expired.
+async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<Option<(Job, bool)>> {
+    // In a savepoint: an upload that cannot be consumed undoes the insert.
+    sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
+    let result = insert_and_consume(&mut *conn, job).await;
+    if !matches!(result, Ok(Some(_))) {
+        sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
+    }
+    sqlx::query("RELEASE op").execute(&mut *conn).await?;
+    result
+}
+
+async fn insert_and_consume(conn: &mut SqliteConnection, job: &NewJob) -> Result<Option<(Job, bool)>> {
     let now = ids::now();
     let inserted = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
          labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
-         updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16) \
-         ON CONFLICT DO NOTHING RETURNING ",
+         updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15, ?16, ?16, ?17) ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
     .bind(&job.id)
@@ -408,10 +428,29 @@ async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<(Job, b
     .bind(&job.client_job_id)
     .bind(job.max_attempts)
     .bind(&now)
+    .bind(&job.files_id)
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(row) = inserted {
-        return Ok((job_from_row(&row)?, true));
+        if let Some(files_id) = &job.files_id {
+            let consumed = sqlx::query(
+                "UPDATE uploads SET state = 'consumed', job_id = ?1, updated_at = ?2 \
+                 WHERE id = ?3 AND user_id = ?4 AND state = 'finalized' AND expires_at > ?2",
+            )
+            .bind(&job.id)
+            .bind(&now)
+            .bind(files_id)
+            .bind(&job.user_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                == 1;
+            if !consumed {
+                // The caller's savepoint undoes the insert.
+                return Ok(None);
+            }
+        }
+        return Ok(Some((job_from_row(&row)?, true)));
     }
     // Not inserted: the idempotency key names a live job of this user; return it.
     sqlx::query(concat!(
@@ -423,7 +462,7 @@ async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<(Job, b
     .bind(&job.client_job_id)
     .fetch_optional(&mut *conn)
     .await?
-    .map(|row| job_from_row(&row).map(|j| (j, false)))
+    .map(|row| job_from_row(&row).map(|j| Some((j, false))))
     .transpose()?
     .ok_or_else(|| StoreError::Corrupt(format!("job {} was neither inserted nor found", job.id)))
 }

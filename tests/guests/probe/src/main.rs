@@ -13,7 +13,10 @@
 //! | `recurse` | unbounded recursion (stack overflow trap) |
 //! | `open-files N` | opens `/work/f<i>`, keeps every handle; `opened <count>` every 1000; on error `open failed at <i>: <err>` on stderr, exit 1 |
 //! | `flood MIB` | writes MIB MiB of text to stdout in 64 KiB chunks, then `flood done` on stderr |
-//! | `write-output MIB` | writes MIB MiB to `/output/big.bin` in 1 MiB chunks; `wrote <n> MiB`, or `write failed at <n> MiB: <err>` on stderr and exit 1 |
+//! | `write-output MIB [ignore-errors]` | writes MIB MiB to `/output/big.bin` in 1 MiB chunks; `wrote <n> MiB`, or `write failed at <n> MiB: <err>` on stderr and exit 1 (with `ignore-errors`: stop writing, print `done`, exit 0) |
+//! | `write-work MIB` | the same, to `/work/big.bin` |
+//! | `write-output-wasi MIB` | through WASI 0.2 itself (no libc): writes MIB MiB to `/output/deep/big.bin` with `blocking-write-and-flush`, then one positional `write` at its end; prints `wrote <n> MiB` or `write failed at <n> MiB: <error-code>`, then `positional write: ok` or `positional write failed: <error-code>`; exit 0 |
+//! | `move-to-output MIB` | the same to `/work/big.bin`, then renames it to `/output/big.bin` and prints `moved` |
 //! | `read-input` | `input:<path>:<len>` per file under `/input` (sorted), then `input-count:<n>` |
 //! | `env-dump` | `env:K=V` per env var (sorted), then `env-count:<n>` |
 //! | `escape [PORT]` | tries to get out of the sandbox; one line per attempt: `escape:<name>:blocked:<err>`, `escape:<name>:ESCAPED:<detail>` or `escape:<name>:skipped:<why>` |
@@ -29,7 +32,9 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: probe <mode> [args]
 modes: echo ARGS... | exit N | trap | sleep SECS | spin | alloc MB_PER_STEP | recurse
-       open-files N | flood MIB | write-output MIB | read-input | env-dump
+       open-files N | flood MIB | write-output MIB [ignore-errors] | write-work MIB
+       write-output-wasi MIB
+       move-to-output MIB | read-input | env-dump
        escape [PORT] | noop";
 
 const MIB: usize = 1024 * 1024;
@@ -68,7 +73,19 @@ fn main() {
         }
         "open-files" => open_files(number(rest, "file count")),
         "flood" => flood(number(rest, "MiB")),
-        "write-output" => write_output(number(rest, "MiB")),
+        "write-output" => {
+            let ignore_errors = rest.get(1).is_some_and(|a| a == "ignore-errors");
+            write_file("/output/big.bin", number(rest, "MiB"), ignore_errors);
+        }
+        "write-work" => write_file("/work/big.bin", number(rest, "MiB"), false),
+        "write-output-wasi" => write_output_wasi(number(rest, "MiB")),
+        "move-to-output" => {
+            write_file("/work/big.bin", number(rest, "MiB"), false);
+            if let Err(e) = fs::rename("/work/big.bin", "/output/big.bin") {
+                fail(&format!("rename failed: {e}"));
+            }
+            println!("moved");
+        }
         "read-input" => read_input(),
         "env-dump" => {
             let vars = sorted_env();
@@ -225,21 +242,90 @@ fn flood(mib: usize) {
     eprintln!("flood done");
 }
 
-fn write_output(mib: usize) {
-    let mut file = match File::create("/output/big.bin") {
+/// Writes `mib` MiB to `path`. A failed write is reported on stderr; then the probe
+/// exits 1, or with `ignore_errors` stops writing, prints `done` and returns.
+fn write_file(path: &str, mib: usize, ignore_errors: bool) {
+    let failed = |message: String| {
+        if !ignore_errors {
+            fail(&message);
+        }
+        eprintln!("{message}");
+        println!("done");
+    };
+    let mut file = match File::create(path) {
         Ok(f) => f,
-        Err(e) => fail(&format!("write failed at 0 MiB: {e}")),
+        Err(e) => return failed(format!("write failed at 0 MiB: {e}")),
     };
     let chunk = vec![0xa5u8; MIB];
     for n in 0..mib {
         if let Err(e) = file.write_all(&chunk) {
-            fail(&format!("write failed at {n} MiB: {e}"));
+            return failed(format!("write failed at {n} MiB: {e}"));
         }
     }
     if let Err(e) = file.flush() {
-        fail(&format!("write failed at {mib} MiB: {e}"));
+        return failed(format!("write failed at {mib} MiB: {e}"));
     }
     println!("wrote {mib} MiB");
+}
+
+/// Writes `mib` MiB under `/output` the way a guest using WASI 0.2 directly does
+/// (through a sub-directory opened with `open-at`), and reports the WASI error codes
+/// of failed writes: std goes through the preview 1 adapter, which reports every
+/// stream failure as a plain I/O error.
+#[cfg(target_os = "wasi")]
+fn write_output_wasi(mib: usize) {
+    use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags, filesystem_error_code};
+    use wasip2::io::streams::StreamError;
+    let dirs = wasip2::filesystem::preopens::get_directories();
+    let Some((output, _)) = dirs.iter().find(|(_, path)| path == "/output") else {
+        fail("no /output preopen");
+    };
+    let failed = |what: &str, e: wasip2::filesystem::types::ErrorCode| -> ! { fail(&format!("{what}: {}", e.name())) };
+    output.create_directory_at("deep").unwrap_or_else(|e| failed("mkdir", e));
+    let deep = output
+        .open_at(PathFlags::empty(), "deep", OpenFlags::DIRECTORY, DescriptorFlags::READ)
+        .unwrap_or_else(|e| failed("open deep", e));
+    let file = deep
+        .open_at(
+            PathFlags::empty(),
+            "big.bin",
+            OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            DescriptorFlags::READ | DescriptorFlags::WRITE,
+        )
+        .unwrap_or_else(|e| failed("open big.bin", e));
+    let stream = file.write_via_stream(0).unwrap_or_else(|e| failed("write-via-stream", e));
+    // `blocking-write-and-flush` takes at most 4096 bytes a call.
+    let chunk = [0xa5u8; 4096];
+    let mut written = 0usize;
+    while written < mib * MIB {
+        match stream.blocking_write_and_flush(&chunk) {
+            Ok(()) => written += chunk.len(),
+            Err(e) => {
+                let code = match &e {
+                    StreamError::LastOperationFailed(err) => {
+                        filesystem_error_code(err).map_or_else(|| "no error code".to_owned(), |c| c.name().to_owned())
+                    }
+                    StreamError::Closed => "closed".to_owned(),
+                };
+                println!("write failed at {} MiB: {code}", written / MIB);
+                break;
+            }
+        }
+    }
+    if written == mib * MIB {
+        println!("wrote {mib} MiB");
+    }
+    drop(stream);
+    match file.write(&chunk, written as u64) {
+        Ok(_) => println!("positional write: ok"),
+        Err(e) => println!("positional write failed: {}", e.name()),
+    }
+}
+
+/// Off WASI (the probe only builds natively for the workspace's lint pass).
+#[cfg(not(target_os = "wasi"))]
+fn write_output_wasi(_mib: usize) {
+    usage("write-output-wasi needs WASI");
 }
 
 /// Every file under `dir`, recursively, sorted by path; symlinks are not followed.

@@ -1,0 +1,190 @@
+//! API tokens on every door, users who see only their own work, and transport limits.
+
+use super::*;
+use jobhost::auth::Scope;
+use jobhost_tests::PROBE_WASM;
+
+/// Every way a request can fail to present a valid token, as (label, Authorization).
+async fn bad_credentials(t: &TestServer) -> Vec<(&'static str, Option<String>)> {
+    let short = t.client.create_token(None, &[Scope::Read], Some(1)).await.unwrap();
+    let revoked = t.client.create_token(None, &[Scope::Read], None).await.unwrap();
+    t.client.revoke_token(&revoked.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    vec![
+        ("none", None),
+        ("wrong", Some("Bearer jh_notarealtokenatallnotarealtokenatallnotar".into())),
+        ("not bearer", Some("Basic YWRtaW46YWRtaW4=".into())),
+        ("expired", Some(format!("Bearer {}", short.token))),
+        ("revoked", Some(format!("Bearer {}", revoked.token))),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tokens_are_refused_on_http_websocket_and_file_routes() {
+    let t = TestServer::start().await;
+    t.install("probe", PROBE_WASM).await;
+    let job = t.run("probe", &["write-output", "1"]).await;
+    let artifact = t.client.artifacts(&job.id).await.unwrap().remove(0);
+    let upload = t.client.create_upload().await.unwrap();
+    let addr = t.server().local_addr;
+
+    for (label, auth) in bad_credentials(&t).await {
+        let auth = auth.as_deref();
+        let (status, body) =
+            http_raw(addr, "POST", "/", auth, br#"{"jsonrpc":"2.0","id":1,"method":"jobs.list","params":{}}"#).await;
+        if auth.is_none() {
+            // Without a token the call itself answers: unauthorized.
+            assert_eq!(status, 200, "{label}");
+            assert_eq!(body["error"]["data"]["kind"], "unauthorized", "{label}: {body}");
+        } else {
+            assert_eq!(status, 401, "{label}: {body}");
+            assert_eq!(body["error"]["data"]["kind"], "unauthorized", "{label}: {body}");
+        }
+        let (status, _) =
+            http_raw(addr, "GET", &format!("/jobs/{}/artifacts/{}", job.id, artifact.name), auth, b"").await;
+        assert_eq!(status, 401, "artifact download, {label}");
+        let (status, _) = http_raw(addr, "PUT", &format!("/uploads/{}/files/a.txt", upload.id), auth, b"x").await;
+        assert_eq!(status, 401, "upload, {label}");
+
+        // The typed client over HTTP and WebSocket.
+        let token = auth.and_then(|a| a.strip_prefix("Bearer "));
+        let client = jobhost::client::Client::with_token(&t.server().url(), token).unwrap();
+        let err = client.list(None, None, None).await.unwrap_err();
+        assert_eq!(err.kind(), Some("unauthorized"), "{label}: {err}");
+        match client.websocket().await {
+            Err(e) => assert_eq!(e.kind(), Some("unauthorized"), "{label}: {e}"),
+            Ok(ws) => panic!("{label}: a WebSocket opened: {ws:?}"),
+        }
+    }
+    // Health stays open.
+    let open = jobhost::client::Client::new(&t.server().url()).unwrap();
+    assert_eq!(open.health().await.unwrap().status, "ok");
+    // And a good token works on every door.
+    assert!(t.client.websocket().await.unwrap().subscribe(Some(&job.id)).await.is_ok());
+    assert_eq!(t.client.download_artifact(&job.id, &artifact.name).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_see_only_their_own_work() {
+    let t = TestServer::start().await;
+    t.install("probe", PROBE_WASM).await;
+    let job = t.run("probe", &["write-output", "1"]).await;
+    let artifact = t.client.artifacts(&job.id).await.unwrap().remove(0);
+    let upload = t.client.create_upload().await.unwrap();
+
+    t.client.create_user("bob", false).await.unwrap();
+    let dup = t.client.create_user("bob", false).await.unwrap_err();
+    assert_eq!(dup.kind(), Some("conflict"));
+    let bob_token = t.client.create_token(Some("bob"), &[Scope::Submit, Scope::Read], None).await.unwrap();
+    assert!(bob_token.token.starts_with("jh_"));
+    let bob = jobhost::client::Client::with_token(&t.server().url(), Some(&bob_token.token)).unwrap();
+
+    assert!(bob.list(None, None, None).await.unwrap().jobs.is_empty(), "bob sees no jobs");
+    for err in [
+        bob.get(&job.id).await.unwrap_err(),
+        bob.logs(&job.id, 0, None).await.unwrap_err(),
+        bob.artifacts(&job.id).await.map(|_| ()).unwrap_err(),
+        bob.read_artifact(&job.id, &artifact.name).await.map(|_| ()).unwrap_err(),
+        bob.download_artifact(&job.id, &artifact.name).await.map(|_| ()).unwrap_err(),
+        bob.cancel(&job.id).await.map(|_| ()).unwrap_err(),
+        bob.get_upload(&upload.id).await.map(|_| ()).unwrap_err(),
+        bob.upload_put(&upload.id, "x", b"x").await.map(|_| ()).unwrap_err(),
+        bob.put_file(&upload.id, "x", b"x".to_vec()).await.map(|_| ()).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), Some("not_found"), "{err}");
+    }
+    let ws = bob.websocket().await.unwrap();
+    assert_eq!(ws.subscribe(Some(&job.id)).await.unwrap_err().kind(), Some("not_found"));
+
+    // Bob's own job is his, and the admin sees it too.
+    let bob_job = bob
+        .submit(&SubmitRequest { plugin: "probe".into(), args: vec!["echo".into()], ..Default::default() })
+        .await
+        .unwrap()
+        .job;
+    assert_ne!(bob_job.user_id, job.user_id);
+    assert_eq!(bob.list(None, None, None).await.unwrap().jobs.len(), 1);
+    assert_eq!(t.client.get(&bob_job.id).await.unwrap().id, bob_job.id);
+
+    // Bob cannot raise himself: no admin token, no user management, no installs.
+    let admin = bob.create_token(None, &[Scope::Admin], None).await.unwrap_err();
+    assert_eq!(admin.kind(), Some("forbidden"), "{admin}");
+    let for_admin = bob.create_token(Some("admin"), &[Scope::Read], None).await.unwrap_err();
+    assert_eq!(for_admin.kind(), Some("not_found"), "{for_admin}");
+    assert_eq!(bob.create_user("eve", true).await.unwrap_err().kind(), Some("forbidden"));
+    assert_eq!(bob.install("x", b"\0asm").await.unwrap_err().kind(), Some("forbidden"));
+    // A read-only token minted by bob cannot submit.
+    let ro = bob.create_token(None, &[Scope::Read], None).await.unwrap();
+    let ro = jobhost::client::Client::with_token(&t.server().url(), Some(&ro.token)).unwrap();
+    let denied = ro.submit(&SubmitRequest { plugin: "probe".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(denied.kind(), Some("forbidden"));
+    // Bob sees and revokes only his own tokens.
+    let listed = bob.tokens().await.unwrap();
+    assert!(listed.iter().all(|tk| tk.user_id == bob_job.user_id), "{listed:?}");
+    let admins = t.client.tokens().await.unwrap();
+    let admin_token = admins.iter().find(|tk| tk.user_id == job.user_id).unwrap();
+    assert_eq!(bob.revoke_token(&admin_token.id).await.unwrap_err().kind(), Some("not_found"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_stored_hashed_and_the_token_file_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut t = TestServer::start().await;
+    let path = t.dir.path().join("token");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let admin = t.server().admin_token().unwrap();
+    let minted = t.client.create_token(None, &[Scope::Read], Some(3600)).await.unwrap();
+    let listed = t.client.tokens().await.unwrap();
+    assert!(listed.iter().any(|tk| tk.id == minted.id && minted.token.starts_with(&tk.prefix)));
+    t.stop().await;
+    let mut db = Vec::new();
+    for name in ["jobhost.db", "jobhost.db-wal"] {
+        if let Ok(bytes) = std::fs::read(t.dir.path().join(name)) {
+            db.extend(bytes);
+        }
+    }
+    let db = String::from_utf8_lossy(&db);
+    assert!(!db.contains(&admin) && !db.contains(&minted.token), "a token is stored in clear");
+    assert!(db.contains(&sha256_hex(admin.as_bytes())), "its hash is what is stored");
+
+    // A restart keeps the file's token valid instead of minting a new one.
+    t.restart_with(|_| {}).await;
+    assert_eq!(t.server().admin_token().unwrap(), admin);
+    assert!(t.client.list(None, None, None).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_limits_refuse_clearly_and_the_server_keeps_serving() {
+    let t = TestServer::start_with(|c| {
+        c.transport.max_body_bytes = 64 * 1024;
+        c.transport.rate_per_s = 1;
+        c.transport.rate_burst = 20;
+    })
+    .await;
+    let auth = format!("Bearer {}", t.server().admin_token().unwrap());
+    let big =
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"jobs.get","params":{{"id":"{}"}}}}"#, "x".repeat(100 * 1024));
+    let (status, _) = http_raw(t.server().local_addr, "POST", "/", Some(&auth), big.as_bytes()).await;
+    assert_eq!(status, 413, "an oversized request is refused");
+    assert_eq!(t.client.health().await.unwrap().status, "ok");
+
+    let mut refused = None;
+    for _ in 0..40 {
+        if let Err(e) = t.client.list(None, None, None).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("the rate limit never applied");
+    assert_eq!(refused.kind(), Some("limit_exceeded"), "{refused}");
+    assert_eq!(t.client.health().await.unwrap().status, "ok", "health is not rate limited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listening_beyond_loopback_needs_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
+    config.listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    let err = server::start(config).await.unwrap_err();
+    assert!(err.to_string().contains("--allow-remote"), "{err}");
+}
