@@ -14,6 +14,7 @@
 //! - [`jobs`]: the domain — job records, statuses, validation, events.
 //! - [`plugins`]: installed components.
 //! - [`uploads`]: files sent in for jobs; [`auth`]: users and API tokens.
+//! - [`models`]: model pulls from a Hugging Face compatible hub and the local cache.
 //! - [`runtime`]: wasmtime, the component cache, sandboxes, the host side of `wit/`.
 //! - [`scheduler`]: claims pending jobs and runs them.
 //! - [`rpc`]: the JSON-RPC server; [`client`]: the typed client of it.
@@ -27,6 +28,7 @@ pub mod client;
 pub mod ids;
 pub mod jobs;
 pub mod mcp;
+pub mod models;
 pub mod plugins;
 pub mod rpc;
 pub mod runtime;

@@ -3,6 +3,7 @@
 
 use crate::auth::Auth;
 use crate::jobs::{Jobs, Limits};
+use crate::models::{HubConfig, Models};
 use crate::plugins::Plugins;
 use crate::rpc::{self, RpcServer, TransportLimits};
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     pub max_open_resources: usize,
     /// Wasm stack per job, bytes.
     pub max_wasm_stack: usize,
+    /// The hub models are pulled from (`HF_ENDPOINT`, `HF_TOKEN`, `JOBHOST_HUB_FILE_HOSTS`).
+    pub hub: HubConfig,
     /// Limits on uploads.
     pub uploads: UploadLimits,
     /// How long ended jobs are kept before the sweeper cleans them.
@@ -63,6 +66,7 @@ impl ServerConfig {
             max_output_bytes: 1 << 30,
             max_open_resources: 4096,
             max_wasm_stack: 1 << 20,
+            hub: HubConfig::default(),
             uploads: UploadLimits::default(),
             retention: Duration::from_secs(30 * 24 * 3600),
             sweep_every: Duration::from_secs(60),
@@ -171,6 +175,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         );
     }
     let plugins = Plugins::new(store.clone(), runtime.clone());
+    let models_dir = data.join("models");
+    std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
+    let models = Models::new(jobs.clone(), plugins.clone(), config.hub.clone(), models_dir);
 
     let exec = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -179,8 +186,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .build()
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
-    let scheduler =
-        Scheduler { jobs: jobs.clone(), runtime, concurrency: config.concurrency, exec: exec.handle().clone() };
+    let scheduler = Scheduler {
+        jobs: jobs.clone(),
+        runtime,
+        concurrency: config.concurrency,
+        exec: exec.handle().clone(),
+        pull: Some(models.grant()),
+    };
     tokio::spawn(scheduler.run(shutdown.clone()));
     let sweeper = Sweeper {
         jobs: jobs.clone(),
@@ -190,7 +202,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    let ctx = rpc::Context::new(jobs, plugins, uploads, auth, sweeper, &config.transport);
+    let ctx = rpc::Context::new(jobs, plugins, uploads, auth, sweeper, models, &config.transport);
     let rpc = rpc::serve(config.listen, ctx, &config.transport)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -38,6 +38,9 @@ async fn drive(mode: &str) -> Value {
     let mut config = ServerConfig::new(dir.path().to_path_buf());
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.concurrency = 2;
+    // pull_model starts a pull: its hub is a loopback port nothing listens on (tests
+    // never leave 127.0.0.0/8).
+    config.hub.endpoint = "http://127.0.0.1:9".into();
     let server = server::start(config).await.unwrap();
     let token = server.admin_token().unwrap();
     let client = Client::with_token(&server.url(), Some(&token)).unwrap();

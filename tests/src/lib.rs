@@ -14,6 +14,9 @@ pub const WORDCOUNT_WASM: &str = env!("WORDCOUNT_WASM");
 /// read-input, env-dump, escape, noop); see its `src/main.rs`.
 pub const PROBE_WASM: &str = env!("PROBE_WASM");
 
+/// `tests/guests/http-probe`: a WASI 0.2 command that GETs `argv[1]` through
+/// `wasi:http` and prints `status <code>`, or `error <code>` on stderr and exits 1.
+pub const HTTP_PROBE_WASM: &str = env!("HTTP_PROBE_WASM");
 /// `tests/guests/steps`: a `job`-world plugin that sleeps and reports progress
 /// `i` of `N` (`step i of N`) N times; input `{"steps": N, "interval_ms": M}`.
 pub const STEPS_WASM: &str = env!("STEPS_WASM");

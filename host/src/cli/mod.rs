@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod bench_pull;
+mod pull;
+
 /// Default address of the server, for `serve` and for clients.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7717";
 
@@ -119,6 +122,10 @@ enum Command {
         #[arg(long, env = "JOBHOST_TOKEN_FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Pull a model from the hub into the server's cache, showing progress.
+    Pull(pull::PullArgs),
+    /// Benchmark a model pull from a local hub against curl of the same files.
+    BenchPull(bench_pull::BenchPullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +333,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::mcp::serve_stdio(connect(&server, token)?).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pull(args) => pull::pull(args).await,
+        Command::BenchPull(args) => bench_pull::bench_pull(args).await,
     }
 }
 
@@ -420,6 +429,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None => {}
         }
     }
+    config.hub = crate::models::HubConfig::from_vars(|k| std::env::var(k).ok());
     if let Some(n) = args.concurrency {
         if n == 0 {
             bail!("--concurrency must be at least 1");

@@ -278,7 +278,13 @@ impl Jobs {
     /// Validates and records a job. With a `client_job_id` already naming a live job
     /// of the caller, returns that job with `created: false`.
     pub async fn submit(&self, caller: &Caller, req: SubmitRequest) -> Result<Submitted> {
-        let new = self.validate(caller, req).await?;
+        self.submit_kind(caller, req, "wasm").await
+    }
+
+    /// [`Jobs::submit`] for a job of another `kind` (e.g. `pull`, submitted by the
+    /// models service), which decides what the scheduler grants the run.
+    pub async fn submit_kind(&self, caller: &Caller, req: SubmitRequest, kind: &str) -> Result<Submitted> {
+        let new = self.validate(caller, req, kind).await?;
         let inserted = self.store.insert_job(&new);
         // Claim now rather than after the commit: queued behind the insert, the claim
         // shares its transaction (it sees the job; the job still runs only after that
@@ -294,7 +300,7 @@ impl Jobs {
         Ok(Submitted { job, created })
     }
 
-    async fn validate(&self, caller: &Caller, req: SubmitRequest) -> Result<NewJob> {
+    async fn validate(&self, caller: &Caller, req: SubmitRequest, kind: &str) -> Result<NewJob> {
         let limits = &self.limits;
         if req.plugin.is_empty() {
             return Err(Error::invalid("plugin", "must not be empty"));
@@ -374,7 +380,7 @@ impl Jobs {
         Ok(NewJob {
             id: ids::new(ids::JOB),
             user_id: caller.user_id.clone(),
-            kind: "wasm".into(),
+            kind: kind.to_owned(),
             plugin: plugin.name,
             plugin_digest: plugin.digest,
             args,

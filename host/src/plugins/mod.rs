@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// Longest plugin name.
 const MAX_NAME: usize = 64;
 
+/// Names of built-in components, which clients cannot install over.
+pub const RESERVED: &[&str] = &[crate::models::PULLER];
+
 /// The plugins service; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Plugins {
@@ -37,6 +40,19 @@ impl Plugins {
 
     /// Installs (or replaces) the component `name` from raw wasm bytes.
     pub async fn install_bytes(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+        validate_name(name)?;
+        if RESERVED.contains(&name) {
+            return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
+        }
+        self.store_component(name, wasm).await
+    }
+
+    /// Installs a built-in component under its reserved name.
+    pub async fn install_reserved(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+        self.store_component(name, wasm).await
+    }
+
+    async fn store_component(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
         validate_name(name)?;
         if wasm.is_empty() {
             return Err(Error::invalid("wasm_base64", "is empty"));

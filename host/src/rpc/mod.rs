@@ -20,6 +20,7 @@ use crate::auth::Auth;
 use crate::auth::{NewToken, Scope, TokenInfo, User};
 use crate::jobs::model::{Artifact, Job, JobEvent, JobStatus, Plugin};
 use crate::jobs::{self, Caller, JobPage, Jobs, LogPage, ResourceUsage, SubmitRequest, Submitted};
+use crate::models::Models;
 use crate::plugins::Plugins;
 use crate::scheduler::sweeper::{GcReport, Sweeper};
 use crate::uploads::{PutResult, Upload, Uploads};
@@ -37,6 +38,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod models;
 
 /// Limits of the transport, each refused with a clear error when passed.
 #[derive(Debug, Clone)]
@@ -100,6 +103,8 @@ pub struct Context {
     pub plugins: Plugins,
     /// Uploads.
     pub uploads: Uploads,
+    /// Model pulls and the model cache.
+    pub models: Models,
     /// Users and tokens.
     pub auth: Auth,
     /// Retention and expiry, for `system.gc`.
@@ -116,10 +121,11 @@ impl Context {
         uploads: Uploads,
         auth: Auth,
         sweeper: Sweeper,
+        models: Models,
         limits: &TransportLimits,
     ) -> Context {
         let rate = rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst);
-        Context { jobs, plugins, uploads, auth, sweeper, rate }
+        Context { jobs, plugins, uploads, models, auth, sweeper, rate }
     }
 }
 
@@ -302,6 +308,8 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
         Needs(Read),
         |_, _, ctx| async move { ctx.jobs.usage().await.map_err(to_rpc_error) },
     )?;
+
+    models::register(&mut api)?;
 
     api.method::<Empty, Upload, _, _>(
         "uploads.create",
@@ -698,7 +706,14 @@ mod tests {
             every: Duration::from_secs(3600),
         };
         let auth = Auth::new(store.clone());
-        Context::new(jobs, Plugins::new(store, runtime), uploads, auth, sweeper, &TransportLimits::default())
+        let plugins = Plugins::new(store, runtime);
+        let models = crate::models::Models::new(
+            jobs.clone(),
+            plugins.clone(),
+            crate::models::HubConfig::default(),
+            dir.join("models"),
+        );
+        Context::new(jobs, plugins, uploads, auth, sweeper, models, &TransportLimits::default())
     }
 
     /// The document `rpc.discover` returns, from a module over a fresh context.

@@ -18,11 +18,13 @@
 
 mod capture;
 mod host;
+pub mod http;
 mod quota;
 pub mod sandbox;
 
 use crate::jobs::model::{Artifact, JobStatus, LogChunk, LogStream, PluginKind, Progress};
 use capture::LogCapture;
+pub use http::HttpGrant;
 use quota::{OutputQuota, OutputQuotaView};
 use sandbox::Sandbox;
 use sha2::{Digest, Sha256};
@@ -132,6 +134,12 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// `jobs/<id>`.
     pub job_dir: PathBuf,
+    /// Hosts the job may reach over `wasi:http` (none for an ordinary job).
+    pub http: Arc<HttpGrant>,
+    /// Directories shown to the guest read-write, `(host path, guest path)`, instead
+    /// of the sandbox's `/input`, `/output` and `/work` (the model puller sees only
+    /// `/models`). Empty: the sandbox's three.
+    pub mounts: Vec<(PathBuf, String)>,
     /// Files to move in as `input/` before the first run (a consumed upload's).
     pub input_from: Option<PathBuf>,
 }
@@ -196,6 +204,9 @@ impl Runtime {
         // WASI 0.2.12's `exit-with-code` is part of this set: it is how a command reports
         // an exact exit code (std maps every non-zero `exit` to 1).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        // Every component may import `wasi:http`; what it reaches is the job's
+        // allowlist, checked per request (empty unless the host grants one).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
         quota::add_to_linker(&mut linker).map_err(engine_err)?;
         host::Job::add_to_linker::<JobState, wasmtime::component::HasSelf<JobState>>(&mut linker, |s| s)
             .map_err(engine_err)?;
@@ -451,8 +462,26 @@ impl Runtime {
             .envs(&spec.env.iter().collect::<Vec<_>>())
             .stdout(capture.stream(LogStream::Stdout))
             .stderr(capture.stream(LogStream::Stderr));
-        if let Err(e) = sandbox.apply(&mut wasi) {
-            return failed(format!("preparing the sandbox: {e}"));
+        if spec.mounts.is_empty() {
+            if let Err(e) = sandbox.apply(&mut wasi) {
+                return failed(format!("preparing the sandbox: {e}"));
+            }
+        } else {
+            for (host_dir, guest) in &spec.mounts {
+                if let Err(e) = wasi.preopened_dir(host_dir, guest, wasmtime_wasi::FsPerms::ReadWrite) {
+                    return failed(format!(
+                        "preparing the sandbox: preopen {guest} from {}: {e:#}",
+                        host_dir.display()
+                    ));
+                }
+            }
+            // The same policy as the sandbox's, over these directories instead.
+            wasi.initial_cwd(&spec.mounts[0].1)
+                .max_random_size(sandbox::MAX_RANDOM_BYTES)
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .socket_addr_check(|_, _| Box::pin(async { false }));
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(self.config.max_open_resources);
@@ -465,11 +494,16 @@ impl Runtime {
             sink,
             job_id: spec.job_id.clone(),
             input_json: spec.input_json.clone(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http::JobHttpHooks { job_id: spec.job_id.clone(), grant: spec.http.clone() },
         };
-        match quota::track_preopen(&mut state, sandbox::OUTPUT) {
-            Ok(true) => {}
-            Ok(false) => return failed(format!("preparing the sandbox: no {} preopen", sandbox::OUTPUT)),
-            Err(e) => return failed(format!("preparing the sandbox: {}", root_message(&e))),
+        // A job shown its own mounts instead of the sandbox has no `/output` to meter.
+        if spec.mounts.is_empty() {
+            match quota::track_preopen(&mut state, sandbox::OUTPUT) {
+                Ok(true) => {}
+                Ok(false) => return failed(format!("preparing the sandbox: no {} preopen", sandbox::OUTPUT)),
+                Err(e) => return failed(format!("preparing the sandbox: {}", root_message(&e))),
+            }
         }
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -587,11 +621,19 @@ pub struct JobState {
     sink: Arc<dyn JobSink>,
     job_id: String,
     input_json: String,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: http::JobHttpHooks,
 }
 
 impl WasiView for JobState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for JobState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
     }
 }
 

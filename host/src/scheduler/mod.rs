@@ -48,6 +48,8 @@ pub struct Scheduler {
     /// Where runs execute: a runtime of their own, so guests never share worker
     /// threads with the RPC server.
     pub exec: tokio::runtime::Handle,
+    /// What jobs of kind `pull` get besides the sandbox: the hub and `/models`.
+    pub pull: Option<crate::models::PullGrant>,
 }
 
 impl Scheduler {
@@ -156,7 +158,7 @@ impl Scheduler {
         let job = &claimed;
         let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             job_id: job.id.clone(),
             plugin: job.plugin.clone(),
             digest: job.plugin_digest.clone(),
@@ -166,8 +168,16 @@ impl Scheduler {
             memory_mb: job.memory_mb,
             timeout: Duration::from_secs(u64::from(job.timeout_s)),
             job_dir: self.jobs.jobs_dir().join(&job.id),
+            http: Arc::default(),
+            mounts: Vec::new(),
             input_from: self.jobs.input_source(job),
         };
+        if job.kind == "pull"
+            && let Some(grant) = &self.pull
+        {
+            spec.http = grant.http.clone();
+            spec.mounts.push((grant.models_dir.clone(), crate::models::MODELS_GUEST_DIR.to_owned()));
+        }
         let sink = Arc::new(self.jobs.recorder().clone());
         let run = self.runtime.run(spec, sink, cancel.clone());
         tokio::pin!(run);

@@ -668,3 +668,5 @@ impl Store {
 mod access;
 #[cfg(test)]
 mod tests;
+
+mod pulls;

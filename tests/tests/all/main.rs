@@ -11,6 +11,7 @@ mod core;
 mod discover;
 mod files;
 mod lifecycle;
+mod pull;
 mod sandbox;
 
 use jobhost::client::Client;
