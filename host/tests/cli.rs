@@ -205,3 +205,46 @@ async fn a_killed_server_loses_no_job() {
     let store = jobhost::store::Store::open(&dir.path().join("jobhost.db")).await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
+
+#[test]
+fn bench_prints_every_figure_as_one_json_line() {
+    let out = Command::new(BIN)
+        .args(["bench", "--jobs", "200", "--latency-jobs", "20", "--spawns", "20", "--concurrent", "20", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap();
+    let figures: serde_json::Map<String, serde_json::Value> = serde_json::from_str(last).unwrap();
+    let mut keys: Vec<&str> = figures.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "cold_start_ms",
+            "idle_rss_mb",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "process_spawn_per_s",
+            "rss_1000_concurrent_mb",
+            "throughput_jobs_per_s",
+            "vs_process_spawn",
+            "warm_start_ms",
+        ]
+    );
+    for (key, value) in &figures {
+        let v = value.as_f64().unwrap_or_else(|| panic!("{key} is not a number: {value}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+    let f = |k: &str| figures[k].as_f64().unwrap();
+    assert!(f("latency_p50_ms") <= f("latency_p99_ms"));
+    // The human table comes first, on the same stdout.
+    assert!(stdout.contains("throughput (200 no-op jobs)"), "{stdout}");
+}
+
+#[test]
+fn bench_refuses_sizes_it_cannot_run() {
+    let out = Command::new(BIN).args(["bench", "--batch", "2000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch must be between 1 and 1000"));
+}

@@ -2,6 +2,7 @@
 //! of one (through [`crate::client`]), and `run` starts an embedded server on a
 //! temporary data dir when none answers.
 
+mod bench;
 mod progress;
 
 use crate::auth;
@@ -98,6 +99,8 @@ enum Command {
         #[arg(long, default_value_t = 3600.0)]
         timeout_s: f64,
     },
+    /// Measure throughput, latency, memory and start-up on a temporary server.
+    Bench(bench::BenchArgs),
     /// Cancel a job.
     Cancel {
         #[command(flatten)]
@@ -252,6 +255,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Run(args) => run(args).await,
+        Command::Bench(args) => bench::bench(args).await,
         Command::Install { conn, name, file } => {
             let client = conn.client()?;
             let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

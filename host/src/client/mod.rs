@@ -3,6 +3,10 @@
 //! so they exercise exactly what editors and agents use. The only place that knows
 //! jsonrpsee's client types.
 
+mod batch;
+
+pub use batch::submit_params;
+
 use crate::auth::{NewToken, Scope, TokenInfo, User};
 use crate::jobs::model::{Artifact, Job, JobEvent, JobStatus, Plugin};
 use crate::jobs::{JobPage, LogPage, ResourceUsage, SubmitRequest, Submitted};
@@ -303,13 +307,7 @@ impl Client {
 
     /// `jobs.submit`.
     pub async fn submit(&self, req: &SubmitRequest) -> Result<Submitted> {
-        let params = serde_json::to_value(req).map_err(|e| Error::Transport(e.to_string()))?;
-        // Leave out what was not set, so the server's defaults apply.
-        let params = match params {
-            Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
-            other => other,
-        };
-        self.call("jobs.submit", params).await
+        self.call("jobs.submit", Value::Object(batch::submit_params(req)?)).await
     }
 
     /// `jobs.get`.

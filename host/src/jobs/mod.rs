@@ -21,6 +21,7 @@ use recorder::Recorder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -195,14 +196,46 @@ pub struct Jobs {
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     /// Wakes the scheduler when work arrives.
     work: Arc<tokio::sync::Notify>,
+    /// Called right after a submit's insert is queued (see [`Jobs::on_submit`]).
+    submit_hook: Arc<HookSlot>,
+}
+
+/// What the scheduler does when a job is submitted: claim into free slots at once.
+pub type SubmitHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Where the submit hook is kept.
+#[derive(Default)]
+struct HookSlot(Mutex<Option<SubmitHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        f.debug_tuple("HookSlot").field(&if set { "set" } else { "unset" }).finish()
+    }
 }
 
 impl Jobs {
     /// The service over `store`.
     pub fn new(store: Store, limits: Limits, jobs_dir: PathBuf, uploads_dir: PathBuf) -> Jobs {
         let events = EventBus::new();
+        // Status events of what the store group-commits (submits, claims, starts, ends)
+        // are published by the store's writer, in commit order.
+        let published = events.clone();
+        if !store.observe(move |job| published.publish(status_event(job))) {
+            tracing::warn!("the store already has an observer; status events come from it");
+        }
         let recorder = Recorder::start(store.clone(), events.clone());
-        Jobs { store, events, recorder, limits, jobs_dir, uploads_dir, running: Arc::default(), work: Arc::default() }
+        Jobs {
+            store,
+            events,
+            recorder,
+            limits,
+            jobs_dir,
+            uploads_dir,
+            running: Arc::default(),
+            work: Arc::default(),
+            submit_hook: Arc::default(),
+        }
     }
 
     /// The store, for other domain services sharing it.
@@ -230,6 +263,13 @@ impl Jobs {
         &self.recorder
     }
 
+    /// Sets (or with `None` removes) what runs right after each submit's insert is
+    /// queued. The scheduler uses it to queue a claim right behind the insert, so the
+    /// claim shares the insert's commit instead of following it.
+    pub fn on_submit(&self, hook: Option<SubmitHook>) {
+        *self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
     /// Notified whenever a job becomes pending.
     pub fn work_signal(&self) -> Arc<tokio::sync::Notify> {
         self.work.clone()
@@ -245,13 +285,18 @@ impl Jobs {
     /// models service), which decides what the scheduler grants the run.
     pub async fn submit_kind(&self, caller: &Caller, req: SubmitRequest, kind: &str) -> Result<Submitted> {
         let new = self.validate(caller, req, kind).await?;
-        let Some((job, created)) = self.store.insert_job(&new).await? else {
+        let inserted = self.store.insert_job(&new);
+        // Claim now rather than after the commit: queued behind the insert, the claim
+        // shares its transaction (it sees the job; the job still runs only after that
+        // commit).
+        let hook = self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.work.notify_one();
+        let Some((job, created)) = inserted.await? else {
             return Err(self.unusable_upload(caller, new.files_id.as_deref().unwrap_or_default()).await);
         };
-        if created {
-            self.publish_status(&job);
-            self.work.notify_one();
-        }
         Ok(Submitted { job, created })
     }
 
@@ -647,29 +692,52 @@ impl Jobs {
 
     /// Claims the next pending job with a lease of `lease`.
     pub async fn claim_next(&self, lease: Duration) -> Result<Option<Job>> {
-        let capacity =
-            Usage { cpus: u64::from(self.limits.capacity_cpus), memory_mb: u64::from(self.limits.capacity_memory_mb) };
-        let job = self.store.claim_next(&lease_until(lease), &capacity).await?;
-        if let Some(job) = &job {
-            self.publish_status(job);
-        }
-        Ok(job)
+        Ok(self.claim(lease, 1).await?.pop())
     }
 
-    /// Marks a claimed job running and registers its cancellation handle; `None` when
-    /// it was cancelled in the meantime.
-    pub async fn start(&self, job: &Job) -> Result<Option<(Job, CancellationToken)>> {
+    /// Claims up to `max` pending jobs (in queue order, as far as they fit in the
+    /// capacity) with a lease of `lease`, in one transaction. Queued at once.
+    pub fn claim(
+        &self,
+        lease: Duration,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Job>>> + Send + 'static + use<> {
+        let capacity =
+            Usage { cpus: u64::from(self.limits.capacity_cpus), memory_mb: u64::from(self.limits.capacity_memory_mb) };
+        let claimed = self.store.claim(&lease_until(lease), &capacity, max);
+        async move { Ok(claimed.await?) }
+    }
+
+    /// Registers the cancellation handle of a claimed job's run: from now on
+    /// `jobs.cancel` interrupts it.
+    pub fn track(&self, job: &Job) -> CancellationToken {
         let token = CancellationToken::new();
         self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(job.id.clone(), token.clone());
-        match self.store.mark_running(&job.id, job.attempt).await? {
-            Some(job) => {
-                self.publish_status(&job);
-                Ok(Some((job, token)))
+        token
+    }
+
+    /// Marks a claimed job running. The transition is queued at once; the returned
+    /// future resolves after its commit with the running job, or `None` when the job
+    /// was cancelled (or taken over) in the meantime, in which case the run's `token`
+    /// is cancelled. The run may start before that, and its end may be queued before
+    /// it resolves: the end is a conditional update too, refused for such a job.
+    pub fn start(
+        &self,
+        job: &Job,
+        token: &CancellationToken,
+    ) -> impl Future<Output = Result<Option<Job>>> + Send + 'static + use<> {
+        let marked = self.store.mark_running(&job.id, job.attempt);
+        let (this, id, cancel) = (self.clone(), job.id.clone(), token.clone());
+        async move {
+            let result = marked.await;
+            match &result {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    this.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                    cancel.cancel();
+                }
             }
-            None => {
-                self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&job.id);
-                Ok(None)
-            }
+            Ok(result?)
         }
     }
 
@@ -678,21 +746,26 @@ impl Jobs {
         Ok(self.store.renew_lease(&job.id, job.attempt, &lease_until(lease)).await?)
     }
 
-    /// Records the end of an attempt after its output is committed. A stale attempt or
-    /// a job cancelled meanwhile keeps its status.
-    pub async fn finish(&self, job: &Job, finish: Finish, artifacts: &[Artifact]) -> Result<Job> {
-        self.recorder.barrier().await;
+    /// Records the end of an attempt. The write is queued at once, after the run's
+    /// output (the recorder queued it first, and the store keeps order), so the output
+    /// is on disk no later than the final status; the future resolves after the commit.
+    /// A stale attempt or a job cancelled meanwhile keeps its status.
+    pub fn finish(
+        &self,
+        job: &Job,
+        finish: Finish,
+        artifacts: &[Artifact],
+    ) -> impl Future<Output = Result<Job>> + Send + 'static + use<> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&job.id);
-        match self.store.finish(&job.id, job.attempt, &finish, artifacts).await? {
-            Some(done) => {
-                self.publish_status(&done);
-                Ok(done)
+        let recorded = self.store.finish(&job.id, job.attempt, &finish, artifacts);
+        let (this, id) = (self.clone(), job.id.clone());
+        async move {
+            match recorded.await? {
+                Some(done) => Ok(done),
+                None => {
+                    Ok(this.store.get_job(&id).await?.ok_or_else(|| Error::Internal(format!("job {id} vanished")))?)
+                }
             }
-            None => Ok(self
-                .store
-                .get_job(&job.id)
-                .await?
-                .ok_or_else(|| Error::Internal(format!("job {} vanished", job.id)))?),
         }
     }
 

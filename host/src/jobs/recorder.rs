@@ -1,117 +1,83 @@
 //! Group commit of what running jobs report.
 //!
-//! Runners hand output chunks and progress to the [`Recorder`] without waiting; one
-//! task drains everything queued and writes it in a single transaction, then publishes
-//! the events. Many jobs' chunks share one fsync, which is where durable throughput
-//! comes from. [`Recorder::barrier`] waits until everything queued before it is
-//! committed: a job's output is on disk before its final status is.
+//! Runners hand output chunks and progress to the [`Recorder`] without waiting; it
+//! queues them on the store's group-commit writer, where they share transactions (and
+//! fsyncs) with every other job's writes, and publishes the events once they are
+//! committed. The writer keeps order, so a job's output queued before its final status
+//! is on disk no later than that status, and its log events are published before it.
 
 use super::events::EventBus;
 use super::model::{EventKind, JobEvent, JobStatus, LogChunk, Progress};
 use crate::runtime::JobSink;
 use crate::store::{Store, StoredChunk};
-use std::collections::HashMap;
-use tokio::sync::{mpsc, oneshot};
 
-/// Most commands folded into one transaction; bounds the latency of a single commit.
-const MAX_BATCH: usize = 4096;
-
-enum Command {
-    Logs(String, Vec<LogChunk>),
-    Progress(String, Progress),
-    Barrier(oneshot::Sender<()>),
-}
-
-/// Handle to the recording task; cheap to clone.
+/// Handle to the recording path; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Recorder {
-    tx: mpsc::UnboundedSender<Command>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Command::Logs(..) => "Logs",
-            Command::Progress(..) => "Progress",
-            Command::Barrier(_) => "Barrier",
-        })
-    }
+    store: Store,
+    events: EventBus,
 }
 
 impl Recorder {
-    /// Starts the recording task.
+    /// A recorder writing through `store` and publishing on `events`.
     pub fn start(store: Store, events: EventBus) -> Recorder {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, events, rx));
-        Recorder { tx }
+        Recorder { store, events }
     }
 
     /// Resolves once everything queued before the call is committed.
     pub async fn barrier(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Command::Barrier(tx)).is_ok() {
-            let _ = rx.await;
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "flushing recorded output");
         }
     }
 }
 
 impl JobSink for Recorder {
     fn logs(&self, job_id: &str, chunks: Vec<LogChunk>) {
-        let _ = self.tx.send(Command::Logs(job_id.to_owned(), chunks));
+        if chunks.is_empty() {
+            return;
+        }
+        let stored: Vec<StoredChunk> =
+            chunks.into_iter().map(|chunk| StoredChunk { job_id: job_id.to_owned(), chunk }).collect();
+        let events = self.events.clone();
+        let published = stored.clone();
+        self.store.append_logs_then(
+            stored,
+            Box::new(move |result| match result {
+                Ok(()) => {
+                    for c in published {
+                        events.publish(JobEvent {
+                            kind: EventKind::Log,
+                            job_id: c.job_id,
+                            status: Some(JobStatus::Running),
+                            progress: None,
+                            log: Some(c.chunk),
+                            missed: None,
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, chunks = published.len(), "recording log chunks"),
+            }),
+        );
     }
 
     fn progress(&self, job_id: &str, progress: Progress) {
-        let _ = self.tx.send(Command::Progress(job_id.to_owned(), progress));
-    }
-}
-
-async fn run(store: Store, events: EventBus, mut rx: mpsc::UnboundedReceiver<Command>) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut chunks = Vec::new();
-        let mut progress: HashMap<String, Progress> = HashMap::new();
-        let mut barriers = Vec::new();
-        for cmd in batch.drain(..) {
-            match cmd {
-                Command::Logs(job_id, cs) => {
-                    chunks.extend(cs.into_iter().map(|chunk| StoredChunk { job_id: job_id.clone(), chunk }))
-                }
-                Command::Progress(job_id, p) => {
-                    progress.insert(job_id, p);
-                }
-                Command::Barrier(tx) => barriers.push(tx),
-            }
-        }
-        if let Err(e) = store.append_logs(&chunks).await {
-            tracing::error!(error = %e, chunks = chunks.len(), "recording log chunks");
-        }
-        for (job_id, p) in &progress {
-            if let Err(e) = store.set_progress(job_id, p).await {
-                tracing::error!(error = %e, job_id, "recording progress");
-            }
-        }
-        for c in chunks {
-            events.publish(JobEvent {
-                kind: EventKind::Log,
-                job_id: c.job_id,
-                status: Some(JobStatus::Running),
-                progress: None,
-                log: Some(c.chunk),
-                missed: None,
-            });
-        }
-        for (job_id, p) in progress {
-            events.publish(JobEvent {
-                kind: EventKind::Progress,
-                job_id,
-                status: Some(JobStatus::Running),
-                progress: Some(p),
-                log: None,
-                missed: None,
-            });
-        }
-        for b in barriers {
-            let _ = b.send(());
-        }
+        let events = self.events.clone();
+        let (id, published) = (job_id.to_owned(), progress.clone());
+        self.store.set_progress_then(
+            job_id,
+            progress,
+            Box::new(move |result| match result {
+                Ok(()) => events.publish(JobEvent {
+                    kind: EventKind::Progress,
+                    job_id: id,
+                    status: Some(JobStatus::Running),
+                    progress: Some(published),
+                    log: None,
+                    missed: None,
+                }),
+                Err(e) => tracing::error!(error = %e, job_id = id, "recording progress"),
+            }),
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! [`authorize`], which also applies the per-token request rate.
 
 pub mod api;
+mod batch;
 pub mod http;
 mod rate;
 
@@ -26,6 +27,7 @@ use crate::uploads::{PutResult, Upload, Uploads};
 pub use api::{Access, Api};
 use base64::Engine as _;
 use jsonrpsee::Extensions;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
     BatchRequestConfig, PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage,
 };
@@ -173,9 +175,13 @@ pub async fn serve(listen: SocketAddr, ctx: Context, limits: &TransportLimits) -
         uploads: ctx.uploads.clone(),
         jobs: ctx.jobs.clone(),
     });
+    let max_batch_answer = limits.max_body_bytes as usize;
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(layer))
+        .set_rpc_middleware(
+            RpcServiceBuilder::new().layer_fn(move |service| batch::ConcurrentBatch::new(service, max_batch_answer)),
+        )
         .build(listen)
         .await?;
     let local_addr = server.local_addr()?;

@@ -349,7 +349,9 @@ impl Runtime {
             let handle = tokio::spawn({
                 let stop = stop.clone();
                 async move {
-                    let mut tick = tokio::time::interval(LOG_FLUSH_INTERVAL);
+                    // Nothing to flush at the start: the first flush is one period in.
+                    let mut tick =
+                        tokio::time::interval_at(tokio::time::Instant::now() + LOG_FLUSH_INTERVAL, LOG_FLUSH_INTERVAL);
                     loop {
                         tokio::select! {
                             _ = tick.tick() => {}
@@ -426,13 +428,19 @@ impl Runtime {
         sink: Arc<dyn JobSink>,
     ) -> Ended {
         let failed = |msg: String| Ended::new(JobStatus::Failed, None, Some(msg));
-        let prepared = {
-            let this = self.clone();
-            let digest = spec.digest.clone();
-            match tokio::task::spawn_blocking(move || this.load_blocking(&digest)).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => return failed(format!("loading the component: {e}")),
-                Err(e) => return failed(format!("loading the component: {e}")),
+        let hex = spec.digest.strip_prefix("sha256:").unwrap_or(&spec.digest);
+        let cached = self.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(hex).cloned();
+        let prepared = match cached {
+            Some(p) => p,
+            // Not loaded yet: reading and perhaps compiling it is blocking work.
+            None => {
+                let this = self.clone();
+                let digest = spec.digest.clone();
+                match tokio::task::spawn_blocking(move || this.load_blocking(&digest)).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => return failed(format!("loading the component: {e}")),
+                    Err(e) => return failed(format!("loading the component: {e}")),
+                }
             }
         };
         let sandbox_setup = {
@@ -569,7 +577,9 @@ impl Runtime {
 
 /// Resolves with the size of `dir` once it exceeds `limit` bytes.
 async fn watch_output(dir: PathBuf, limit: u64) -> u64 {
-    let mut tick = tokio::time::interval(OUTPUT_CHECK_INTERVAL);
+    // The first measure is one period in: at the start there is nothing to measure,
+    // and a walk of the tree per job start is a cost every short job would pay.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + OUTPUT_CHECK_INTERVAL, OUTPUT_CHECK_INTERVAL);
     loop {
         tick.tick().await;
         let d = dir.clone();

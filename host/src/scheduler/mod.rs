@@ -1,9 +1,16 @@
 //! Claims pending jobs and runs them, at most `concurrency` at once.
 //!
 //! A claim is one conditional UPDATE that moves the oldest highest-priority pending
-//! job to `starting`, bumps its attempt and takes a lease; the runner renews the lease
-//! while the job runs and records the end only for its own attempt. The loop sleeps
-//! until a submit wakes it (or [`IDLE_POLL`] passes, for jobs re-queued by others).
+//! job to `starting`, bumps its attempt and takes a lease; one transaction claims a job
+//! for every free slot. The runner renews the lease while the job runs and records the
+//! end only for its own attempt. The loop sleeps until a submit wakes it (or
+//! [`IDLE_POLL`] passes, for jobs re-queued by others).
+//!
+//! A job's writes ride on the store's group commit, and its runner waits for as few of
+//! them as it can: the guest starts without waiting for the `running` transition (a
+//! short run queues it together with its end), and the slot is free as soon as the end
+//! is queued. A slot therefore costs one commit latency per job (the end of one job
+//! and the claim of the next share it), not three.
 
 pub mod sweeper;
 
@@ -13,13 +20,19 @@ use crate::runtime::{RunSpec, Runtime};
 use crate::store::Finish;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// How long a claim holds a job without renewal; a host that dies lets it lapse.
 pub const LEASE: Duration = Duration::from_secs(30);
 /// Renewal period: a third of the lease, so two renewals may fail before it lapses.
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// Most jobs one claim takes (when that many slots are free): bounds one transaction.
+pub const MAX_CLAIM: usize = 256;
+/// How long a run goes before its `running` transition is queued on its own; a
+/// shorter run records it in the same commit as its end. Well under the log flush
+/// period, so a job that writes output is marked running before its first chunk.
+pub const START_GRACE: Duration = Duration::from_millis(5);
 /// How often an idle scheduler looks for work nobody announced.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -43,31 +56,88 @@ impl Scheduler {
     /// Claims and runs jobs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let hook: crate::jobs::SubmitHook = {
+            let (this, slots, shutdown) = (self.clone(), slots.clone(), shutdown.clone());
+            Arc::new(move || {
+                if !shutdown.is_cancelled() {
+                    this.claim_free_slots(&slots);
+                }
+            })
+        };
+        self.jobs.on_submit(Some(hook));
+        self.claim_loop(&slots, &shutdown).await;
+        // The hook holds this scheduler (and through it the jobs service): let go.
+        self.jobs.on_submit(None);
+    }
+
+    /// Right after a submit: queues a claim for every free slot, behind the submit's
+    /// insert, and runs what it gets. Does nothing when every slot is busy (the loop
+    /// claims when one frees).
+    fn claim_free_slots(&self, slots: &Arc<Semaphore>) {
+        let mut permits = Vec::new();
+        while permits.len() < MAX_CLAIM {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        if permits.is_empty() {
+            return;
+        }
+        let claimed = self.jobs.claim(LEASE, permits.len());
+        let this = self.clone();
+        tokio::spawn(async move {
+            match claimed.await {
+                Ok(jobs) => this.spawn_runs(jobs, permits),
+                Err(e) => tracing::error!(error = %e, "claiming jobs"),
+            }
+        });
+    }
+
+    /// Runs each job in one of `permits` (the rest are given back).
+    fn spawn_runs(&self, jobs: Vec<Job>, mut permits: Vec<OwnedSemaphorePermit>) {
+        for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+            let this = self.clone();
+            self.exec.spawn(async move { this.run_one(job, permit).await });
+        }
+    }
+
+    async fn claim_loop(&self, slots: &Arc<Semaphore>, shutdown: &CancellationToken) {
         let work = self.jobs.work_signal();
         loop {
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            // Shutdown first: a stop frees the slots of the runs it drops, and those must
+            // not be filled again.
+            let first = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
-            match self.jobs.claim_next(LEASE).await {
-                Ok(Some(job)) => {
-                    let this = self.clone();
-                    self.exec.spawn(async move {
-                        this.run_one(job).await;
-                        drop(permit);
-                    });
+            // Every free slot is filled by one claim (one transaction).
+            let mut permits = vec![first];
+            while permits.len() < MAX_CLAIM {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
                 }
-                Ok(None) => {
-                    drop(permit);
-                    tokio::select! {
-                        _ = work.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        _ = shutdown.cancelled() => return,
+            }
+            let asked = permits.len();
+            match self.jobs.claim(LEASE, asked).await {
+                Ok(jobs) => {
+                    let drained = jobs.len() < asked;
+                    self.spawn_runs(jobs, permits);
+                    if drained {
+                        // The queue had no more that fit: sleep until a submit (or a
+                        // poll, for work that arrives without one).
+                        tokio::select! {
+                            _ = work.notified() => {}
+                            _ = tokio::time::sleep(IDLE_POLL) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
                     }
                 }
                 Err(e) => {
-                    drop(permit);
-                    tracing::error!(error = %e, "claiming a job");
+                    drop(permits);
+                    tracing::error!(error = %e, "claiming jobs");
                     tokio::select! {
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = shutdown.cancelled() => return,
@@ -77,32 +147,17 @@ impl Scheduler {
         }
     }
 
-    async fn run_one(&self, claimed: Job) {
-        let (job, cancel) = match self.jobs.start(&claimed).await {
-            Ok(Some(started)) => started,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(job_id = claimed.id, error = %e, "starting a job");
-                return;
-            }
-        };
+    /// Runs one claimed job in its slot. The guest starts at once; the `running`
+    /// transition is queued once the run has lasted [`START_GRACE`], or together with
+    /// the end for a run that is over sooner, so a short job costs one commit after
+    /// its claim, not two. A refused start (the job was cancelled or taken over)
+    /// cancels the run, and the end, a conditional update too, is then refused. The
+    /// slot is given back as soon as the end is queued, so the next claim shares that
+    /// transaction and sees the capacity this job freed.
+    async fn run_one(&self, claimed: Job, permit: OwnedSemaphorePermit) {
+        let job = &claimed;
+        let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
-        let renewer = {
-            let (jobs, job, cancel) = (self.jobs.clone(), job.clone(), cancel.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(RENEW_EVERY);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    match jobs.renew(&job, LEASE).await {
-                        Ok(true) => {}
-                        // The job is no longer ours (cancelled, or taken over): stop it.
-                        Ok(false) => return cancel.cancel(),
-                        Err(e) => tracing::warn!(job_id = job.id, error = %e, "renewing a lease"),
-                    }
-                }
-            })
-        };
         let mut spec = RunSpec {
             job_id: job.id.clone(),
             plugin: job.plugin.clone(),
@@ -115,7 +170,7 @@ impl Scheduler {
             job_dir: self.jobs.jobs_dir().join(&job.id),
             http: Arc::default(),
             mounts: Vec::new(),
-            input_from: self.jobs.input_source(&job),
+            input_from: self.jobs.input_source(job),
         };
         if job.kind == "pull"
             && let Some(grant) = &self.pull
@@ -124,12 +179,54 @@ impl Scheduler {
             spec.mounts.push((grant.models_dir.clone(), crate::models::MODELS_GUEST_DIR.to_owned()));
         }
         let sink = Arc::new(self.jobs.recorder().clone());
-        let outcome = self.runtime.run(spec, sink, cancel).await;
-        renewer.abort();
+        let run = self.runtime.run(spec, sink, cancel.clone());
+        tokio::pin!(run);
+        // A short run is over before anything else is set up for it: no lease renewal,
+        // no task to watch its start.
+        let (outcome, started) = tokio::select! {
+            biased;
+            outcome = &mut run => (outcome, None),
+            _ = tokio::time::sleep(START_GRACE) => {
+                // A refused start must stop the run while it goes on: watch it apart.
+                let started = tokio::spawn(self.jobs.start(job, &cancel));
+                let renewer = tokio::spawn(renew(self.jobs.clone(), claimed.clone(), cancel.clone()));
+                let outcome = run.await;
+                renewer.abort();
+                (outcome, Some(started))
+            }
+        };
+        // Queued now, right before the end (a short run's start and end share a commit).
+        let start_now = started.is_none().then(|| self.jobs.start(job, &cancel));
         let finish = Finish { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error };
-        match self.jobs.finish(&job, finish, &outcome.artifacts).await {
+        let recorded = self.jobs.finish(job, finish, &outcome.artifacts);
+        drop(permit);
+        let started = match (started, start_now) {
+            (Some(watched), _) => watched.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+            (None, Some(now)) => now.await.map_err(|e| e.to_string()),
+            (None, None) => Ok(None),
+        };
+        match started {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!(job_id = job.id, "the job moved on before its start was recorded"),
+            Err(e) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
+        }
+        match recorded.await {
             Ok(done) => tracing::debug!(job_id = done.id, status = %done.status, "finished"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "recording the end of a job"),
+        }
+    }
+}
+
+/// Renews the lease of a running attempt every [`RENEW_EVERY`] until aborted; cancels
+/// the run when the job is no longer ours (cancelled, or taken over).
+async fn renew(jobs: Jobs, job: Job, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        tick.tick().await;
+        match jobs.renew(&job, LEASE).await {
+            Ok(true) => {}
+            Ok(false) => return cancel.cancel(),
+            Err(e) => tracing::warn!(job_id = job.id, error = %e, "renewing a lease"),
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A group commit did not happen (the write was not made).
+    #[error("database commit failed: {0}")]
+    Commit(String),
     /// A stored value did not decode (a bug or a hand-edited database).
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -2,18 +2,23 @@
 //!
 //! Writes go through a pool of exactly one connection, so writers queue in-process
 //! instead of spinning on SQLite's busy handler; reads use their own pool and, under
-//! WAL, never wait for a writer.
+//! WAL, never wait for a writer. The writes on a job's path (insert, claim, transitions,
+//! log chunks, progress) are group-committed by the task in [`writer`]: many jobs'
+//! writes share one transaction and one fsync.
 
 use super::{Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk, Usage};
 use crate::ids;
 use crate::jobs::model::{Artifact, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
+use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// Readers allowed at once; WAL lets them run beside the writer.
 const READ_CONNECTIONS: u32 = 8;
@@ -29,14 +34,33 @@ macro_rules! job_columns {
     };
 }
 
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+pub(crate) use writer::Done;
+
 /// The embedded, numbered migrations under `migrations/sqlite/`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Handle to the database; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     write: SqlitePool,
     read: SqlitePool,
+    /// The group-commit writer's queue.
+    ops: mpsc::UnboundedSender<writer::Op>,
+    /// Told of every job the writer moves, in commit order (see [`Store::observe`]).
+    observer: Arc<OnceLock<writer::Observer>>,
+    /// Installed plugins already read, by name (see [`Store::get_plugin`]). Any write
+    /// to the `plugins` table must update it.
+    plugins: Arc<RwLock<HashMap<String, Plugin>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("write", &self.write).field("read", &self.read).finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -70,7 +94,19 @@ impl Store {
             check_settings(pool).await.map_err(open_err)?;
         }
         MIGRATOR.run(&write).await?;
-        Ok(Store { write, read })
+        let observer = Arc::new(OnceLock::new());
+        let ops = writer::start(write.clone(), observer.clone());
+        Ok(Store { write, read, ops, observer, plugins: Arc::default() })
+    }
+
+    /// Sets the one observer of group-committed transitions: it is called with every
+    /// job that an insert, claim, `running` transition or end moved, right after the
+    /// commit and in commit order (so in the order of the transitions), before the
+    /// caller's answer. The domain publishes its status events from here, which keeps
+    /// them in order even when different tasks wait for the answers. A second call
+    /// changes nothing and returns `false`.
+    pub fn observe(&self, observer: impl Fn(&Job) + Send + Sync + 'static) -> bool {
+        self.observer.set(Box::new(observer)).is_ok()
     }
 
     /// Closes both pools, waiting for statements in flight.
@@ -113,17 +149,31 @@ impl Store {
         .bind(&plugin.installed_at)
         .execute(&self.write)
         .await?;
+        self.plugins.write().unwrap_or_else(PoisonError::into_inner).insert(plugin.name.clone(), plugin.clone());
         Ok(())
     }
 
     /// The plugin installed as `name`.
+    /// Every submit asks this, so answers are kept in memory once read: the table
+    /// changes only through [`Store::put_plugin`] of this store, which updates them.
     pub async fn get_plugin(&self, name: &str) -> Result<Option<Plugin>> {
-        sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins WHERE name = ?")
+        if let Some(p) = self.plugins.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return Ok(Some(p.clone()));
+        }
+        let plugin = sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.read)
             .await?
             .map(|row| plugin_from_row(&row))
-            .transpose()
+            .transpose()?;
+        if let Some(p) = &plugin {
+            self.plugins
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(p.name.clone())
+                .or_insert_with(|| p.clone());
+        }
+        Ok(plugin)
     }
 
     /// Every installed plugin, by name.
@@ -141,75 +191,29 @@ impl Store {
     /// The unique index decides, so concurrent duplicates still create exactly one job.
     /// A job with `files_id` consumes that upload in the same transaction; `None` when
     /// the upload is not the user's, not finalized or expired (nothing is inserted).
-    pub async fn insert_job(&self, job: &NewJob) -> Result<Option<(Job, bool)>> {
-        let now = ids::now();
-        let mut tx = self.write.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
-             labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
-             updated_at, files_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&job.id)
-        .bind(&job.user_id)
-        .bind(&job.kind)
-        .bind(&job.plugin)
-        .bind(&job.plugin_digest)
-        .bind(&job.args)
-        .bind(&job.env)
-        .bind(&job.input)
-        .bind(&job.labels)
-        .bind(job.priority)
-        .bind(job.cpus)
-        .bind(job.memory_mb)
-        .bind(job.timeout_s)
-        .bind(&job.client_job_id)
-        .bind(job.max_attempts)
-        .bind(&now)
-        .bind(&now)
-        .bind(&job.files_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted && let Some(files_id) = &job.files_id {
-            let consumed = sqlx::query(
-                "UPDATE uploads SET state = 'consumed', job_id = ?1, updated_at = ?2 \
-                 WHERE id = ?3 AND user_id = ?4 AND state = 'finalized' AND expires_at > ?2",
-            )
-            .bind(&job.id)
-            .bind(&now)
-            .bind(files_id)
-            .bind(&job.user_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !consumed {
-                tx.rollback().await?;
-                return Ok(None);
+    /// Queued at once (group commit); the answer comes after the commit.
+    pub fn insert_job(
+        &self,
+        job: &NewJob,
+    ) -> impl Future<Output = Result<Option<(Job, bool)>>> + Send + 'static + use<> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Op::InsertJob(Box::new(job.clone()), reply), rx)
+    }
+
+    /// Hands `op` to the writer now; the future resolves with its answer (`rx`) after
+    /// the commit.
+    fn send<T: Send + 'static>(
+        &self,
+        op: writer::Op,
+        rx: oneshot::Receiver<Result<T>>,
+    ) -> impl Future<Output = Result<T>> + Send + 'static + use<T> {
+        let sent = self.ops.send(op).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Commit("the store is closed".into()));
             }
+            rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into())))
         }
-        let existing = if inserted {
-            sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ?"))
-                .bind(&job.id)
-                .fetch_optional(&mut *tx)
-                .await?
-        } else {
-            sqlx::query(concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs WHERE user_id = ? AND client_job_id = ? AND status <> 'cleaned'"
-            ))
-            .bind(&job.user_id)
-            .bind(&job.client_job_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        };
-        tx.commit().await?;
-        existing
-            .map(|row| job_from_row(&row).map(|j| Some((j, inserted))))
-            .unwrap_or_else(|| Err(StoreError::Corrupt(format!("job {} vanished after insert", job.id))))
     }
 
     /// The job `id`.
@@ -249,23 +253,19 @@ impl Store {
     /// `starting` and `running` jobs: `starting`, attempt + 1, lease until `lease_until`.
     /// A job too large for the room left waits while smaller ones behind it start.
     pub async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>> {
-        sqlx::query(concat!(
-            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
-             updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-             AND cpus <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
-             AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                    WHERE status IN ('starting', 'running')) \
-             ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
-            job_columns!()
-        ))
-        .bind(lease_until)
-        .bind(ids::now())
-        .bind(to_i64(capacity.cpus))
-        .bind(to_i64(capacity.memory_mb))
-        .fetch_optional(&self.write)
-        .await?
-        .map(|row| job_from_row(&row))
-        .transpose()
+        Ok(self.claim(lease_until, capacity, 1).await?.pop())
+    }
+
+    /// Claims up to `max` pending jobs, as [`Store::claim_next`] would one after the
+    /// other, in one transaction. Queued at once (group commit).
+    pub fn claim(
+        &self,
+        lease_until: &str,
+        capacity: &Usage,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Job>>> + Send + 'static + use<> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), capacity: *capacity, max, reply }, rx)
     }
 
     /// CPUs and memory declared by the `starting` and `running` jobs, and how many.
@@ -328,21 +328,14 @@ impl Store {
     }
 
     /// `starting` → `running` for the current attempt; `None` if the job moved on
-    /// (cancelled meanwhile, or the attempt is stale).
-    pub async fn mark_running(&self, id: &str, attempt: u32) -> Result<Option<Job>> {
-        let now = ids::now();
-        sqlx::query(concat!(
-            "UPDATE jobs SET status = 'running', started_at = ?1, updated_at = ?1 \
-             WHERE id = ?2 AND attempt = ?3 AND status = 'starting' RETURNING ",
-            job_columns!()
-        ))
-        .bind(&now)
-        .bind(id)
-        .bind(attempt)
-        .fetch_optional(&self.write)
-        .await?
-        .map(|row| job_from_row(&row))
-        .transpose()
+    /// (cancelled meanwhile, or the attempt is stale). Queued at once (group commit).
+    pub fn mark_running(
+        &self,
+        id: &str,
+        attempt: u32,
+    ) -> impl Future<Output = Result<Option<Job>>> + Send + 'static + use<> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Op::MarkRunning { id: id.to_owned(), attempt, reply }, rx)
     }
 
     /// Extends the lease of the current attempt; `false` if the job is no longer ours.
@@ -360,31 +353,20 @@ impl Store {
             == 1)
     }
 
-    /// Records the end of the current attempt and its artifacts, in one transaction.
-    /// Refused (`None`) when the attempt is stale or the job already ended (e.g. it
-    /// was cancelled while it ran); artifacts are recorded either way, since the
-    /// files exist.
-    pub async fn finish(&self, id: &str, attempt: u32, finish: &Finish, artifacts: &[Artifact]) -> Result<Option<Job>> {
-        let now = ids::now();
-        let mut tx = self.write.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE jobs SET status = ?1, exit_code = ?2, error = ?3, completed_at = ?4, \
-             updated_at = ?4, lease_expires_at = NULL \
-             WHERE id = ?5 AND attempt = ?6 AND status IN ('starting', 'running')",
-        )
-        .bind(finish.status.as_str())
-        .bind(finish.exit_code)
-        .bind(&finish.error)
-        .bind(&now)
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        insert_artifacts(&mut tx, id, artifacts, &now).await?;
-        tx.commit().await?;
-        if updated { self.get_job_from(&self.write, id).await } else { Ok(None) }
+    /// Records the end of the current attempt and its artifacts, together. Refused
+    /// (`None`) when the attempt is stale or the job already ended (e.g. it was
+    /// cancelled while it ran); artifacts are recorded either way, since the files
+    /// exist. Queued at once (group commit).
+    pub fn finish(
+        &self,
+        id: &str,
+        attempt: u32,
+        finish: &Finish,
+        artifacts: &[Artifact],
+    ) -> impl Future<Output = Result<Option<Job>>> + Send + 'static + use<> {
+        let (reply, rx) = oneshot::channel();
+        let (id, finish, artifacts) = (id.to_owned(), finish.clone(), artifacts.to_vec());
+        self.send(writer::Op::Finish { id, attempt, finish, artifacts, reply }, rx)
     }
 
     /// Cancels a job that has not ended: `None` if it already had.
@@ -405,39 +387,57 @@ impl Store {
         .transpose()
     }
 
-    /// Records the progress a running job reported.
-    pub async fn set_progress(&self, id: &str, progress: &Progress) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ? \
-             WHERE id = ? AND status IN ('starting', 'running')",
-        )
-        .bind(to_i64(progress.done))
-        .bind(progress.total.map(to_i64))
-        .bind(&progress.message)
-        .bind(id)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+    /// Records the progress a running job reported. Queued at once (group commit).
+    pub fn set_progress(
+        &self,
+        id: &str,
+        progress: &Progress,
+    ) -> impl Future<Output = Result<()>> + Send + 'static + use<> {
+        let (tx, rx) = oneshot::channel();
+        self.set_progress_then(id, progress.clone(), Box::new(move |r| drop(tx.send(r))));
+        async move { rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into()))) }
     }
 
-    /// Appends log chunks, of any number of jobs, in one transaction.
-    pub async fn append_logs(&self, chunks: &[StoredChunk]) -> Result<()> {
+    /// Queues a progress update; `done` is called once it is committed (or failed).
+    pub(crate) fn set_progress_then(&self, id: &str, progress: Progress, done: Done) {
+        if let Err(mpsc::error::SendError(op)) = self.ops.send(writer::Op::Progress(id.to_owned(), progress, done))
+            && let writer::Op::Progress(_, _, done) = op
+        {
+            done(Err(StoreError::Commit("the store is closed".into())));
+        }
+    }
+
+    /// Appends log chunks, of any number of jobs, together. Queued at once (group
+    /// commit).
+    pub fn append_logs(&self, chunks: &[StoredChunk]) -> impl Future<Output = Result<()>> + Send + 'static + use<> {
+        let (tx, rx) = oneshot::channel();
         if chunks.is_empty() {
-            return Ok(());
+            drop(tx.send(Ok(())));
+        } else {
+            self.append_logs_then(chunks.to_vec(), Box::new(move |r| drop(tx.send(r))));
         }
-        let mut tx = self.write.begin().await?;
-        for c in chunks {
-            sqlx::query("INSERT INTO log_chunks (job_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&c.job_id)
-                .bind(to_i64(c.chunk.seq))
-                .bind(c.chunk.stream.as_str())
-                .bind(&c.chunk.data)
-                .bind(&c.chunk.at)
-                .execute(&mut *tx)
-                .await?;
+        async move { rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into()))) }
+    }
+
+    /// Queues log chunks; `done` is called once they are committed (or failed). Chunks
+    /// queued before a job's [`Store::finish`] are committed no later than it.
+    pub(crate) fn append_logs_then(&self, chunks: Vec<StoredChunk>, done: Done) {
+        if let Err(mpsc::error::SendError(op)) = self.ops.send(writer::Op::AppendLogs(chunks, done))
+            && let writer::Op::AppendLogs(_, done) = op
+        {
+            done(Err(StoreError::Commit("the store is closed".into())));
         }
-        tx.commit().await?;
-        Ok(())
+    }
+
+    /// Resolves once every write queued before it is committed.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(op)) = self.ops.send(writer::Op::Flush(Box::new(move |r| drop(tx.send(r)))))
+            && let writer::Op::Flush(done) = op
+        {
+            done(Err(StoreError::Commit("the store is closed".into())));
+        }
+        rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into())))
     }
 
     /// Up to `limit` chunks of `job_id` from `since_seq` on, in order.
@@ -504,12 +504,7 @@ impl Store {
     }
 }
 
-async fn insert_artifacts(
-    tx: &mut Transaction<'_, Sqlite>,
-    job_id: &str,
-    artifacts: &[Artifact],
-    now: &str,
-) -> Result<()> {
+async fn insert_artifacts(conn: &mut SqliteConnection, job_id: &str, artifacts: &[Artifact], now: &str) -> Result<()> {
     for a in artifacts {
         sqlx::query(
             "INSERT INTO artifacts (id, job_id, name, size_bytes, sha256, created_at) \
@@ -522,10 +517,32 @@ async fn insert_artifacts(
         .bind(to_i64(a.size_bytes))
         .bind(&a.sha256)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
+}
+
+/// Claims the next pending job that fits in what `capacity` leaves: one conditional
+/// UPDATE (see [`Store::claim_next`]).
+async fn claim_one(conn: &mut SqliteConnection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
+    sqlx::query(concat!(
+        "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
+         updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+         AND cpus <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+         AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                WHERE status IN ('starting', 'running')) \
+         ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
+        job_columns!()
+    ))
+    .bind(lease_until)
+    .bind(now)
+    .bind(to_i64(capacity.cpus))
+    .bind(to_i64(capacity.memory_mb))
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| job_from_row(&row))
+    .transpose()
 }
 
 /// Reads back the settings durability depends on; a database that silently ignored

@@ -147,3 +147,88 @@ async fn a_claim_admits_only_what_fits_beside_the_running_jobs() -> Result<()> {
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(b.id));
     Ok(())
 }
+
+/// Writes queued together share one transaction and still answer one by one.
+#[tokio::test]
+async fn queued_writes_share_a_commit_and_answer_each_op() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    // Queued before anything is awaited: they land in the writer's queue together.
+    let inserts: Vec<_> = (0..50).map(|_| store.insert_job(&new_job(&user, None, 0))).collect();
+    let twin_a = store.insert_job(&new_job(&user, Some("twin"), 0));
+    let twin_b = store.insert_job(&new_job(&user, Some("twin"), 0));
+    let claimed = store.claim("2099-01-01T00:00:00Z", &ROOMY, 10);
+    let mut ids = Vec::new();
+    for i in inserts {
+        let (job, created) = i.await?.expect("no upload to consume");
+        assert!(created);
+        ids.push(job.id);
+    }
+    let (a, created_a) = twin_a.await?.expect("no upload to consume");
+    let (b, created_b) = twin_b.await?.expect("no upload to consume");
+    assert_eq!(a.id, b.id, "one job per idempotency key, even within one batch");
+    assert!(created_a != created_b);
+    // The claim was queued after the inserts, so it sees them, in queue order.
+    let claimed: Vec<String> = claimed.await?.into_iter().map(|j| j.id).collect();
+    assert_eq!(claimed, ids[..10]);
+
+    // Transitions of several jobs in one batch, one of them with a stale attempt.
+    let running: Vec<_> = claimed.iter().map(|id| store.mark_running(id, 1)).collect();
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
+    let stale = store.finish(&claimed[0], 2, &done, &[]);
+    let ends: Vec<_> = claimed[1..].iter().map(|id| store.finish(id, 1, &done, &[])).collect();
+    for r in running {
+        assert_eq!(r.await?.map(|j| j.status), Some(JobStatus::Running));
+    }
+    assert!(stale.await?.is_none(), "attempt 2 is not the current one");
+    for e in ends {
+        assert_eq!(e.await?.map(|j| j.status), Some(JobStatus::Completed));
+    }
+    assert_eq!(store.get_job(&claimed[0]).await?.map(|j| j.status), Some(JobStatus::Running));
+    Ok(())
+}
+
+/// A claim of several jobs admits a run of the queue that fits, then goes on past a
+/// job too large for the room left, as single claims do.
+#[tokio::test]
+async fn a_claim_of_several_admits_exactly_what_fits() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let capacity = crate::store::Usage { cpus: 3, memory_mb: 1 << 20 };
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let mut big = new_job(&user, None, 0);
+    big.cpus = 3;
+    let (_big, _) = store.insert_job(&big).await?.expect("no upload to consume");
+    let (c, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (_d2, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let got: Vec<String> =
+        store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.into_iter().map(|j| j.id).collect();
+    assert_eq!(got, [a.id, b.id, c.id], "three 1-CPU jobs fit in 3 CPUs; the 3-CPU job waits");
+    assert_eq!(store.usage().await?.0.cpus, 3);
+    assert!(store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.is_empty());
+    Ok(())
+}
+
+/// Log chunks of many jobs queued together are all stored, in order per job.
+#[tokio::test]
+async fn log_chunks_of_many_jobs_share_a_commit() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+    let chunk = |job: &str, seq: u64| StoredChunk {
+        job_id: job.to_owned(),
+        chunk: LogChunk { seq, stream: LogStream::Stdout, data: format!("{seq}"), at: ids::now() },
+    };
+    let mut pending = Vec::new();
+    for seq in 0..1500 {
+        pending.push(store.append_logs(&[chunk(&a.id, seq)]));
+    }
+    let (to_b, dup) = (store.append_logs(&[chunk(&b.id, 0)]), store.append_logs(&[chunk(&a.id, 3)]));
+    for p in pending {
+        p.await?;
+    }
+    to_b.await?;
+    assert!(dup.await.is_err(), "a chunk with a sequence number already stored is refused");
+    assert_eq!(store.read_logs(&a.id, 1498, 10).await?.len(), 2);
+    assert_eq!(store.read_logs(&b.id, 0, 10).await?.len(), 1);
+    Ok(())
+}
