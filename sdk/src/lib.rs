@@ -104,7 +104,7 @@ pub mod __private {
     /// Runs a plugin's job function and turns its error into the message of `run`'s
     /// `err`, which the host records as the job's error.
     pub fn run(job_fn: impl FnOnce(crate::Job) -> Result<(), crate::Error>) -> Result<(), String> {
-        job_fn(crate::Job { _private: () }).map_err(|e| e.to_string())
+        job_fn(crate::Job { _private: () }).map_err(|e| e.to_job_error())
     }
 }
 

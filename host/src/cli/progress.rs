@@ -105,6 +105,7 @@ mod tests {
             env: Default::default(),
             input: None,
             files_id: None,
+            detail: None,
             labels: Default::default(),
             priority: 0,
             cpus: 1,

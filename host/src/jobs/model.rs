@@ -138,6 +138,10 @@ pub struct Job {
     /// The upload whose files the job sees at `/input`.
     #[serde(default)]
     pub files_id: Option<String>,
+    /// The chain of causes behind `error`, one per line, outermost first (a plugin's
+    /// error context, or the component's backtrace when it trapped).
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// Which output stream a log chunk came from.

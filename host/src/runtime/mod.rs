@@ -153,6 +153,8 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// Why it did not complete.
     pub error: Option<String>,
+    /// The chain of causes behind `error`, when the guest or the engine gave one.
+    pub detail: Option<String>,
     /// Files left in `/output`.
     pub artifacts: Vec<Artifact>,
 }
@@ -417,7 +419,13 @@ impl Runtime {
                 )),
             );
         }
-        RunOutcome { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error, artifacts }
+        RunOutcome {
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            error: outcome.error,
+            detail: outcome.detail,
+            artifacts,
+        }
     }
 
     async fn execute(
@@ -536,13 +544,23 @@ impl Runtime {
 
     /// How a run ended, from the guest's result and the memory or table limit it hit.
     fn ended(&self, result: wasmtime::Result<Result<(), String>>, limit_hit: Option<String>) -> Ended {
-        let failed = |msg: String| Ended::new(JobStatus::Failed, None, Some(msg));
         match result {
             Ok(Ok(())) => Ended::new(JobStatus::Completed, Some(0), None),
             // A command's `exit(1)` (std maps every failure exit to it) carries no message.
             Ok(Err(msg)) if msg.is_empty() => Ended::new(JobStatus::Failed, Some(1), Some("exited with code 1".into())),
-            Ok(Err(msg)) => Ended::new(JobStatus::Failed, Some(1), Some(msg)),
+            // A plugin's error: its first line is the message, the lines after it the
+            // chain of causes (see the SDK's `Error::to_job_error`).
+            Ok(Err(msg)) => {
+                let (first, causes) = msg.split_once('\n').unwrap_or((&msg, ""));
+                let mut ended = Ended::new(JobStatus::Failed, Some(1), Some(first.to_owned()));
+                ended.detail = (!causes.trim().is_empty()).then(|| causes.to_owned());
+                ended
+            }
             Err(e) => {
+                // The engine's whole account: the error chain and the guest's backtrace.
+                let detail = Some(format!("{e:?}"));
+                let failed =
+                    |msg: String| Ended { detail: detail.clone(), ..Ended::new(JobStatus::Failed, None, Some(msg)) };
                 if let Some(exit) = e.downcast_ref::<I32Exit>() {
                     let code = exit.0;
                     return if code == 0 {
@@ -595,11 +613,12 @@ struct Ended {
     status: JobStatus,
     exit_code: Option<i32>,
     error: Option<String>,
+    detail: Option<String>,
 }
 
 impl Ended {
     fn new(status: JobStatus, exit_code: Option<i32>, error: Option<String>) -> Ended {
-        Ended { status, exit_code, error }
+        Ended { status, exit_code, error, detail: None }
     }
 
     fn note(&mut self, text: &str) {

@@ -197,7 +197,12 @@ impl Scheduler {
         };
         // Queued now, right before the end (a short run's start and end share a commit).
         let start_now = started.is_none().then(|| self.jobs.start(job, &cancel));
-        let finish = Finish { status: outcome.status, exit_code: outcome.exit_code, error: outcome.error };
+        let finish = Finish {
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            error: outcome.error,
+            detail: outcome.detail,
+        };
         let recorded = self.jobs.finish(job, finish, &outcome.artifacts);
         drop(permit);
         let started = match (started, start_now) {

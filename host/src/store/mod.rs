@@ -86,6 +86,8 @@ pub struct Finish {
     pub exit_code: Option<i32>,
     /// Error text, when there is one.
     pub error: Option<String>,
+    /// The chain of causes behind `error`, when known.
+    pub detail: Option<String>,
 }
 
 /// A log chunk on its way to the database.

@@ -30,7 +30,7 @@ macro_rules! job_columns {
     () => {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          cpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
-         progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id"
+         progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id, detail"
     };
 }
 
@@ -627,6 +627,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
         files_id: row.try_get("files_id")?,
+        detail: row.try_get("detail")?,
         id,
     })
 }

@@ -250,7 +250,7 @@ enum FetchError {
 fn hub_error(endpoint: &Url, e: Failure) -> Error {
     match e {
         Failure::Unreachable(url, why) if url.authority == endpoint.authority => {
-            Error::new(format!("the hub at {endpoint} is unreachable: {why}"))
+            Error::new(why).context(format!("the hub at {endpoint} is unreachable"))
         }
         other => Error::new(other.to_string()),
     }
@@ -536,7 +536,8 @@ fn not_found_or_status(model: &str, revision: &str, answer: &mut http::Response)
     let status = answer.status;
     let message = hub_message(answer);
     if matches!(status, 401 | 404) {
-        Error::new(format!("repository not found: {model} at revision {revision} (HTTP {status}: {message})"))
+        Error::new(format!("HTTP {status}: {message}"))
+            .context(format!("repository not found: {model} at revision {revision}"))
     } else {
         Error::new(format!("the hub answered HTTP {status} for {model} at revision {revision}: {message}"))
     }

@@ -59,8 +59,10 @@ async fn exit_codes_and_traps_fail_the_job() {
     assert_eq!((exit1.status, exit1.exit_code), (JobStatus::Failed, Some(1)));
     let trap = t.run("probe", &["trap"]).await;
     assert_eq!(trap.status, JobStatus::Failed);
-    let error = trap.error.unwrap_or_default();
+    let error = trap.error.clone().unwrap_or_default();
     assert!(error.contains("trap"), "{error}");
+    let detail = trap.detail.unwrap_or_default();
+    assert!(detail.contains("wasm backtrace"), "a trap's detail is its backtrace: {detail}");
     assert!(t.stream_text(&trap.id, LogStream::Stderr).await.contains("probe trap"));
     let usage = t.run("probe", &["no-such-mode"]).await;
     assert_eq!((usage.status, usage.exit_code), (JobStatus::Failed, Some(2)));

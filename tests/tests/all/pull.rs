@@ -540,8 +540,15 @@ async fn an_unknown_repo_or_revision_fails_with_not_found() {
     let t = TestServer::start_with(|c| hub.config(c)).await;
     let job = pull_and_wait(&t, json!({"model": "acme/missing"})).await;
     assert_eq!(job.status, JobStatus::Failed);
-    let error = job.error.unwrap_or_default();
+    let error = job.error.clone().unwrap_or_default();
     assert!(error.contains("repository not found") && error.contains("Repository not found"), "{error}");
+    // `detail` is the chain of causes, one per line, outermost first.
+    let detail = job.detail.unwrap_or_default();
+    let lines: Vec<&str> = detail.lines().collect();
+    assert_eq!(lines.len(), 2, "{detail}");
+    assert!(lines[0].starts_with("repository not found: acme/missing"), "{detail}");
+    assert!(lines[1].starts_with("HTTP 404") && lines[1].contains("Repository not found"), "{detail}");
+    assert!(!error.contains('\n'), "error stays one line: {error}");
 
     let job = pull_and_wait(&t, json!({"model": MODEL, "revision": "v9"})).await;
     assert_eq!(job.status, JobStatus::Failed);

@@ -93,7 +93,7 @@ async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled() ->
     let claimed = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.attempt);
     assert_eq!(claimed, Some(1));
     assert!(store.mark_running(&job.id, 1).await?.is_some());
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
     assert!(store.finish(&job.id, 2, &done, &[]).await?.is_none(), "attempt 2 is not the current one");
     let finished = store.finish(&job.id, 1, &done, &[]).await?.map(|j| j.status);
     assert_eq!(finished, Some(JobStatus::Completed));
@@ -142,7 +142,7 @@ async fn a_claim_admits_only_what_fits_beside_the_running_jobs() -> Result<()> {
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(a.id.clone()));
     assert!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.is_none(), "128 MiB > 100");
     assert_eq!(store.usage().await?, (crate::store::Usage { cpus: 1, memory_mb: 64 }, 1));
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
     store.finish(&a.id, 1, &done, &[]).await?;
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(b.id));
     Ok(())
@@ -173,7 +173,7 @@ async fn queued_writes_share_a_commit_and_answer_each_op() -> Result<()> {
 
     // Transitions of several jobs in one batch, one of them with a stale attempt.
     let running: Vec<_> = claimed.iter().map(|id| store.mark_running(id, 1)).collect();
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None };
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
     let stale = store.finish(&claimed[0], 2, &done, &[]);
     let ends: Vec<_> = claimed[1..].iter().map(|id| store.finish(id, 1, &done, &[])).collect();
     for r in running {

@@ -329,7 +329,8 @@ async fn bulk_finish<'a>(
 ) -> Result<Vec<Job>> {
     let now = ids::now();
     let mut q = QueryBuilder::<Sqlite>::new(
-        "UPDATE jobs SET status = v.column3, exit_code = v.column4, error = v.column5, completed_at = ",
+        "UPDATE jobs SET status = v.column3, exit_code = v.column4, error = v.column5, detail = v.column6, \
+         completed_at = ",
     );
     q.push_bind(now.clone()).push(", updated_at = ").push_bind(now).push(", lease_expires_at = NULL FROM (");
     q.push_values(ends, |mut row, (id, attempt, finish)| {
@@ -337,7 +338,8 @@ async fn bulk_finish<'a>(
             .push_bind(attempt)
             .push_bind(finish.status.as_str())
             .push_bind(finish.exit_code)
-            .push_bind(finish.error.clone());
+            .push_bind(finish.error.clone())
+            .push_bind(finish.detail.clone());
     });
     q.push(concat!(
         ") AS v WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 \
@@ -546,7 +548,7 @@ async fn finish_job(
     let now = ids::now();
     let update = sqlx::query(concat!(
         "UPDATE jobs SET status = ?1, exit_code = ?2, error = ?3, completed_at = ?4, \
-         updated_at = ?4, lease_expires_at = NULL \
+         updated_at = ?4, lease_expires_at = NULL, detail = ?7 \
          WHERE id = ?5 AND attempt = ?6 AND status IN ('starting', 'running') RETURNING ",
         job_columns!()
     ))
@@ -555,7 +557,8 @@ async fn finish_job(
     .bind(&finish.error)
     .bind(&now)
     .bind(id)
-    .bind(attempt);
+    .bind(attempt)
+    .bind(&finish.detail);
     if artifacts.is_empty() {
         return update.fetch_optional(&mut *conn).await?.map(|row| job_from_row(&row)).transpose();
     }
