@@ -128,16 +128,7 @@ impl Api {
         F: Fn(P, Caller, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<R, ErrorObjectOwned>> + Send + 'static,
     {
-        let mut extensions = Map::new();
-        extensions.insert("x-scopes".into(), access.scopes());
-        let doc = MethodDoc {
-            name,
-            summary,
-            param_structure: "by-name",
-            params: self.params_of::<P>(),
-            result: json!({ "name": R::schema_name(), "schema": self.results.subschema_for::<R>() }),
-            extensions,
-        };
+        let doc = self.method_doc::<P, R>(name, summary, access.scopes());
         self.module.register_async_method(name, move |p: Params<'static>, ctx, ext| {
             let handler = handler.clone();
             async move {
@@ -148,6 +139,26 @@ impl Api {
         })?;
         self.methods.push(doc);
         Ok(())
+    }
+
+    /// The document entry of a by-name method taking `P` and returning `R`, callable
+    /// with any one of `scopes`.
+    fn method_doc<P: JsonSchema, R: JsonSchema>(
+        &mut self,
+        name: &'static str,
+        summary: &'static str,
+        scopes: Value,
+    ) -> MethodDoc {
+        let mut extensions = Map::new();
+        extensions.insert("x-scopes".into(), scopes);
+        MethodDoc {
+            name,
+            summary,
+            param_structure: "by-name",
+            params: self.params_of::<P>(),
+            result: json!({ "name": R::schema_name(), "schema": self.results.subschema_for::<R>() }),
+            extensions,
+        }
     }
 
     /// Registers `name` for anyone, token or not (`system.health`).
@@ -163,16 +174,7 @@ impl Api {
         F: Fn(P, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<R, ErrorObjectOwned>> + Send + 'static,
     {
-        let mut extensions = Map::new();
-        extensions.insert("x-scopes".into(), json!([]));
-        let doc = MethodDoc {
-            name,
-            summary,
-            param_structure: "by-name",
-            params: self.params_of::<P>(),
-            result: json!({ "name": R::schema_name(), "schema": self.results.subschema_for::<R>() }),
-            extensions,
-        };
+        let doc = self.method_doc::<P, R>(name, summary, json!([]));
         self.module.register_async_method(name, move |p: Params<'static>, ctx, _| {
             let handler = handler.clone();
             async move {
