@@ -13,7 +13,7 @@ pub mod recorder;
 pub use error::{Error, Result};
 
 use crate::ids;
-use crate::store::{Finish, JobQuery, NewJob, Store, Usage};
+use crate::store::{Claimed, Finish, JobQuery, NewJob, Store, Usage};
 use crate::uploads::UploadState;
 use events::EventBus;
 use model::{Artifact, EventKind, Job, JobEvent, JobStatus, LogChunk};
@@ -201,7 +201,10 @@ pub struct Jobs {
 }
 
 /// What the scheduler does when a job is submitted: claim into free slots at once.
-pub type SubmitHook = Arc<dyn Fn() + Send + Sync>;
+/// Returns whether it saw to the job (a claim is queued behind it, and whatever that
+/// claim leaves in the queue is the scheduler's to look at); when it did not, the
+/// submit wakes the scheduler's claim loop.
+pub type SubmitHook = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Where the submit hook is kept.
 #[derive(Default)]
@@ -287,13 +290,11 @@ impl Jobs {
         let new = self.validate(caller, req, kind).await?;
         let inserted = self.store.insert_job(&new);
         // Claim now rather than after the commit: queued behind the insert, the claim
-        // shares its transaction (it sees the job; the job still runs only after that
-        // commit).
+        // shares its transaction (it sees the job).
         let hook = self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        if let Some(hook) = hook {
-            hook();
+        if !hook.is_some_and(|hook| hook()) {
+            self.work.notify_one();
         }
-        self.work.notify_one();
         let Some((job, created)) = inserted.await? else {
             return Err(self.unusable_upload(caller, new.files_id.as_deref().unwrap_or_default()).await);
         };
@@ -692,19 +693,18 @@ impl Jobs {
 
     /// Claims the next pending job with a lease of `lease`.
     pub async fn claim_next(&self, lease: Duration) -> Result<Option<Job>> {
-        Ok(self.claim(lease, 1).await?.pop())
+        let claimed = self.claim(lease, 1).await?;
+        claimed.committed.wait().await?;
+        Ok(claimed.jobs.into_iter().next())
     }
 
     /// Claims up to `max` pending jobs (in queue order, as far as they fit in the
-    /// capacity) with a lease of `lease`, in one transaction. Queued at once.
-    pub fn claim(
-        &self,
-        lease: Duration,
-        max: usize,
-    ) -> impl Future<Output = Result<Vec<Job>>> + Send + 'static + use<> {
+    /// capacity) with a lease of `lease`, in one transaction. Queued at once, and
+    /// answered before the commit: see [`Claimed`].
+    pub fn claim(&self, lease: Duration, max: usize) -> impl Future<Output = Result<Claimed>> + Send + 'static + use<> {
         let capacity =
             Usage { cpus: u64::from(self.limits.capacity_cpus), memory_mb: u64::from(self.limits.capacity_memory_mb) };
-        let claimed = self.store.claim(&lease_until(lease), &capacity, max);
+        let claimed = self.store.claim_early(&lease_until(lease), &capacity, max);
         async move { Ok(claimed.await?) }
     }
 
@@ -714,6 +714,23 @@ impl Jobs {
         let token = CancellationToken::new();
         self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(job.id.clone(), token.clone());
         token
+    }
+
+    /// Lets go of a run whose claim was never committed (the commit failed). The job,
+    /// if it is still there, is pending again and its next attempt finds what this run
+    /// left, as after a crash. A job that is not there was never committed either (its
+    /// submit failed): no attempt will use its directory, so it is removed.
+    pub async fn abandon(&self, job: &Job) {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&job.id);
+        if let Ok(None) = self.store.get_job(&job.id).await {
+            let dir = self.jobs_dir().join(&job.id);
+            let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            if let Ok(Err(e)) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(job_id = job.id, error = %e, "removing the directory of a job that was never committed");
+            }
+        }
     }
 
     /// Marks a claimed job running. The transition is queued at once; the returned

@@ -395,7 +395,14 @@ impl Runtime {
             sink.logs(&spec.job_id, rest);
         }
 
-        let artifacts = match tokio::task::spawn_blocking(move || sandbox.collect_artifacts()).await {
+        // An empty `/output` (most short jobs) is seen at once; files are walked and
+        // hashed on a blocking thread.
+        let collected = if sandbox.output_is_empty() {
+            Ok(Ok(Vec::new()))
+        } else {
+            tokio::task::spawn_blocking(move || sandbox.collect_artifacts()).await
+        };
+        let artifacts = match collected {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
                 outcome.note(&format!("collecting artifacts failed: {e}"));
@@ -454,10 +461,10 @@ impl Runtime {
         let sandbox_setup = {
             let sandbox = sandbox.clone();
             // What an earlier attempt left in `/output` counts against the limit.
-            tokio::task::spawn_blocking(move || sandbox.prepare().map(|()| sandbox::tree_size(&sandbox.output()))).await
+            tokio::task::spawn_blocking(move || sandbox.prepare()).await
         };
-        let output_used = match sandbox_setup {
-            Ok(Ok(used)) => used,
+        let layout = match sandbox_setup {
+            Ok(Ok(layout)) => layout,
             Ok(Err(e)) => return failed(format!("preparing the sandbox: {e}")),
             Err(e) => return failed(format!("preparing the sandbox: {e}")),
         };
@@ -471,7 +478,7 @@ impl Runtime {
             .stdout(capture.stream(LogStream::Stdout))
             .stderr(capture.stream(LogStream::Stderr));
         if spec.mounts.is_empty() {
-            if let Err(e) = sandbox.apply(&mut wasi) {
+            if let Err(e) = sandbox.apply(&mut wasi, &layout.input) {
                 return failed(format!("preparing the sandbox: {e}"));
             }
         } else {
@@ -497,7 +504,7 @@ impl Runtime {
             wasi: wasi.build(),
             table,
             limits: JobLimits::new(u64::from(spec.memory_mb) << 20),
-            output: OutputQuota::new(self.config.max_output_bytes, output_used),
+            output: OutputQuota::new(self.config.max_output_bytes, layout.output_used),
             capture,
             sink,
             job_id: spec.job_id.clone(),

@@ -1,9 +1,12 @@
 //! A job's directories on the host and what the guest is shown of them.
 //!
-//! Each job owns `jobs/<id>/` under the data dir with `input/`, `output/` and `work/`.
-//! The guest gets exactly three WASI preopens — `/input` read-only, `/output` and
-//! `/work` read-write — and nothing else: no inherited environment, no sockets, no
-//! other paths. Path resolution inside a preopen is cap-std's (in wasmtime-wasi), which
+//! Each job owns `jobs/<id>/` under the data dir with `output/` and `work/`, and
+//! `input/` when it was given files (a consumed upload). The guest gets exactly three
+//! WASI preopens — `/input` read-only, `/output` and `/work` read-write — and nothing
+//! else: no inherited environment, no sockets, no other paths. A job without files
+//! is shown `jobs/.empty-input` as `/input`, one empty directory shared read-only by
+//! all such jobs, which saves a directory per job (creating one is the larger part of
+//! a short job's file system work). Path resolution inside a preopen is cap-std's (in wasmtime-wasi), which
 //! refuses `..`, absolute paths and symlinks that leave the directory.
 
 use crate::jobs::model::Artifact;
@@ -19,6 +22,10 @@ pub const INPUT: &str = "/input";
 pub const OUTPUT: &str = "/output";
 /// Guest path of the scratch directory (also the working directory).
 pub const WORK: &str = "/work";
+
+/// Name, under the jobs directory, of the empty directory shown as `/input` to jobs
+/// given no files.
+pub const EMPTY_INPUT: &str = ".empty-input";
 
 /// The most random bytes one `get-random-bytes` call may return (WASI's default is 64 MiB).
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -59,32 +66,61 @@ impl Sandbox {
         self.root.join("work")
     }
 
-    /// Creates the three directories (keeping what is already in them), first moving
-    /// a consumed upload's files in as `input/` if they are still waiting. A rename on
-    /// one file system: the upload's files are never copied, and a job that ran before
-    /// (a retry after a crash) finds them already in place.
-    pub fn prepare(&self) -> io::Result<()> {
-        std::fs::create_dir_all(&self.root)?;
+    /// The shared empty directory shown as `/input` to jobs given no files.
+    fn empty_input(&self) -> PathBuf {
+        self.root.parent().unwrap_or(&self.root).join(EMPTY_INPUT)
+    }
+
+    /// Creates the job's directories (keeping what is already in them), first moving a
+    /// consumed upload's files in as `input/` if they are still waiting. A rename on one
+    /// file system: the upload's files are never copied, and a job that ran before (a
+    /// retry after a crash) finds them already in place. Returns what to show as
+    /// `/input` and the bytes already under `output/` (left by an earlier attempt).
+    pub fn prepare(&self) -> io::Result<Prepared> {
+        let fresh = match std::fs::create_dir(&self.root) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.root)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(from) = &self.input_from
             && !self.input().exists()
             && from.is_dir()
         {
             std::fs::rename(from, self.input())?;
         }
-        for dir in [self.input(), self.output(), self.work()] {
-            std::fs::create_dir_all(dir)?;
+        for dir in [self.output(), self.work()] {
+            match std::fs::create_dir(&dir) {
+                Err(e) if !fresh && e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
         }
-        Ok(())
+        let own_input = (!fresh || self.input_from.is_some()) && self.input().is_dir();
+        let input = if own_input {
+            self.input()
+        } else {
+            let empty = self.empty_input();
+            if !empty.is_dir() {
+                std::fs::create_dir_all(&empty)?;
+            }
+            empty
+        };
+        let output_used = if fresh { 0 } else { tree_size(&self.output()) };
+        Ok(Prepared { input, output_used })
     }
 
-    /// Adds the three preopens, the working directory and the network policy (none).
-    pub fn apply(&self, wasi: &mut WasiCtxBuilder) -> io::Result<()> {
+    /// Adds the three preopens (`/input` from `input`, see [`Sandbox::prepare`]), the
+    /// working directory and the network policy (none).
+    pub fn apply(&self, wasi: &mut WasiCtxBuilder, input: &Path) -> io::Result<()> {
         let preopen = |wasi: &mut WasiCtxBuilder, host: PathBuf, guest: &str, perms| {
             wasi.preopened_dir(&host, guest, perms)
                 .map(|_| ())
                 .map_err(|e| io::Error::other(format!("preopen {guest} from {}: {e:#}", host.display())))
         };
-        preopen(wasi, self.input(), INPUT, FsPerms::ReadOnly)?;
+        preopen(wasi, input.to_path_buf(), INPUT, FsPerms::ReadOnly)?;
         preopen(wasi, self.output(), OUTPUT, FsPerms::ReadWrite)?;
         preopen(wasi, self.work(), WORK, FsPerms::ReadWrite)?;
         wasi.initial_cwd(WORK)
@@ -96,6 +132,12 @@ impl Sandbox {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
         Ok(())
+    }
+
+    /// Whether `output/` holds nothing at all (one directory read: the usual case of a
+    /// short job, which then needs no walk).
+    pub fn output_is_empty(&self) -> bool {
+        std::fs::read_dir(self.output()).is_ok_and(|mut entries| entries.next().is_none())
     }
 
     /// Every regular file under `output/`, named by its path relative to it with `/`
@@ -115,6 +157,15 @@ impl Sandbox {
         }
         Ok(artifacts)
     }
+}
+
+/// What [`Sandbox::prepare`] found or made.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The host directory to show as `/input`.
+    pub input: PathBuf,
+    /// Bytes already under `output/`.
+    pub output_used: u64,
 }
 
 /// Total size of the regular files under `dir` (symlinks not followed); what cannot

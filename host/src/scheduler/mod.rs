@@ -7,17 +7,26 @@
 //! [`IDLE_POLL`] passes, for jobs re-queued by others).
 //!
 //! A job's writes ride on the store's group commit, and its runner waits for as few of
-//! them as it can: the guest starts without waiting for the `running` transition (a
-//! short run queues it together with its end), and the slot is free as soon as the end
-//! is queued. A slot therefore costs one commit latency per job (the end of one job
-//! and the claim of the next share it), not three.
+//! them as it can:
+//! - A claim is answered before its commit (see [`crate::store::Claimed`]), and a job
+//!   whose effects stay inside its own directory starts at once, while the commit goes
+//!   to disk. Nothing of the run is seen before that commit: its transitions, logs and
+//!   end are written after the claim, so committed after it, and the end is queued only
+//!   once the claim is known to be on disk. If that commit fails, the run is dropped
+//!   unrecorded and the job is pending again, as after a crash. A job that consumes an
+//!   upload or is shown other directories (a pull's `/models`) waits for the commit.
+//! - The guest starts without waiting for the `running` transition (a short run queues
+//!   it together with its end), and the slot is free as soon as the end is queued.
+//!
+//! A slot therefore waits for no commit of its own between two jobs: the end of one
+//! and the claim of the next share a transaction, and the next run overlaps its commit.
 
 pub mod sweeper;
 
 use crate::jobs::Jobs;
 use crate::jobs::model::Job;
 use crate::runtime::{RunSpec, Runtime};
-use crate::store::Finish;
+use crate::store::{Claimed, Committed, Finish};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -58,11 +67,7 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let hook: crate::jobs::SubmitHook = {
             let (this, slots, shutdown) = (self.clone(), slots.clone(), shutdown.clone());
-            Arc::new(move || {
-                if !shutdown.is_cancelled() {
-                    this.claim_free_slots(&slots);
-                }
-            })
+            Arc::new(move || !shutdown.is_cancelled() && this.claim_free_slot(&slots))
         };
         self.jobs.on_submit(Some(hook));
         self.claim_loop(&slots, &shutdown).await;
@@ -70,35 +75,33 @@ impl Scheduler {
         self.jobs.on_submit(None);
     }
 
-    /// Right after a submit: queues a claim for every free slot, behind the submit's
-    /// insert, and runs what it gets. Does nothing when every slot is busy (the loop
-    /// claims when one frees).
-    fn claim_free_slots(&self, slots: &Arc<Semaphore>) {
-        let mut permits = Vec::new();
-        while permits.len() < MAX_CLAIM {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        if permits.is_empty() {
-            return;
-        }
-        let claimed = self.jobs.claim(LEASE, permits.len());
+    /// Right after a submit: takes a free slot and queues a claim of one job for it,
+    /// behind the submit's insert, and runs what it gets (one job for one submit: the
+    /// claim is a single indexed UPDATE). Returns `false` when every slot is busy:
+    /// the loop claims when one frees.
+    fn claim_free_slot(&self, slots: &Arc<Semaphore>) -> bool {
+        let Ok(permit) = slots.clone().try_acquire_owned() else { return false };
+        let permits = vec![permit];
+        let claimed = self.jobs.claim(LEASE, 1);
         let this = self.clone();
         tokio::spawn(async move {
             match claimed.await {
-                Ok(jobs) => this.spawn_runs(jobs, permits),
-                Err(e) => tracing::error!(error = %e, "claiming jobs"),
+                Ok(claimed) => this.spawn_runs(claimed, permits),
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming jobs");
+                    this.jobs.work_signal().notify_one();
+                }
             }
         });
+        true
     }
 
     /// Runs each job in one of `permits` (the rest are given back).
-    fn spawn_runs(&self, jobs: Vec<Job>, mut permits: Vec<OwnedSemaphorePermit>) {
-        for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+    fn spawn_runs(&self, claimed: Claimed, mut permits: Vec<OwnedSemaphorePermit>) {
+        for (job, permit) in claimed.jobs.into_iter().zip(permits.drain(..)) {
             let this = self.clone();
-            self.exec.spawn(async move { this.run_one(job, permit).await });
+            let committed = claimed.committed.clone();
+            self.exec.spawn(async move { this.run_one(job, committed, permit).await });
         }
     }
 
@@ -122,9 +125,9 @@ impl Scheduler {
             }
             let asked = permits.len();
             match self.jobs.claim(LEASE, asked).await {
-                Ok(jobs) => {
-                    let drained = jobs.len() < asked;
-                    self.spawn_runs(jobs, permits);
+                Ok(claimed) => {
+                    let drained = claimed.jobs.len() < asked;
+                    self.spawn_runs(claimed, permits);
                     if drained {
                         // The queue had no more that fit: sleep until a submit (or a
                         // poll, for work that arrives without one).
@@ -147,14 +150,15 @@ impl Scheduler {
         }
     }
 
-    /// Runs one claimed job in its slot. The guest starts at once; the `running`
+    /// Runs one claimed job in its slot. A job confined to its own directory starts
+    /// before its claim is committed; its end is queued only after. The `running`
     /// transition is queued once the run has lasted [`START_GRACE`], or together with
     /// the end for a run that is over sooner, so a short job costs one commit after
     /// its claim, not two. A refused start (the job was cancelled or taken over)
     /// cancels the run, and the end, a conditional update too, is then refused. The
     /// slot is given back as soon as the end is queued, so the next claim shares that
     /// transaction and sees the capacity this job freed.
-    async fn run_one(&self, claimed: Job, permit: OwnedSemaphorePermit) {
+    async fn run_one(&self, claimed: Job, committed: Committed, permit: OwnedSemaphorePermit) {
         let job = &claimed;
         let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
@@ -178,6 +182,13 @@ impl Scheduler {
             spec.http = grant.http.clone();
             spec.mounts.push((grant.models_dir.clone(), crate::models::MODELS_GUEST_DIR.to_owned()));
         }
+        // Only a run whose effects stay inside `jobs/<id>` may start before the claim is
+        // on disk: a consumed upload's files are moved in, and other mounts are shared.
+        let confined = spec.input_from.is_none() && spec.mounts.is_empty();
+        if !confined && let Err(e) = committed.clone().wait().await {
+            tracing::warn!(job_id = job.id, error = %e, "the claim was not committed; the job is not run");
+            return self.jobs.abandon(job).await;
+        }
         let sink = Arc::new(self.jobs.recorder().clone());
         let run = self.runtime.run(spec, sink, cancel.clone());
         tokio::pin!(run);
@@ -195,6 +206,15 @@ impl Scheduler {
                 (outcome, Some(started))
             }
         };
+        // Nothing of the run is recorded before its claim is on disk.
+        if let Err(e) = committed.wait().await {
+            tracing::warn!(job_id = job.id, error = %e, "the claim was not committed; the run is dropped unrecorded");
+            if let Some(watched) = started {
+                watched.abort();
+            }
+            drop(permit);
+            return self.jobs.abandon(job).await;
+        }
         // Queued now, right before the end (a short run's start and end share a commit).
         let start_now = started.is_none().then(|| self.jobs.start(job, &cancel));
         let finish = Finish {

@@ -10,7 +10,7 @@ mod sqlite;
 
 pub use sqlite::Store;
 
-use crate::jobs::model::{JobStatus, LogChunk};
+use crate::jobs::model::{Job, JobStatus, LogChunk};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,37 @@ pub struct Finish {
     pub error: Option<String>,
     /// The chain of causes behind `error`, when known.
     pub detail: Option<String>,
+}
+
+/// Jobs a claim took, handed over as soon as the claim's statement has run, before its
+/// transaction is committed: the claimer may start work right away, as long as it
+/// makes nothing of it visible before [`Committed::wait`] says the claim is on disk.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The jobs, now `starting` (in the transaction being committed).
+    pub jobs: Vec<Job>,
+    /// Resolves when that transaction is committed, or failed (the claim did not happen).
+    pub committed: Committed,
+}
+
+/// Resolves once the transaction of a group of writes is committed: `Ok` when it is on
+/// disk, an error when it failed and nothing of it was made.
+#[derive(Debug, Clone)]
+pub struct Committed(pub(crate) tokio::sync::watch::Receiver<Option<Result<(), String>>>);
+
+impl Committed {
+    /// Waits for the commit.
+    pub async fn wait(mut self) -> Result<()> {
+        let outcome = match self.0.wait_for(Option::is_some).await {
+            Ok(seen) => seen.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(msg)) => Err(StoreError::Commit(msg)),
+            None => Err(StoreError::Commit("the store's writer stopped".into())),
+        }
+    }
 }
 
 /// A log chunk on its way to the database.

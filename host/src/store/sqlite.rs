@@ -6,7 +6,7 @@
 //! log chunks, progress) are group-committed by the task in [`writer`]: many jobs'
 //! writes share one transaction and one fsync.
 
-use super::{Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk, Usage};
+use super::{Claimed, Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk, Usage};
 use crate::ids;
 use crate::jobs::model::{Artifact, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
 use sqlx::Row;
@@ -77,7 +77,11 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // Neither pool pings a connection before handing it out: a connection to a
+        // local file does not go stale, and the ping is a round trip to the
+        // connection's thread on every transaction of the writer.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -86,6 +90,7 @@ impl Store {
             .await
             .map_err(|e| open_err(e.to_string()))?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(READ_CONNECTIONS)
             .connect_with(options.read_only(true))
             .await
@@ -257,13 +262,30 @@ impl Store {
     }
 
     /// Claims up to `max` pending jobs, as [`Store::claim_next`] would one after the
-    /// other, in one transaction. Queued at once (group commit).
+    /// other, in one transaction. Queued at once (group commit); resolves after the
+    /// commit.
     pub fn claim(
         &self,
         lease_until: &str,
         capacity: &Usage,
         max: usize,
     ) -> impl Future<Output = Result<Vec<Job>>> + Send + 'static + use<> {
+        let claimed = self.claim_early(lease_until, capacity, max);
+        async move {
+            let claimed = claimed.await?;
+            claimed.committed.wait().await?;
+            Ok(claimed.jobs)
+        }
+    }
+
+    /// [`Store::claim`], answered as soon as the claim's statement has run, before the
+    /// commit: see [`Claimed`].
+    pub fn claim_early(
+        &self,
+        lease_until: &str,
+        capacity: &Usage,
+        max: usize,
+    ) -> impl Future<Output = Result<Claimed>> + Send + 'static + use<> {
         let (reply, rx) = oneshot::channel();
         self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), capacity: *capacity, max, reply }, rx)
     }

@@ -266,3 +266,25 @@ async fn health_answers_while_guests_keep_both_cores_busy() {
         t.client.cancel(id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_given_no_files_sees_an_empty_input_it_cannot_write() {
+    let t = probe_server().await;
+    let create = t.run("probe", &["create", "/input/new.txt"]).await;
+    assert_eq!(create.status, JobStatus::Completed, "{create:?}");
+    let out = t.stream_text(&create.id, LogStream::Stdout).await;
+    assert!(out.contains("create:/input/new.txt:blocked:"), "{out}");
+    // The same program may write where it is allowed to.
+    let allowed = t.run("probe", &["create", "/work/new.txt"]).await;
+    assert!(t.stream_text(&allowed.id, LogStream::Stdout).await.contains("create:/work/new.txt:ok"));
+
+    let read = t.run("probe", &["read-input"]).await;
+    assert_eq!(read.status, JobStatus::Completed, "{read:?}");
+    assert!(t.stream_text(&read.id, LogStream::Stdout).await.contains("input-count:0"));
+
+    // One shared empty directory stands for every such job's /input, and stays empty.
+    let jobs = t.dir.path().join("jobs");
+    assert_eq!(std::fs::read_dir(jobs.join(".empty-input")).unwrap().count(), 0);
+    assert!(!jobs.join(&create.id).join("input").exists());
+    assert!(jobs.join(&allowed.id).join("work").join("new.txt").exists());
+}

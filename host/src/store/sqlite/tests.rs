@@ -232,3 +232,24 @@ async fn log_chunks_of_many_jobs_share_a_commit() -> Result<()> {
     assert_eq!(store.read_logs(&b.id, 0, 10).await?.len(), 1);
     Ok(())
 }
+
+/// A claim is answered before its commit; its handle says when the claim is on disk,
+/// and only then do other connections (readers) see the jobs taken.
+#[tokio::test]
+async fn an_early_claim_answers_before_its_commit_and_says_when_it_is_on_disk() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let a = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
+    let b = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
+    let claimed = store.claim_early("2099-01-01T00:00:00Z", &ROOMY, 5).await?;
+    let ids: Vec<&str> = claimed.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, [a.id.as_str(), b.id.as_str()]);
+    assert!(claimed.jobs.iter().all(|j| j.status == JobStatus::Starting && j.attempt == 1));
+    claimed.committed.clone().wait().await?;
+    claimed.committed.wait().await?;
+    for id in [&a.id, &b.id] {
+        assert_eq!(store.get_job(id).await?.map(|j| j.status), Some(JobStatus::Starting));
+    }
+    // A later claim sees them taken.
+    assert!(store.claim_early("2099-01-01T00:00:00Z", &ROOMY, 5).await?.jobs.is_empty());
+    Ok(())
+}

@@ -8,6 +8,12 @@
 //! disk", while many jobs share each fsync: durable throughput scales with the queue
 //! instead of stopping at the disk's commit rate.
 //!
+//! Claims are the one exception to "answered after the commit": a claim is answered
+//! as soon as its statement has run, with a [`Committed`] handle that resolves with
+//! the commit. The scheduler may start a run while the commit goes to disk; nothing
+//! of that run becomes visible before it, because every write the run makes is queued
+//! after the claim and so committed after it (see `scheduler`).
+//!
 //! Order is kept: an op queued after another is committed in the same transaction or
 //! a later one, and answered after it. That is what lets a job's last log chunks
 //! (queued when its run ends) be on disk before its final status, and lets a claim
@@ -21,12 +27,12 @@
 use super::{claim_one, job_from_row, to_i64};
 use crate::ids;
 use crate::jobs::model::{Artifact, Job, Progress};
-use crate::store::{Finish, NewJob, Result, StoreError, StoredChunk, Usage};
+use crate::store::{Claimed, Committed, Finish, NewJob, Result, StoreError, StoredChunk, Usage};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most ops in one transaction: bounds how long the first op of a large batch waits
 /// for its answer, and the memory a batch holds.
@@ -42,7 +48,7 @@ pub(super) enum Op {
         lease_until: String,
         capacity: Usage,
         max: usize,
-        reply: oneshot::Sender<Result<Vec<Job>>>,
+        reply: oneshot::Sender<Result<Claimed>>,
     },
     MarkRunning {
         id: String,
@@ -65,7 +71,10 @@ pub(super) enum Op {
 /// The answer of an op, held until the commit.
 enum Answer {
     Inserted(oneshot::Sender<Result<Option<(Job, bool)>>>, Result<Option<(Job, bool)>>),
-    Claimed(oneshot::Sender<Result<Vec<Job>>>, Result<Vec<Job>>),
+    /// A claim that failed (answered after the commit, like any op).
+    Claimed(oneshot::Sender<Result<Claimed>>, StoreError),
+    /// A claim already answered before the commit: only its jobs are left to observe.
+    ClaimedEarly(Vec<Job>),
     Job(oneshot::Sender<Result<Option<Job>>>, Result<Option<Job>>),
     Done(Done, Result<()>),
 }
@@ -79,7 +88,7 @@ impl Answer {
     fn observe(&self, observer: &Observer) {
         match self {
             Answer::Inserted(_, Ok(Some((job, true)))) => observer(job),
-            Answer::Claimed(_, Ok(jobs)) => jobs.iter().for_each(observer),
+            Answer::ClaimedEarly(jobs) => jobs.iter().for_each(observer),
             Answer::Job(_, Ok(Some(job))) => observer(job),
             _ => {}
         }
@@ -90,7 +99,8 @@ impl Answer {
         let err = |msg: &str| StoreError::Commit(msg.to_owned());
         match self {
             Answer::Inserted(tx, r) => drop(tx.send(failed.map_or(r, |m| Err(err(m))))),
-            Answer::Claimed(tx, r) => drop(tx.send(failed.map_or(r, |m| Err(err(m))))),
+            Answer::Claimed(tx, e) => drop(tx.send(Err(failed.map_or(e, err)))),
+            Answer::ClaimedEarly(_) => {}
             Answer::Job(tx, r) => drop(tx.send(failed.map_or(r, |m| Err(err(m))))),
             Answer::Done(done, r) => done(failed.map_or(r, |m| Err(err(m)))),
         }
@@ -132,17 +142,20 @@ async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, observer: Ar
             ops.push(op);
         }
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
-        let failed = match apply(&pool, std::mem::take(&mut ops), &mut answers).await {
+        let (commit_tx, commit_rx) = watch::channel(None);
+        let committed = Committed(commit_rx);
+        let failed = match apply(&pool, std::mem::take(&mut ops), &mut answers, &committed).await {
             Ok(()) => None,
             Err(e) => {
                 tracing::error!(error = %e, ops = answers.len(), "group commit failed");
                 Some(e.to_string())
             }
         };
+        if let (None, Some(observer)) = (&failed, observer.get()) {
+            answers.iter().flatten().for_each(|a| a.observe(observer));
+        }
+        commit_tx.send_replace(Some(failed.clone().map_or(Ok(()), Err)));
         for a in answers.into_iter().flatten() {
-            if let (None, Some(observer)) = (&failed, observer.get()) {
-                a.observe(observer);
-            }
             a.deliver(failed.as_deref());
         }
     }
@@ -158,7 +171,12 @@ async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, observer: Ar
 /// an earlier one: inserts, then log chunks and progress, then `running`, then ends,
 /// then claims (which see the jobs just inserted and the capacity just freed). A
 /// statement that fails is retried op by op, so each op gets its own error.
-async fn apply(pool: &SqlitePool, ops: Vec<Op>, answers: &mut Vec<Option<Answer>>) -> Result<()> {
+async fn apply(
+    pool: &SqlitePool,
+    ops: Vec<Op>,
+    answers: &mut Vec<Option<Answer>>,
+    committed: &Committed,
+) -> Result<()> {
     answers.resize_with(ops.len(), || None);
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
@@ -253,8 +271,15 @@ async fn apply(pool: &SqlitePool, ops: Vec<Op>, answers: &mut Vec<Option<Answer>
         }
     }
 
+    // Answered now, before the commit, with the handle that tells of it.
     for (i, lease_until, capacity, max, reply) in claims {
-        answers[i] = Some(Answer::Claimed(reply, claim(conn, &lease_until, &capacity, max).await));
+        answers[i] = Some(match claim(conn, &lease_until, &capacity, max).await {
+            Ok(jobs) => {
+                let _ = reply.send(Ok(Claimed { jobs: jobs.clone(), committed: committed.clone() }));
+                Answer::ClaimedEarly(jobs)
+            }
+            Err(e) => Answer::Claimed(reply, e),
+        });
     }
 
     tx.commit().await?;
@@ -385,7 +410,7 @@ fn answer_err(op: Op, msg: &str) -> Answer {
     let err = || StoreError::Commit(msg.to_owned());
     match op {
         Op::InsertJob(_, reply) => Answer::Inserted(reply, Err(err())),
-        Op::Claim { reply, .. } => Answer::Claimed(reply, Err(err())),
+        Op::Claim { reply, .. } => Answer::Claimed(reply, err()),
         Op::MarkRunning { reply, .. } | Op::Finish { reply, .. } => Answer::Job(reply, Err(err())),
         Op::AppendLogs(_, done) | Op::Progress(_, _, done) | Op::Flush(done) => Answer::Done(done, Err(err())),
     }

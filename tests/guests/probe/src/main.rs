@@ -18,6 +18,7 @@
 //! | `write-output-wasi MIB` | through WASI 0.2 itself (no libc): writes MIB MiB to `/output/deep/big.bin` with `blocking-write-and-flush`, then one positional `write` at its end; prints `wrote <n> MiB` or `write failed at <n> MiB: <error-code>`, then `positional write: ok` or `positional write failed: <error-code>`; exit 0 |
 //! | `move-to-output MIB` | the same to `/work/big.bin`, then renames it to `/output/big.bin` and prints `moved` |
 //! | `read-input` | `input:<path>:<len>` per file under `/input` (sorted), then `input-count:<n>` |
+//! | `create PATH` | tries to create the file PATH; prints `create:<path>:ok` or `create:<path>:blocked:<err>`; exit 0 |
 //! | `env-dump` | `env:K=V` per env var (sorted), then `env-count:<n>` |
 //! | `escape [PORT]` | tries to get out of the sandbox; one line per attempt: `escape:<name>:blocked:<err>`, `escape:<name>:ESCAPED:<detail>` or `escape:<name>:skipped:<why>` |
 //! | `noop` | nothing, exit 0 |
@@ -34,7 +35,7 @@ const USAGE: &str = "usage: probe <mode> [args]
 modes: echo ARGS... | exit N | trap | sleep SECS | spin | alloc MB_PER_STEP | recurse
        open-files N | flood MIB | write-output MIB [ignore-errors] | write-work MIB
        write-output-wasi MIB
-       move-to-output MIB | read-input | env-dump
+       move-to-output MIB | read-input | create PATH | env-dump
        escape [PORT] | noop";
 
 const MIB: usize = 1024 * 1024;
@@ -87,6 +88,13 @@ fn main() {
             println!("moved");
         }
         "read-input" => read_input(),
+        "create" => {
+            let path = rest.first().map_or("", String::as_str);
+            match File::create(path) {
+                Ok(_) => println!("create:{path}:ok"),
+                Err(e) => println!("create:{path}:blocked:{e}"),
+            }
+        }
         "env-dump" => {
             let vars = sorted_env();
             for (k, v) in &vars {
