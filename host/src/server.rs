@@ -156,6 +156,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     auth.bootstrap(data).await.context("creating the first admin token")?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         plugins_dir: data.join("plugins"),
+        jobs_dir: jobs_dir.clone(),
         max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
         max_memory_mb: config.limits.max_memory_mb,
         max_log_bytes: config.max_log_bytes,

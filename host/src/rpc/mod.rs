@@ -687,6 +687,7 @@ mod tests {
         let runtime = Arc::new(
             Runtime::new(RuntimeConfig {
                 plugins_dir: dir.join("plugins"),
+                jobs_dir: dir.join("jobs"),
                 max_instances: 1,
                 max_memory_mb: 64,
                 max_log_bytes: 1 << 20,

@@ -55,6 +55,8 @@ pub const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 pub struct RuntimeConfig {
     /// Where installed components and the precompiled cache live (`<data>/plugins`).
     pub plugins_dir: PathBuf,
+    /// Where jobs' directories live (`<data>/jobs`), and the pool of spare sandboxes.
+    pub jobs_dir: PathBuf,
     /// Instances the pooling allocator holds slots for: the most jobs that can run at once.
     pub max_instances: u32,
     /// The largest memory limit any job may have, MiB (sizes the pool's slots).
@@ -173,6 +175,7 @@ pub struct Runtime {
     /// Engine compatibility hash, part of every cwasm file name.
     engine_key: String,
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    spares: Arc<sandbox::Spares>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -233,7 +236,18 @@ impl Runtime {
             context: format!("creating {}", config.plugins_dir.display()),
             source,
         })?;
-        Ok(Runtime { engine, linker, config, engine_key, prepared: Mutex::new(HashMap::new()) })
+        let spares = sandbox::Spares::new(&config.jobs_dir).map_err(|source| RuntimeError::Io {
+            context: format!("preparing {}", config.jobs_dir.join(sandbox::SPARES).display()),
+            source,
+        })?;
+        Ok(Runtime {
+            engine,
+            linker,
+            config,
+            engine_key,
+            prepared: Mutex::new(HashMap::new()),
+            spares: Arc::new(spares),
+        })
     }
 
     /// Validates, classifies and precompiles `wasm`, then stores it under its digest.
@@ -343,7 +357,18 @@ impl Runtime {
     /// Runs one job to its end: prepares its sandbox, instantiates the component,
     /// enforces the deadline and cancellation, flushes output and collects artifacts.
     pub async fn run(self: &Arc<Self>, spec: RunSpec, sink: Arc<dyn JobSink>, cancel: CancellationToken) -> RunOutcome {
-        let sandbox = Sandbox::new(spec.job_dir.clone()).with_input_from(spec.input_from.clone());
+        let (mut sandbox, layout) = match self.sandbox(&spec).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                return RunOutcome {
+                    status: JobStatus::Failed,
+                    exit_code: None,
+                    error: Some(format!("preparing the sandbox: {e}")),
+                    detail: None,
+                    artifacts: Vec::new(),
+                };
+            }
+        };
         let capture = LogCapture::new(self.config.max_log_bytes);
         let flusher = {
             let (capture, sink, job_id) = (capture.clone(), sink.clone(), spec.job_id.clone());
@@ -371,7 +396,7 @@ impl Runtime {
 
         let timeout = spec.timeout;
         let mut outcome = tokio::select! {
-            r = self.execute(&spec, &sandbox, capture.clone(), sink.clone()) => r,
+            r = self.execute(&spec, &sandbox, &layout, capture.clone(), sink.clone()) => r,
             _ = tokio::time::sleep(timeout) => Ended::new(
                 JobStatus::TimedOut,
                 None,
@@ -395,6 +420,22 @@ impl Runtime {
             sink.logs(&spec.job_id, rest);
         }
 
+        // A spare left empty goes back to the pool; one with files becomes `jobs/<id>/`.
+        let settled = if sandbox.output_is_empty() && spec.mounts.is_empty() {
+            sandbox.settle(&self.spares)
+        } else {
+            let (spares, mut moving) = (self.spares.clone(), sandbox.clone());
+            match tokio::task::spawn_blocking(move || (moving.settle(&spares), moving)).await {
+                Ok((settled, moved)) => {
+                    sandbox = moved;
+                    settled
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        };
+        if let Err(e) = settled {
+            outcome.note(&format!("moving the sandbox into place failed: {e}"));
+        }
         // An empty `/output` (most short jobs) is seen at once; files are walked and
         // hashed on a blocking thread.
         let collected = if sandbox.output_is_empty() {
@@ -435,10 +476,35 @@ impl Runtime {
         }
     }
 
+    /// The job's sandbox: a spare from the pool when one is ready and the job may use
+    /// it (no file system work at all), else made on a blocking thread.
+    async fn sandbox(&self, spec: &RunSpec) -> std::io::Result<(Sandbox, sandbox::Prepared)> {
+        let sandbox = Sandbox::new(spec.job_dir.clone()).with_input_from(spec.input_from.clone());
+        // A job shown its own mounts uses none of the sandbox's directories but its own.
+        if spec.mounts.is_empty()
+            && sandbox.may_use_spare()
+            && let Some(spare) = self.spares.pop()
+        {
+            return Ok(sandbox.in_spare(spare));
+        }
+        let (spares, own) = (self.spares.clone(), !spec.mounts.is_empty());
+        tokio::task::spawn_blocking(move || {
+            if own {
+                let prepared = sandbox.prepare()?;
+                Ok((sandbox, prepared))
+            } else {
+                sandbox.prepare_with(&spares)
+            }
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+    }
+
     async fn execute(
         self: &Arc<Self>,
         spec: &RunSpec,
         sandbox: &Sandbox,
+        layout: &sandbox::Prepared,
         capture: Arc<LogCapture>,
         sink: Arc<dyn JobSink>,
     ) -> Ended {
@@ -457,16 +523,6 @@ impl Runtime {
                     Err(e) => return failed(format!("loading the component: {e}")),
                 }
             }
-        };
-        let sandbox_setup = {
-            let sandbox = sandbox.clone();
-            // What an earlier attempt left in `/output` counts against the limit.
-            tokio::task::spawn_blocking(move || sandbox.prepare()).await
-        };
-        let layout = match sandbox_setup {
-            Ok(Ok(layout)) => layout,
-            Ok(Err(e)) => return failed(format!("preparing the sandbox: {e}")),
-            Err(e) => return failed(format!("preparing the sandbox: {e}")),
         };
 
         let mut wasi = WasiCtxBuilder::new();

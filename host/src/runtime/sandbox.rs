@@ -1,18 +1,26 @@
 //! A job's directories on the host and what the guest is shown of them.
 //!
-//! Each job owns `jobs/<id>/` under the data dir with `output/` and `work/`, and
-//! `input/` when it was given files (a consumed upload). The guest gets exactly three
-//! WASI preopens — `/input` read-only, `/output` and `/work` read-write — and nothing
-//! else: no inherited environment, no sockets, no other paths. A job without files
-//! is shown `jobs/.empty-input` as `/input`, one empty directory shared read-only by
-//! all such jobs, which saves a directory per job (creating one is the larger part of
-//! a short job's file system work). Path resolution inside a preopen is cap-std's (in wasmtime-wasi), which
+//! A job's files live in `jobs/<id>/`: `output/` and `work/`, and `input/` when it
+//! was given files (a consumed upload). The guest gets exactly three WASI preopens —
+//! `/input` read-only, `/output` and `/work` read-write — and nothing else: no
+//! inherited environment, no sockets, no other paths.
+//!
+//! Creating directories is most of a short job's file system work, so a job that has
+//! no directory yet and was given no files runs in a spare: an empty `output/` +
+//! `work/` pair from a pool under `jobs/.spare/`, and is shown `jobs/.empty-input`,
+//! one empty directory shared read-only by all such jobs, as `/input`. When the run
+//! ends, a spare it left empty goes back to the pool and the job has no directory at
+//! all; otherwise its two directories are moved (renamed) to `jobs/<id>/`, where they
+//! stay as they would have. A retried job, or one given files, gets `jobs/<id>/`
+//! directly. Path resolution inside a preopen is cap-std's (in wasmtime-wasi), which
 //! refuses `..`, absolute paths and symlinks that leave the directory.
 
 use crate::jobs::model::Artifact;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use walkdir::WalkDir;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -26,6 +34,53 @@ pub const WORK: &str = "/work";
 /// Name, under the jobs directory, of the empty directory shown as `/input` to jobs
 /// given no files.
 pub const EMPTY_INPUT: &str = ".empty-input";
+/// Name, under the jobs directory, of the pool of spare sandboxes.
+pub const SPARES: &str = ".spare";
+
+/// Spare sandboxes: empty `output/` + `work/` pairs under `jobs/.spare/<n>/`, kept
+/// ready for jobs that have no directory yet (see the module's documentation).
+#[derive(Debug)]
+pub struct Spares {
+    dir: PathBuf,
+    free: Mutex<Vec<PathBuf>>,
+    next: AtomicU64,
+}
+
+impl Spares {
+    /// An empty pool under `jobs_dir`. What a previous process left there (the runs it
+    /// did not finish) is removed: their jobs start again from an empty sandbox.
+    pub fn new(jobs_dir: &Path) -> io::Result<Spares> {
+        let dir = jobs_dir.join(SPARES);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&dir)?;
+        let empty = jobs_dir.join(EMPTY_INPUT);
+        if !empty.is_dir() {
+            std::fs::create_dir_all(&empty)?;
+        }
+        Ok(Spares { dir, free: Mutex::new(Vec::new()), next: AtomicU64::new(0) })
+    }
+
+    /// A spare from the pool, if one is ready (no file system work).
+    pub fn pop(&self) -> Option<PathBuf> {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+
+    /// A new spare (three directories).
+    fn make(&self) -> io::Result<PathBuf> {
+        let spare = self.dir.join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
+        std::fs::create_dir(&spare)?;
+        std::fs::create_dir(spare.join("output"))?;
+        std::fs::create_dir(spare.join("work"))?;
+        Ok(spare)
+    }
+
+    fn give_back(&self, spare: PathBuf) {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).push(spare);
+    }
+}
 
 /// The most random bytes one `get-random-bytes` call may return (WASI's default is 64 MiB).
 pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -37,12 +92,58 @@ pub struct Sandbox {
     pub root: PathBuf,
     /// A directory to move in as `input/` when the sandbox is first prepared.
     input_from: Option<PathBuf>,
+    /// The spare the job runs in, until [`Sandbox::settle`].
+    spare: Option<PathBuf>,
 }
 
 impl Sandbox {
     /// The sandbox of the job whose directory is `root`.
     pub fn new(root: PathBuf) -> Sandbox {
-        Sandbox { root, input_from: None }
+        Sandbox { root, input_from: None, spare: None }
+    }
+
+    /// Whether the job may run in a spare: it has no directory yet and is given no
+    /// files (one `stat`).
+    pub fn may_use_spare(&self) -> bool {
+        self.input_from.is_none() && !self.root.exists()
+    }
+
+    /// Runs the job in `spare` (from [`Spares::pop`]); `/input` is the shared empty
+    /// directory.
+    pub fn in_spare(mut self, spare: PathBuf) -> (Sandbox, Prepared) {
+        self.spare = Some(spare);
+        let input = self.empty_input();
+        (self, Prepared { input, output_used: 0 })
+    }
+
+    /// [`Sandbox::prepare`], in a spare when the job may use one (a new spare when the
+    /// pool has none ready), else in `jobs/<id>`.
+    pub fn prepare_with(self, spares: &Spares) -> io::Result<(Sandbox, Prepared)> {
+        if self.may_use_spare() {
+            let spare = match spares.pop() {
+                Some(s) => s,
+                None => spares.make()?,
+            };
+            return Ok(self.in_spare(spare));
+        }
+        let prepared = self.prepare()?;
+        Ok((self, prepared))
+    }
+
+    /// Once the run is over: a spare left empty goes back to `spares` and the job keeps
+    /// no directory; a spare with anything in it becomes `jobs/<id>/`'s `output/` and
+    /// `work/`. Afterwards the sandbox names `jobs/<id>`.
+    pub fn settle(&mut self, spares: &Spares) -> io::Result<()> {
+        let Some(spare) = self.spare.take() else { return Ok(()) };
+        let empty = |dir: PathBuf| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+        if empty(spare.join("output")) && empty(spare.join("work")) {
+            spares.give_back(spare);
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.root)?;
+        std::fs::rename(spare.join("output"), self.root.join("output"))?;
+        std::fs::rename(spare.join("work"), self.root.join("work"))?;
+        std::fs::remove_dir(&spare)
     }
 
     /// Moves `dir` (a consumed upload's files) in as `input/` at [`Sandbox::prepare`].
@@ -58,12 +159,12 @@ impl Sandbox {
 
     /// Host directory shown as `/output`.
     pub fn output(&self) -> PathBuf {
-        self.root.join("output")
+        self.spare.as_ref().unwrap_or(&self.root).join("output")
     }
 
     /// Host directory shown as `/work`.
     pub fn work(&self) -> PathBuf {
-        self.root.join("work")
+        self.spare.as_ref().unwrap_or(&self.root).join("work")
     }
 
     /// The shared empty directory shown as `/input` to jobs given no files.
@@ -134,10 +235,14 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Whether `output/` holds nothing at all (one directory read: the usual case of a
-    /// short job, which then needs no walk).
+    /// Whether `output/` holds nothing at all, or is not there (a spare given back
+    /// empty): one directory read, the usual case of a short job, which then needs no
+    /// walk.
     pub fn output_is_empty(&self) -> bool {
-        std::fs::read_dir(self.output()).is_ok_and(|mut entries| entries.next().is_none())
+        match std::fs::read_dir(self.output()) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
     }
 
     /// Every regular file under `output/`, named by its path relative to it with `/`
@@ -226,6 +331,41 @@ mod tests {
         assert_eq!(names, ["a.txt", "sub/b.txt"]);
         assert_eq!(got[0].size_bytes, 3);
         assert_eq!(got[0].sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        Ok(())
+    }
+
+    #[test]
+    fn a_spare_left_empty_is_reused_and_one_with_files_becomes_the_jobs_directory() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let jobs = dir.path().join("jobs");
+        let spares = Spares::new(&jobs)?;
+
+        let (mut quiet, prepared) = Sandbox::new(jobs.join("job_a")).prepare_with(&spares)?;
+        assert_eq!(prepared.input, jobs.join(EMPTY_INPUT));
+        let used = quiet.output().parent().map(Path::to_path_buf);
+        quiet.settle(&spares)?;
+        assert!(!jobs.join("job_a").exists(), "a job that left nothing has no directory");
+        assert!(quiet.output_is_empty());
+
+        let (mut busy, _) = Sandbox::new(jobs.join("job_b")).prepare_with(&spares)?;
+        assert_eq!(busy.output().parent().map(Path::to_path_buf), used, "the spare went back to the pool");
+        std::fs::write(busy.output().join("r.txt"), b"result")?;
+        std::fs::write(busy.work().join("scratch"), b"")?;
+        busy.settle(&spares)?;
+        assert_eq!(busy.output(), jobs.join("job_b").join("output"));
+        assert_eq!(std::fs::read(jobs.join("job_b/output/r.txt"))?, b"result");
+        assert!(jobs.join("job_b/work/scratch").exists());
+        assert_eq!(busy.collect_artifacts()?.len(), 1);
+
+        // A job that already has a directory (a retry) runs there, and what it left counts.
+        let (retry, prepared) = Sandbox::new(jobs.join("job_b")).prepare_with(&spares)?;
+        assert_eq!(retry.output(), jobs.join("job_b").join("output"));
+        assert_eq!(prepared.output_used, 6);
+
+        // A new process starts with an empty pool, without the old spares.
+        std::fs::write(jobs.join(SPARES).join("left-over"), b"")?;
+        Spares::new(&jobs)?;
+        assert_eq!(std::fs::read_dir(jobs.join(SPARES))?.count(), 0);
         Ok(())
     }
 }
