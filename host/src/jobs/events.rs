@@ -1,6 +1,7 @@
 //! The in-process bus of job events that `jobs.wait` and `jobs.subscribe` listen to.
 
-use super::model::JobEvent;
+use super::model::{Job, JobEvent};
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// Events buffered per listener; a listener further behind than this gets a `lagged`
@@ -11,6 +12,9 @@ pub const EVENT_BUFFER: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<JobEvent>,
+    /// Every job that reached a terminal status, whole: `jobs.wait` answers with it
+    /// instead of reading the record again.
+    ended: broadcast::Sender<Arc<Job>>,
 }
 
 impl Default for EventBus {
@@ -22,7 +26,7 @@ impl Default for EventBus {
 impl EventBus {
     /// A bus with no listeners.
     pub fn new() -> EventBus {
-        EventBus { tx: broadcast::channel(EVENT_BUFFER).0 }
+        EventBus { tx: broadcast::channel(EVENT_BUFFER).0, ended: broadcast::channel(EVENT_BUFFER).0 }
     }
 
     /// Sends `event` to every listener (none listening is fine).
@@ -33,5 +37,18 @@ impl EventBus {
     /// A new listener that sees events published from now on.
     pub fn listen(&self) -> broadcast::Receiver<JobEvent> {
         self.tx.subscribe()
+    }
+
+    /// Sends `job`, which has just reached a terminal status, to every [`EventBus::ends`]
+    /// listener.
+    pub fn publish_end(&self, job: &Job) {
+        if self.ended.receiver_count() > 0 {
+            let _ = self.ended.send(Arc::new(job.clone()));
+        }
+    }
+
+    /// A new listener for the jobs that end from now on.
+    pub fn ends(&self) -> broadcast::Receiver<Arc<Job>> {
+        self.ended.subscribe()
     }
 }

@@ -224,7 +224,7 @@ impl Jobs {
         // Status events of what the store group-commits (submits, claims, starts, ends)
         // are published by the store's writer, in commit order.
         let published = events.clone();
-        if !store.observe(move |job| published.publish(status_event(job))) {
+        if !store.observe(move |job| publish(&published, job)) {
             tracing::warn!("the store already has an observer; status events come from it");
         }
         let recorder = Recorder::start(store.clone(), events.clone());
@@ -461,7 +461,7 @@ impl Jobs {
 
     /// Waits until the job is terminal or `timeout` passes; returns it either way.
     pub async fn wait(&self, caller: &Caller, id: &str, timeout: Duration) -> Result<Job> {
-        let mut rx = self.events.listen();
+        let mut rx = self.events.ends();
         let job = self.get(caller, id).await?;
         if job.status.is_terminal() {
             return Ok(job);
@@ -470,11 +470,8 @@ impl Jobs {
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return self.get(caller, id).await,
-                Ok(Ok(ev)) if ev.job_id == id && ev.kind == EventKind::Status => {
-                    if ev.status.is_some_and(JobStatus::is_terminal) {
-                        return self.get(caller, id).await;
-                    }
-                }
+                // The record as its end committed it (the caller may see it: checked above).
+                Ok(Ok(ended)) if ended.id == id => return Ok(Job::clone(&ended)),
                 Ok(Ok(_)) => {}
                 // Missed events: look at the record itself.
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
@@ -794,7 +791,15 @@ impl Jobs {
     }
 
     fn publish_status(&self, job: &Job) {
-        self.events.publish(status_event(job));
+        publish(&self.events, job);
+    }
+}
+
+/// The status event of `job`, and the job itself to `jobs.wait` when it has ended.
+fn publish(events: &EventBus, job: &Job) {
+    events.publish(status_event(job));
+    if job.status.is_terminal() {
+        events.publish_end(job);
     }
 }
 
