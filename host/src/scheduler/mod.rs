@@ -170,6 +170,7 @@ impl Scheduler {
             job_dir: self.jobs.jobs_dir().join(&job.id),
             http: Arc::default(),
             mounts: Vec::new(),
+            transfer: false,
             input_from: self.jobs.input_source(job),
         };
         if job.kind == "pull"
@@ -177,6 +178,7 @@ impl Scheduler {
         {
             spec.http = grant.http.clone();
             spec.mounts.push((grant.models_dir.clone(), crate::models::MODELS_GUEST_DIR.to_owned()));
+            spec.transfer = true;
         }
         let sink = Arc::new(self.jobs.recorder().clone());
         let run = self.runtime.run(spec, sink, cancel.clone());

@@ -1,0 +1,250 @@
+//! Host side of `jobhost:plugin/transfer` (`wit/job.wit`): the model puller's data
+//! path. A download's body goes from the HTTP stream into the blob file, and through
+//! SHA-256, in the host; it never enters the guest's memory. Done in the guest, the
+//! same work cost a copy into linear memory and one out of it for every byte, and a
+//! SHA-256 in wasm, which has no SHA instructions: about a third of the host's speed
+//! with them, and most of a pull's time.
+//!
+//! One `copy` runs a small pipeline: the calling task takes the body's frames off the
+//! stream (refcounted [`Bytes`], not copied), a blocking task writes them at their
+//! offsets and another hashes them. The stages overlap, so a call costs about its
+//! slowest stage rather than their sum; bounded channels ([`PIPELINE_DEPTH`] frames)
+//! keep a slow disk from letting the network fill memory.
+//!
+//! The interface is granted per job ([`RunSpec::transfer`](super::RunSpec)), only to
+//! the model puller; any other job's `copy` and `absorb-file` fail with `denied`.
+//! Writes go through descriptors the guest opened for writing, checked as
+//! wasmtime-wasi's own `write` checks them; they are not counted against an output
+//! quota, which is why a job with the sandbox's metered `/output` is never granted it.
+
+use super::JobState;
+use super::host::jobhost::plugin::transfer::{Copied, Host, HostSha256, TransferError};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::OpenMode;
+use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::{DynInputStream, StreamError};
+
+/// Frames in flight between the stream and each of the writer and the hasher. Frames
+/// are what the HTTP connection read at once (up to a few hundred KiB), so this bounds
+/// a copy's buffered bytes to some tens of MiB at worst.
+const PIPELINE_DEPTH: usize = 64;
+/// A `copy` returns once this long has passed with bytes copied, so its caller can
+/// report progress well within the 250 ms a pull promises.
+const COPY_BUDGET: Duration = Duration::from_millis(100);
+/// Largest piece asked of the stream at once (a frame is handed over whole below it).
+const MAX_READ: usize = 4 << 20;
+/// Piece read from a file by `absorb-file`.
+const ABSORB_CHUNK: usize = 1 << 20;
+/// Wake-ups in a row with nothing to read before a stream is declared stuck
+/// (wasmtime-wasi's own `blocking-read` gives up the same way).
+const MAX_IDLE_WAKEUPS: u32 = 100;
+
+/// The state of a `sha256` resource. `None` while a `copy` is feeding it: the hasher
+/// is then on the hashing task, and comes back when the call ends.
+pub struct Sha256State {
+    hasher: Option<Sha256>,
+}
+
+impl Sha256State {
+    fn take(&mut self) -> wasmtime::Result<Sha256> {
+        self.hasher.take().ok_or_else(|| wasmtime::Error::msg("the sha256 is in use by another transfer"))
+    }
+}
+
+impl Host for JobState {
+    async fn copy(
+        &mut self,
+        source: Resource<DynInputStream>,
+        file: Resource<Descriptor>,
+        offset: u64,
+        max: u64,
+        digest: Option<Resource<Sha256State>>,
+    ) -> wasmtime::Result<Result<Copied, TransferError>> {
+        if !self.transfer {
+            return Ok(Err(TransferError::Denied));
+        }
+        let out = match open_file(&self.table, &file, OpenMode::WRITE)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let hasher = match &digest {
+            Some(d) => Some(self.table.get_mut(d)?.take()?),
+            None => None,
+        };
+
+        let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut at = offset;
+            while let Some(piece) = write_rx.blocking_recv() {
+                out.write_all_at(&piece, at)?;
+                at += piece.len() as u64;
+            }
+            Ok(())
+        });
+        let hashing = hasher.map(|mut h| {
+            let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+            let task = tokio::task::spawn_blocking(move || {
+                while let Some(piece) = rx.blocking_recv() {
+                    h.update(&piece);
+                }
+                h
+            });
+            (tx, task)
+        });
+
+        let started = Instant::now();
+        let (mut copied, mut ended, mut idle) = (0u64, false, 0u32);
+        let mut failure = None;
+        while copied < max {
+            let stream = self.table.get_mut(&source)?;
+            let want = usize::try_from(max - copied).unwrap_or(usize::MAX).min(MAX_READ);
+            let piece = match stream.read(want) {
+                Ok(piece) if piece.is_empty() => {
+                    idle += 1;
+                    if idle > MAX_IDLE_WAKEUPS {
+                        failure = Some(TransferError::Stream("the stream made no progress".into()));
+                        break;
+                    }
+                    if copied == 0 {
+                        stream.ready().await;
+                        continue;
+                    }
+                    // Bytes to report: wait only for what is left of the budget.
+                    let left = COPY_BUDGET.saturating_sub(started.elapsed());
+                    if left.is_zero() || tokio::time::timeout(left, stream.ready()).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(piece) => piece,
+                Err(StreamError::Closed) => {
+                    ended = true;
+                    break;
+                }
+                Err(StreamError::LastOperationFailed(e)) => {
+                    failure = Some(TransferError::Stream(format!("{e:#}")));
+                    break;
+                }
+                Err(StreamError::Trap(e)) => return Err(e),
+            };
+            idle = 0;
+            copied += piece.len() as u64;
+            if let Some((tx, _)) = &hashing {
+                // The hasher only stops when this side is done: a send cannot fail first.
+                let _ = tx.send(piece.clone()).await;
+            }
+            if write_tx.send(piece).await.is_err() {
+                // The writer stopped on an error, reported below.
+                break;
+            }
+            if started.elapsed() >= COPY_BUDGET {
+                break;
+            }
+        }
+
+        drop(write_tx);
+        let written = writer.await?;
+        if let Some((tx, task)) = hashing {
+            drop(tx);
+            let hasher = task.await?;
+            if let Some(d) = &digest {
+                self.table.get_mut(d)?.hasher = Some(hasher);
+            }
+        }
+        if let Err(e) = written {
+            return Ok(Err(TransferError::File(format!("writing: {e}"))));
+        }
+        Ok(match failure {
+            Some(e) => Err(e),
+            None => Ok(Copied { bytes: copied, ended }),
+        })
+    }
+}
+
+impl HostSha256 for JobState {
+    async fn new(&mut self) -> wasmtime::Result<Resource<Sha256State>> {
+        Ok(self.table.push(Sha256State { hasher: Some(Sha256::new()) })?)
+    }
+
+    async fn absorb_file(
+        &mut self,
+        this: Resource<Sha256State>,
+        file: Resource<Descriptor>,
+        len: u64,
+    ) -> wasmtime::Result<Result<(), TransferError>> {
+        if !self.transfer {
+            return Ok(Err(TransferError::Denied));
+        }
+        let source = match open_file(&self.table, &file, OpenMode::READ)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut hasher = self.table.get_mut(&this)?.take()?;
+        let (hasher, read) = tokio::task::spawn_blocking(move || {
+            let read = absorb(&source, len, &mut hasher);
+            (hasher, read)
+        })
+        .await?;
+        self.table.get_mut(&this)?.hasher = Some(hasher);
+        Ok(read.map_err(|e| TransferError::File(format!("reading: {e}"))))
+    }
+
+    async fn hex_digest(&mut self, this: Resource<Sha256State>) -> wasmtime::Result<String> {
+        let state = self.table.get(&this)?;
+        let hasher = state.hasher.clone().ok_or_else(|| wasmtime::Error::msg("the sha256 is in use"))?;
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    async fn drop(&mut self, this: Resource<Sha256State>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+/// The host file behind `fd`, if it is a file open for `mode` (and, for writing, one
+/// the job may write).
+fn open_file(
+    table: &ResourceTable,
+    fd: &Resource<Descriptor>,
+    mode: OpenMode,
+) -> wasmtime::Result<Result<Arc<std::fs::File>, TransferError>> {
+    Ok(match table.get(fd)? {
+        Descriptor::File(f) if !f.open_mode.contains(mode) => {
+            Err(TransferError::File(format!("the file is not open for {}", mode_name(mode))))
+        }
+        Descriptor::File(f) if mode.contains(OpenMode::WRITE) && f.perms.write_not_permitted() => {
+            Err(TransferError::File("the file is read-only to this job".into()))
+        }
+        Descriptor::File(f) => Ok(f.file.clone()),
+        Descriptor::Dir(_) => Err(TransferError::File("the descriptor is a directory, not a file".into())),
+    })
+}
+
+fn mode_name(mode: OpenMode) -> &'static str {
+    if mode.contains(OpenMode::WRITE) { "writing" } else { "reading" }
+}
+
+/// Feeds the first `len` bytes of `file` to `hasher`.
+fn absorb(file: &std::fs::File, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
+    let mut buf = vec![0u8; ABSORB_CHUNK];
+    let mut at = 0u64;
+    while at < len {
+        let want = usize::try_from(len - at).unwrap_or(usize::MAX).min(buf.len());
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ends at byte {at}, before the {len} asked for"),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
