@@ -23,6 +23,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wasmtime::component::{Resource, ResourceTable};
@@ -30,10 +31,11 @@ use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::p2::{DynInputStream, StreamError};
 
-/// Frames in flight between the stream and each of the writer and the hasher. Frames
-/// are what the HTTP connection read at once (up to a few hundred KiB), so this bounds
-/// a copy's buffered bytes to some tens of MiB at worst.
-const PIPELINE_DEPTH: usize = 64;
+/// Frames in flight between the stream and each of the writer and the hasher. A frame
+/// is what the HTTP connection read at once (hyper reads up to ~400 KiB; ~340 KiB seen
+/// on loopback), so a copy holds at most ~13 MiB of the body in the host; enough slack
+/// that a stage's hiccup does not stall the others.
+const PIPELINE_DEPTH: usize = 16;
 /// A `copy` returns once this long has passed with bytes copied, so its caller can
 /// report progress well within the 250 ms a pull promises.
 const COPY_BUDGET: Duration = Duration::from_millis(100);
@@ -79,9 +81,14 @@ impl Host for JobState {
         };
 
         let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let stopped = stop.0.clone();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut at = offset;
             while let Some(piece) = write_rx.blocking_recv() {
+                if stopped.load(Ordering::Relaxed) {
+                    return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "the transfer was dropped"));
+                }
                 out.write_all_at(&piece, at)?;
                 at += piece.len() as u64;
             }
@@ -150,6 +157,7 @@ impl Host for JobState {
 
         drop(write_tx);
         let written = writer.await?;
+        drop(stop);
         if let Some((tx, task)) = hashing {
             drop(tx);
             let hasher = task.await?;
@@ -164,6 +172,17 @@ impl Host for JobState {
             Some(e) => Err(e),
             None => Ok(Copied { bytes: copied, ended }),
         })
+    }
+}
+
+/// Stops a `copy`'s writer when the call is dropped unfinished (the job was cancelled
+/// or timed out), instead of letting it write what was still queued: a pull started
+/// next then finds the partial blob at rest.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
