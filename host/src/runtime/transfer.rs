@@ -5,11 +5,16 @@
 //! SHA-256 in wasm, which has no SHA instructions: about a third of the host's speed
 //! with them, and most of a pull's time.
 //!
-//! One `copy` runs a small pipeline: the calling task takes the body's frames off the
-//! stream (refcounted [`Bytes`], not copied), a blocking task writes them at their
-//! offsets and another hashes them. The stages overlap, so a call costs about its
-//! slowest stage rather than their sum; bounded channels ([`PIPELINE_DEPTH`] frames)
-//! keep a slow disk from letting the network fill memory.
+//! One `copy` is a two-stage pipeline: the calling task takes the body's frames off
+//! the stream (refcounted [`Bytes`], not copied) and writes each at its offset, and a
+//! blocking task hashes them, a bounded channel ([`PIPELINE_DEPTH`] frames) apart. The
+//! hash, the costliest step per byte, so runs beside the receive and the write instead
+//! of after them. The write is a positioned write of one frame into the page cache,
+//! made on the job runtime's worker, which runs guest code for whole epoch ticks
+//! anyway; a hop through the blocking pool per frame (as wasmtime-wasi's own file
+//! writes take) measured slower, one more thread to schedule on a machine with few
+//! cores. Since the write happens in the call, a dropped call (a cancelled job) writes
+//! nothing more.
 //!
 //! The interface is granted per job ([`RunSpec::transfer`](super::RunSpec)), only to
 //! the model puller; any other job's `copy` and `absorb-file` fail with `denied`.
@@ -23,7 +28,6 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use wasmtime::component::{Resource, ResourceTable};
@@ -31,10 +35,10 @@ use wasmtime_wasi::OpenMode;
 use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::p2::{DynInputStream, StreamError};
 
-/// Frames in flight between the stream and each of the writer and the hasher. A frame
-/// is what the HTTP connection read at once (hyper reads up to ~400 KiB; ~340 KiB seen
-/// on loopback), so a copy holds at most ~13 MiB of the body in the host; enough slack
-/// that a stage's hiccup does not stall the others.
+/// Frames queued for the hasher. A frame is what the HTTP connection read at once
+/// (hyper reads up to ~400 KiB; ~340 KiB seen on loopback), so a copy holds at most
+/// ~6 MiB of the body in the host; enough slack that a hiccup of one stage does not
+/// stall the other.
 const PIPELINE_DEPTH: usize = 16;
 /// A `copy` returns once this long has passed with bytes copied, so its caller can
 /// report progress well within the 250 ms a pull promises.
@@ -80,20 +84,6 @@ impl Host for JobState {
             None => None,
         };
 
-        let (write_tx, mut write_rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
-        let stopped = stop.0.clone();
-        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut at = offset;
-            while let Some(piece) = write_rx.blocking_recv() {
-                if stopped.load(Ordering::Relaxed) {
-                    return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "the transfer was dropped"));
-                }
-                out.write_all_at(&piece, at)?;
-                at += piece.len() as u64;
-            }
-            Ok(())
-        });
         let hashing = hasher.map(|mut h| {
             let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
             let task = tokio::task::spawn_blocking(move || {
@@ -141,23 +131,20 @@ impl Host for JobState {
                 Err(StreamError::Trap(e)) => return Err(e),
             };
             idle = 0;
-            copied += piece.len() as u64;
             if let Some((tx, _)) = &hashing {
                 // The hasher only stops when this side is done: a send cannot fail first.
                 let _ = tx.send(piece.clone()).await;
             }
-            if write_tx.send(piece).await.is_err() {
-                // The writer stopped on an error, reported below.
+            if let Err(e) = out.write_all_at(&piece, offset + copied) {
+                failure = Some(TransferError::File(format!("writing: {e}")));
                 break;
             }
+            copied += piece.len() as u64;
             if started.elapsed() >= COPY_BUDGET {
                 break;
             }
         }
 
-        drop(write_tx);
-        let written = writer.await?;
-        drop(stop);
         if let Some((tx, task)) = hashing {
             drop(tx);
             let hasher = task.await?;
@@ -165,24 +152,10 @@ impl Host for JobState {
                 self.table.get_mut(d)?.hasher = Some(hasher);
             }
         }
-        if let Err(e) = written {
-            return Ok(Err(TransferError::File(format!("writing: {e}"))));
-        }
         Ok(match failure {
             Some(e) => Err(e),
             None => Ok(Copied { bytes: copied, ended }),
         })
-    }
-}
-
-/// Stops a `copy`'s writer when the call is dropped unfinished (the job was cancelled
-/// or timed out), instead of letting it write what was still queued: a pull started
-/// next then finds the partial blob at rest.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 
