@@ -240,3 +240,30 @@ fn absorb(file: &std::fs::File, len: u64, hasher: &mut Sha256) -> std::io::Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorb_hashes_a_files_prefix_and_refuses_a_short_file() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("partial");
+        let data: Vec<u8> = (0..3 * ABSORB_CHUNK / 2).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data)?;
+        let file = std::fs::File::open(&path)?;
+
+        // A resumed download's prefix, across a chunk boundary.
+        let len = ABSORB_CHUNK + 1000;
+        let mut hasher = Sha256::new();
+        absorb(&file, len as u64, &mut hasher)?;
+        assert_eq!(hasher.finalize(), Sha256::digest(&data[..len]));
+
+        // A file shorter than what is asked for is an error, not a silent short hash.
+        let mut hasher = Sha256::new();
+        let err = absorb(&file, data.len() as u64 + 1, &mut hasher).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains(&format!("ends at byte {}", data.len())), "{err}");
+        Ok(())
+    }
+}
