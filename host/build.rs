@@ -5,9 +5,8 @@
 //! The inner cargo uses its own target dir, `target/wasm-embed`: the outer build holds
 //! the lock on its own target dir for as long as this script runs, so sharing it would
 //! deadlock (and `target/wasm`, the test fixtures', builds other packages with other
-//! features). It always builds the release profile: the puller hashes every byte it
-//! downloads, and an unoptimized sha256 in wasm would make pulls slow; its few
-//! dependencies make that build cheap and it is redone only when its sources change.
+//! features). It always builds the release profile: the binary ships it, and its few
+//! dependencies make that build cheap; it is redone only when its sources change.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -17,6 +17,10 @@ pub const PROBE_WASM: &str = env!("PROBE_WASM");
 /// `tests/guests/http-probe`: a WASI 0.2 command that GETs `argv[1]` through
 /// `wasi:http` and prints `status <code>`, or `error <code>` on stderr and exits 1.
 pub const HTTP_PROBE_WASM: &str = env!("HTTP_PROBE_WASM");
+/// `tests/guests/transfer-probe`: a WASI 0.2 command that tries `jobhost:plugin/transfer`
+/// (copies a `/work` file's stream into `/output/dst.bin`, hashes the file) and prints
+/// `copy …` and `absorb …` with what each call answered.
+pub const TRANSFER_PROBE_WASM: &str = env!("TRANSFER_PROBE_WASM");
 /// `tests/guests/steps`: a `job`-world plugin that sleeps and reports progress
 /// `i` of `N` (`step i of N`) N times; input `{"steps": N, "interval_ms": M}`.
 pub const STEPS_WASM: &str = env!("STEPS_WASM");

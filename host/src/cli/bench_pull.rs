@@ -7,6 +7,10 @@
 //! the whole repo is pulled (download, sha256 check, cache layout) and, for comparison,
 //! `curl -L` fetches the same files through the same redirects into a directory (and,
 //! as the work a pull also does, `sha256sum` checks them).
+//!
+//! The hub runs on a thread and runtime of its own, as a real hub is another process:
+//! on the server's runtime it would take worker time from the pull it serves, and not
+//! from `curl`, which is a process of its own.
 
 use crate::client::Client;
 use crate::jobs::Submitted;
@@ -73,9 +77,7 @@ pub(super) async fn bench_pull(args: BenchPullArgs) -> anyhow::Result<ExitCode> 
     }
     let total: u64 = files.iter().map(|f| f.data.len() as u64).sum();
     let repo = Arc::new(Repo { files, files_host: std::sync::Mutex::new(String::new()) });
-    let hub = serve(([127, 0, 0, 1], 0).into(), true, repo.clone()).await?;
-    let files_addr = serve(([127, 0, 0, 2], 0).into(), false, repo.clone()).await?;
-    *repo.files_host.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = files_addr.to_string();
+    let hub = start_hub(repo.clone()).await?;
 
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let mut config = ServerConfig::new(dir.path().join("data"));
@@ -173,6 +175,36 @@ fn make_file(path: String, data: Vec<u8>) -> File {
 async fn pull(client: &Client, params: serde_json::Value) -> anyhow::Result<Job> {
     let submitted: Submitted = client.call("models.pull", params).await?;
     Ok(client.wait(&submitted.job.id, Duration::from_secs(3600)).await?)
+}
+
+/// Starts the hub (127.0.0.1) and its file host (127.0.0.2) on a thread of their own
+/// that lives as long as the process; returns the hub's address.
+async fn start_hub(repo: Arc<Repo>) -> anyhow::Result<SocketAddr> {
+    let (started, addr) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("bench-hub".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = started.send(Err(anyhow::Error::new(e).context("starting the hub's runtime")));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let addrs = async {
+                let hub = serve(([127, 0, 0, 1], 0).into(), true, repo.clone()).await?;
+                let files = serve(([127, 0, 0, 2], 0).into(), false, repo.clone()).await?;
+                *repo.files_host.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = files.to_string();
+                anyhow::Ok(hub)
+            };
+            let ok = addrs.await;
+            let serving = ok.is_ok();
+            let _ = started.send(ok);
+            if serving {
+                std::future::pending::<()>().await;
+            }
+        });
+    })?;
+    addr.await.context("the hub's thread ended")?
 }
 
 async fn serve(addr: SocketAddr, is_hub: bool, repo: Arc<Repo>) -> anyhow::Result<SocketAddr> {

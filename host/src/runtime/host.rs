@@ -1,17 +1,49 @@
-//! Host side of world `job` (`wit/job.wit`): the one `bindgen!` of the host, and the
-//! implementations of the interfaces a job's component may import.
+//! Host side of `wit/job.wit`: the one `bindgen!` of the host, and the implementations
+//! of the `jobhost:plugin` interfaces a job's component may import (`transfer`'s are in
+//! `transfer.rs`).
+//!
+//! The bindings are of world `puller`, the widest: it is world `job` plus `wasi:http`
+//! and `transfer`, with the same export, so its `PullerPre` classifies components of
+//! either world. The WASI interfaces it names are wasmtime-wasi's own (`with`), so the
+//! streams and descriptors `transfer` takes are the ones in the job's resource table.
 
 use super::JobState;
 use crate::jobs::model::{LogStream, Progress};
+use wasmtime::component::{HasSelf, Linker};
 
 wasmtime::component::bindgen!({
-    world: "job",
+    world: "puller",
     path: "../wit",
-    imports: { default: async },
+    imports: {
+        default: async,
+        "jobhost:plugin/transfer.copy": async | trappable,
+        "jobhost:plugin/transfer.[constructor]sha256": async | trappable,
+        "jobhost:plugin/transfer.[method]sha256.absorb-file": async | trappable,
+        "jobhost:plugin/transfer.[method]sha256.hex-digest": async | trappable,
+    },
     exports: { default: async },
+    with: {
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "jobhost:plugin/transfer.sha256": super::transfer::Sha256State,
+    },
 });
 
+/// A component that exports world `job`'s `run` (world `job` or `puller`), ready to
+/// instantiate.
+pub use self::PullerPre as JobPre;
+
 pub use self::jobhost::plugin::log::Level;
+
+/// Links the `jobhost:plugin` interfaces (WASI is linked by wasmtime-wasi).
+pub fn add_to_linker(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
+    jobhost::plugin::log::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    jobhost::plugin::progress::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    jobhost::plugin::job_input::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    jobhost::plugin::transfer::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)
+}
 
 impl jobhost::plugin::log::Host for JobState {
     async fn write(&mut self, level: Level, message: String) {

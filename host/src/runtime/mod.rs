@@ -21,6 +21,7 @@ mod host;
 pub mod http;
 mod quota;
 pub mod sandbox;
+mod transfer;
 
 use crate::jobs::model::{Artifact, JobStatus, LogChunk, LogStream, PluginKind, Progress};
 use capture::LogCapture;
@@ -142,6 +143,9 @@ pub struct RunSpec {
     /// of the sandbox's `/input`, `/output` and `/work` (the model puller sees only
     /// `/models`). Empty: the sandbox's three.
     pub mounts: Vec<(PathBuf, String)>,
+    /// Whether the job may use `jobhost:plugin/transfer` (the model puller). Only
+    /// honoured with `mounts`: its writes are not counted against an `/output` quota.
+    pub transfer: bool,
     /// Files to move in as `input/` before the first run (a consumed upload's).
     pub input_from: Option<PathBuf>,
 }
@@ -213,8 +217,7 @@ impl Runtime {
         // allowlist, checked per request (empty unless the host grants one).
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
         quota::add_to_linker(&mut linker).map_err(engine_err)?;
-        host::Job::add_to_linker::<JobState, wasmtime::component::HasSelf<JobState>>(&mut linker, |s| s)
-            .map_err(engine_err)?;
+        host::add_to_linker(&mut linker).map_err(engine_err)?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -567,6 +570,7 @@ impl Runtime {
             input_json: spec.input_json.clone(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: http::JobHttpHooks { job_id: spec.job_id.clone(), grant: spec.http.clone() },
+            transfer: spec.transfer && !spec.mounts.is_empty(),
         };
         // A job shown its own mounts instead of the sandbox has no `/output` to meter.
         if spec.mounts.is_empty() {
@@ -705,6 +709,8 @@ pub struct JobState {
     input_json: String,
     http: wasmtime_wasi_http::WasiHttpCtx,
     http_hooks: http::JobHttpHooks,
+    /// Granted `jobhost:plugin/transfer`.
+    transfer: bool,
 }
 
 impl WasiView for JobState {

@@ -174,6 +174,7 @@ impl Scheduler {
             job_dir: self.jobs.jobs_dir().join(&job.id),
             http: Arc::default(),
             mounts: Vec::new(),
+            transfer: false,
             input_from: self.jobs.input_source(job),
         };
         if job.kind == "pull"
@@ -181,6 +182,7 @@ impl Scheduler {
         {
             spec.http = grant.http.clone();
             spec.mounts.push((grant.models_dir.clone(), crate::models::MODELS_GUEST_DIR.to_owned()));
+            spec.transfer = true;
         }
         // Only a run whose effects stay inside `jobs/<id>` may start before the claim is
         // on disk: a consumed upload's files are moved in, and other mounts are shared.

@@ -141,6 +141,11 @@ impl Response {
         }
     }
 
+    /// The body stream, for [`crate::transfer::copy`]; `None` once it has ended.
+    pub fn body_stream(&self) -> Option<&InputStream> {
+        self.stream.as_ref()
+    }
+
     /// The whole body (for API answers, which are small).
     pub fn text(&mut self, limit: usize) -> Result<String, String> {
         let mut all = Vec::new();

@@ -16,20 +16,24 @@
 //! (`sha` is the commit), `GET /api/models/{repo}/tree/{commit}?recursive=true` (paths,
 //! sizes, git oids and LFS sha256), `GET /{repo}/resolve/{commit}/{path}` following
 //! redirects, with `Range` to resume. Every LFS blob is checked against its sha256
-//! before it is renamed into place; a mismatch deletes it and fails the job. Progress is
+//! before it is renamed into place; a mismatch deletes it and fails the job. The bytes
+//! of a download are moved from the response into the blob, and hashed, by the host
+//! (`jobhost:plugin/transfer`, see [`transfer`]): this component decides what to fetch,
+//! where it goes and whether it is right, and never holds the bytes itself. Progress is
 //! reported as bytes on disk out of the bytes of the selected files, at least every
 //! 250 ms while bytes arrive. The hub's token, when the server has one, is added by the
 //! host to requests to the hub's own host; this component never sees it.
 
 mod http;
+mod transfer;
 
 use http::{Failure, Url};
 use jobhost_sdk::{Error, Job, log, progress};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::Read;
 use std::time::{Duration, Instant};
+use transfer::Sha256;
+use wasip2::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 
 /// Where the host mounts the models directory.
 const MODELS_DIR: &str = "/models";
@@ -37,9 +41,6 @@ const MODELS_DIR: &str = "/models";
 const MAX_API_BYTES: usize = 64 << 20;
 /// Progress is reported at least this often while bytes arrive.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// Bytes asked of the body stream per read, and the size of the write buffer (what a
-/// cancel can lose of a download in progress).
-const CHUNK: usize = 256 << 10;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,14 +281,17 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
     // LFS blobs are hashed as the bytes arrive; a resumed one first hashes what is on disk.
     let mut hasher = None;
     if f.sha256.is_some() && offset < f.size {
-        let mut h = Sha256::new();
+        let h = Sha256::new();
         if offset > 0 {
-            hash_prefix(&partial, offset, &mut h).map_err(|e| failed(format!("reading {partial}: {e}")))?;
+            let on_disk = open_blob(&partial, OpenFlags::empty(), DescriptorFlags::READ)
+                .map_err(|e| failed(format!("opening {partial}: {e}")))?;
+            h.absorb_file(&on_disk, offset)
+                .map_err(|e| failed(format!("reading {partial}: {}", transfer::describe(e))))?;
         }
         hasher = Some(h);
     }
     let started = Instant::now();
-    let mut reads = 0u64;
+    let mut calls = 0u64;
     if offset < f.size {
         let mut headers = Vec::new();
         if offset > 0 {
@@ -310,8 +314,8 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
                     log::info(format!("{}: the server ignored the Range request; starting over", f.path));
                     meter.done = meter.done.saturating_sub(offset);
                     offset = 0;
-                    if let Some(h) = hasher.as_mut() {
-                        *h = Sha256::new();
+                    if hasher.is_some() {
+                        hasher = Some(Sha256::new());
                     }
                 }
             }
@@ -339,12 +343,24 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
                 log::warn(format!("{}: the hub's etag {etag} differs from the tree's {}", f.path, f.etag));
             }
         }
-        let mut out = BlobWriter::open(&partial, offset).map_err(|e| failed(format!("opening {partial}: {e}")))?;
+        let mut flags = OpenFlags::CREATE;
+        if offset == 0 {
+            flags |= OpenFlags::TRUNCATE;
+        }
+        let out = open_blob(&partial, flags, DescriptorFlags::WRITE)
+            .map_err(|e| failed(format!("opening {partial}: {e}")))?;
         let mut written = offset;
-        while let Some(piece) =
-            response.read(CHUNK as u64).map_err(|e| failed(format!("downloading {}: {e}", f.path)))?
-        {
-            if written + piece.len() as u64 > f.size {
+        // The host moves the body into the file, feeding the hash, and comes back at
+        // least every 100 ms while bytes arrive: progress is reported between calls.
+        while let Some(body) = response.body_stream() {
+            // One byte more than the file has left: a server that sends more is caught.
+            let room = f.size - written + 1;
+            let got = transfer::copy(body, &out, written, room, hasher.as_ref())
+                .map_err(|e| failed(format!("downloading {}: {}", f.path, transfer::describe(e))))?;
+            written += got.bytes;
+            fetched += got.bytes;
+            calls += 1;
+            if written > f.size {
                 drop(out);
                 let _ = fs::remove_file(&partial);
                 return Err(failed(format!(
@@ -352,17 +368,12 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
                     f.path, f.size
                 )));
             }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&piece);
-            }
-            out.write_all(&piece).map_err(|e| failed(format!("writing {partial}: {e}")))?;
-            written += piece.len() as u64;
-            fetched += piece.len() as u64;
-            reads += 1;
-            meter.done += piece.len() as u64;
+            meter.done += got.bytes;
             meter.report(false, None);
+            if got.ended {
+                break;
+            }
         }
-        out.flush().map_err(|e| failed(format!("writing {partial}: {e}")))?;
         if written != f.size {
             return Err(failed(format!(
                 "downloading {}: the connection ended after {written} of {} bytes; pull again to resume",
@@ -372,11 +383,16 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
     }
     if let Some(expected) = &f.sha256 {
         let got = match hasher {
-            Some(h) => hex::encode(h.finalize()),
+            Some(h) => h.hex_digest(),
             // Complete on disk but never moved into place (stopped while verifying).
             None => {
                 meter.report(true, Some(format!("verifying {}", f.path)));
-                sha256_file(&partial).map_err(|e| failed(format!("verifying {}: {e}", f.path)))?
+                let h = Sha256::new();
+                let on_disk = open_blob(&partial, OpenFlags::empty(), DescriptorFlags::READ)
+                    .map_err(|e| failed(format!("verifying {}: opening {partial}: {e}", f.path)))?;
+                h.absorb_file(&on_disk, f.size)
+                    .map_err(|e| failed(format!("verifying {}: {}", f.path, transfer::describe(e))))?;
+                h.hex_digest()
             }
         };
         if &got != expected {
@@ -396,38 +412,24 @@ fn fetch(url: &Url, repo_dir: &str, f: &FileSpec, commit: &str, meter: &mut Mete
     fs::rename(&partial, &blob).map_err(|e| failed(format!("moving {partial} into place: {e}")))?;
     let secs = started.elapsed().as_secs_f64();
     log::debug(format!(
-        "{}: {fetched} bytes in {reads} reads, {secs:.3} s ({:.0} MiB/s)",
+        "{}: {fetched} bytes in {calls} transfers, {secs:.3} s ({:.0} MiB/s)",
         f.path,
         fetched as f64 / secs.max(1e-9) / 1048576.0
     ));
     Ok(fetched)
 }
 
-/// Feeds the first `len` bytes of `path` to `hasher`.
-fn hash_prefix(path: &str, len: u64, hasher: &mut Sha256) -> std::io::Result<()> {
-    let mut file = File::open(path)?.take(len);
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
-fn sha256_file(path: &str) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+/// Opens `path` (under [`MODELS_DIR`]) through the WASI descriptor of the models
+/// directory, as `transfer` takes it.
+fn open_blob(path: &str, open: OpenFlags, flags: DescriptorFlags) -> Result<Descriptor, String> {
+    let rel = path
+        .strip_prefix(MODELS_DIR)
+        .map(|p| p.trim_start_matches('/'))
+        .ok_or_else(|| format!("{path} is not under {MODELS_DIR}"))?;
+    let dirs = wasip2::filesystem::preopens::get_directories();
+    let (models, _) =
+        dirs.iter().find(|(_, p)| p == MODELS_DIR).ok_or_else(|| format!("{MODELS_DIR} is not mounted"))?;
+    models.open_at(PathFlags::empty(), rel, open, flags).map_err(|e| e.name().to_owned())
 }
 
 /// `snapshots/<commit>/<path>` → the blob, as a relative symlink.
@@ -447,66 +449,6 @@ fn link(repo_dir: &str, commit: &str, f: &FileSpec) -> Result<(), Error> {
     let (models, _) =
         dirs.iter().find(|(_, p)| p == MODELS_DIR).ok_or_else(|| Error::new(format!("{MODELS_DIR} is not mounted")))?;
     models.symlink_at(&target, &rel).map_err(|e| Error::new(format!("linking {full} to {target}: {}", e.name())))
-}
-
-/// Writes a blob through the WASI descriptor of the models directory, in large
-/// positioned writes: std's `File::write` goes through WASI streams, which take at most
-/// 4 KiB per call, and a host call per 4 KiB makes a download several times slower.
-struct BlobWriter {
-    file: wasip2::filesystem::types::Descriptor,
-    offset: u64,
-    buf: Vec<u8>,
-}
-
-impl BlobWriter {
-    /// Opens `path` (under [`MODELS_DIR`]) to write from `offset`; 0 truncates it.
-    fn open(path: &str, offset: u64) -> Result<BlobWriter, String> {
-        use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
-        let rel = path
-            .strip_prefix(MODELS_DIR)
-            .map(|p| p.trim_start_matches('/'))
-            .ok_or_else(|| format!("{path} is not under {MODELS_DIR}"))?;
-        let dirs = wasip2::filesystem::preopens::get_directories();
-        let (models, _) =
-            dirs.iter().find(|(_, p)| p == MODELS_DIR).ok_or_else(|| format!("{MODELS_DIR} is not mounted"))?;
-        let mut flags = OpenFlags::CREATE;
-        if offset == 0 {
-            flags |= OpenFlags::TRUNCATE;
-        }
-        let file =
-            models.open_at(PathFlags::empty(), rel, flags, DescriptorFlags::WRITE).map_err(|e| e.name().to_owned())?;
-        Ok(BlobWriter { file, offset, buf: Vec::with_capacity(CHUNK) })
-    }
-
-    /// Buffers small pieces; a piece of [`CHUNK`]/2 or more goes straight to the file.
-    fn write_all(&mut self, data: &[u8]) -> Result<(), String> {
-        if self.buf.is_empty() && data.len() >= CHUNK / 2 {
-            return self.write_at(data);
-        }
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK { self.flush() } else { Ok(()) }
-    }
-
-    fn flush(&mut self) -> Result<(), String> {
-        let buf = std::mem::take(&mut self.buf);
-        self.write_at(&buf)?;
-        self.buf = buf;
-        self.buf.clear();
-        Ok(())
-    }
-
-    fn write_at(&mut self, data: &[u8]) -> Result<(), String> {
-        let mut done = 0;
-        while done < data.len() {
-            let n = self.file.write(&data[done..], self.offset).map_err(|e| e.name().to_owned())?;
-            if n == 0 {
-                return Err("the write made no progress".into());
-            }
-            done += n as usize;
-            self.offset += n;
-        }
-        Ok(())
-    }
 }
 
 /// Reports progress at most every [`PROGRESS_EVERY`] unless forced.

@@ -619,3 +619,20 @@ async fn an_ordinary_job_cannot_reach_the_network() {
     assert!(stderr.contains("HttpRequestDenied"), "{stderr}");
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_job_cannot_use_native_transfers() {
+    // `jobhost:plugin/transfer` is the puller's: another job that imports it links and
+    // runs, but its copies (which the `/output` quota would not see) and hashing are
+    // refused, and nothing is copied.
+    let t = TestServer::start().await;
+    t.install("transfer-probe", jobhost_tests::TRANSFER_PROBE_WASM).await;
+    let req = SubmitRequest { plugin: "transfer-probe".into(), ..SubmitRequest::default() };
+    let job = t.client.submit(&req).await.unwrap().job;
+    let job = t.wait(&job.id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let stdout = t.stream_text(&job.id, LogStream::Stdout).await;
+    assert!(stdout.contains("copy denied") && stdout.contains("absorb denied"), "{stdout}");
+    let artifacts = t.client.artifacts(&job.id).await.unwrap();
+    assert!(artifacts.iter().all(|a| a.size_bytes == 0), "nothing was copied: {artifacts:?}");
+}
