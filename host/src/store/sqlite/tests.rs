@@ -253,3 +253,32 @@ async fn an_early_claim_answers_before_its_commit_and_says_when_it_is_on_disk() 
     assert!(store.claim_early("2099-01-01T00:00:00Z", &ROOMY, 5).await?.jobs.is_empty());
     Ok(())
 }
+
+/// A short run queues its `running` and its end together: one statement records both,
+/// and each op still gets its own answer (the job running, then ended, with the time
+/// it started).
+#[tokio::test]
+async fn a_start_and_an_end_queued_together_are_both_recorded() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let job = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
+    let stale = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
+    let claimed = store.claim("2099-01-01T00:00:00Z", &ROOMY, 2).await?;
+    assert_eq!(claimed.len(), 2);
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let started = store.mark_running(&job.id, 1);
+    let ended = store.finish(&job.id, 1, &done, &[]);
+    // A stale attempt is refused on both counts.
+    let stale_started = store.mark_running(&stale.id, 7);
+    let stale_ended = store.finish(&stale.id, 7, &done, &[]);
+
+    let running = started.await?.expect("the start was recorded");
+    assert_eq!((running.status, running.completed_at.clone()), (JobStatus::Running, None));
+    let ended = ended.await?.expect("the end was recorded");
+    assert_eq!(ended.status, JobStatus::Completed);
+    assert!(ended.started_at.is_some() && ended.completed_at.is_some(), "{ended:?}");
+    assert_eq!(running.started_at, ended.started_at);
+    assert!(stale_started.await?.is_none());
+    assert!(stale_ended.await?.is_none());
+    assert_eq!(store.get_job(&stale.id).await?.map(|j| (j.status, j.started_at)), Some((JobStatus::Starting, None)));
+    Ok(())
+}

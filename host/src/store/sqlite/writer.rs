@@ -26,11 +26,11 @@
 
 use super::{claim_one, job_from_row, to_i64};
 use crate::ids;
-use crate::jobs::model::{Artifact, Job, Progress};
+use crate::jobs::model::{Artifact, Job, JobStatus, Progress};
 use crate::store::{Claimed, Committed, Finish, NewJob, Result, StoreError, StoredChunk, Usage};
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{QueryBuilder, Sqlite};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -239,6 +239,17 @@ async fn apply(
         }
     }
 
+    // A run's `running` and its end in the same batch (a short run queues both at
+    // once): the end's statement makes both changes, in this same transaction, so no
+    // reader could ever have seen the `running` row in between. The `running` op is
+    // answered (and observed) with the job as it was between the two.
+    let ending: HashSet<(&str, u32)> =
+        finishes.iter().filter(|f| f.4.is_empty()).map(|f| (f.1.as_str(), f.2)).collect();
+    let (mut merged, mut marks): (Vec<_>, Vec<_>) =
+        marks.into_iter().partition(|(_, id, attempt, _)| ending.contains(&(id.as_str(), *attempt)));
+    let merged_keys: HashSet<(String, u32)> = merged.iter().map(|(_, id, attempt, _)| (id.clone(), *attempt)).collect();
+    drop(ending);
+
     while !marks.is_empty() {
         let chunk: Vec<_> = marks.drain(..marks.len().min(BULK_ROWS)).collect();
         let bulk = bulk_mark_running(conn, chunk.iter().map(|(_, id, attempt, _)| (id.as_str(), *attempt))).await;
@@ -258,17 +269,39 @@ async fn apply(
         answers[i] = Some(Answer::Job(reply, finish_job(conn, &id, attempt, &finish, &artifacts).await));
     }
     let mut plain = plain;
+    let mut ended: HashMap<String, Job> = HashMap::new();
+    let mut bulk_failed = false;
     while !plain.is_empty() {
         let chunk: Vec<_> = plain.drain(..plain.len().min(BULK_ROWS)).collect();
-        let bulk =
-            bulk_finish(conn, chunk.iter().map(|(_, id, attempt, finish, _, _)| (id.as_str(), *attempt, finish))).await;
+        let bulk = bulk_finish(
+            conn,
+            chunk.iter().map(|(_, id, attempt, finish, _, _)| {
+                (id.as_str(), *attempt, finish, merged_keys.contains(&(id.clone(), *attempt)))
+            }),
+        )
+        .await;
+        if bulk.is_err() && !bulk_failed {
+            // Op by op from here: each `running` before its end, as queued.
+            bulk_failed = true;
+            let (done, pending): (Vec<_>, Vec<_>) = merged.into_iter().partition(|m| ended.contains_key(&m.1));
+            merged = done;
+            for (i, id, attempt, reply) in pending {
+                answers[i] = Some(Answer::Job(reply, mark_running(conn, &id, attempt).await));
+            }
+        }
         for (i, id, attempt, finish, _, reply) in chunk {
             let result = match &bulk {
                 Ok(rows) => Ok(rows.iter().find(|j| j.id == id).cloned()),
                 Err(_) => finish_job(conn, &id, attempt, &finish, &[]).await,
             };
+            if let Ok(Some(job)) = &result {
+                ended.insert(job.id.clone(), job.clone());
+            }
             answers[i] = Some(Answer::Job(reply, result));
         }
+    }
+    for (i, id, _, reply) in merged {
+        answers[i] = Some(Answer::Job(reply, Ok(ended.get(&id).map(running_before))));
     }
 
     // Answered now, before the commit, with the handle that tells of it.
@@ -348,23 +381,27 @@ async fn bulk_mark_running<'a>(
 
 /// Records the end of each `(id, attempt, finish)` whose attempt is current and live,
 /// in one statement; returns the jobs that ended.
+/// `(id, attempt, end, started)`: `started` also records the `running` transition
+/// of a run whose start is in the same batch (its `started_at`).
 async fn bulk_finish<'a>(
     conn: &mut SqliteConnection,
-    ends: impl Iterator<Item = (&'a str, u32, &'a Finish)>,
+    ends: impl Iterator<Item = (&'a str, u32, &'a Finish, bool)>,
 ) -> Result<Vec<Job>> {
     let now = ids::now();
     let mut q = QueryBuilder::<Sqlite>::new(
         "UPDATE jobs SET status = v.column3, exit_code = v.column4, error = v.column5, detail = v.column6, \
-         completed_at = ",
+         started_at = CASE WHEN v.column7 THEN COALESCE(jobs.started_at, ",
     );
+    q.push_bind(now.clone()).push(") ELSE jobs.started_at END, completed_at = ");
     q.push_bind(now.clone()).push(", updated_at = ").push_bind(now).push(", lease_expires_at = NULL FROM (");
-    q.push_values(ends, |mut row, (id, attempt, finish)| {
+    q.push_values(ends, |mut row, (id, attempt, finish, started)| {
         row.push_bind(id.to_owned())
             .push_bind(attempt)
             .push_bind(finish.status.as_str())
             .push_bind(finish.exit_code)
             .push_bind(finish.error.clone())
-            .push_bind(finish.detail.clone());
+            .push_bind(finish.detail.clone())
+            .push_bind(started);
     });
     q.push(concat!(
         ") AS v WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 \
@@ -373,6 +410,12 @@ async fn bulk_finish<'a>(
     ));
     let rows = q.build().fetch_all(&mut *conn).await?;
     rows.iter().map(job_from_row).collect()
+}
+
+/// The job as it was after its `running` transition and before its end, for a run
+/// whose two transitions one statement made.
+fn running_before(ended: &Job) -> Job {
+    Job { status: JobStatus::Running, exit_code: None, error: None, detail: None, completed_at: None, ..ended.clone() }
 }
 
 /// Every chunk of `chunks` in one statement per [`BULK_ROWS`], all or none.
