@@ -398,8 +398,14 @@ impl Runtime {
         };
 
         let timeout = spec.timeout;
+        // Whether the guest was stopped in the middle (its last host call may still be
+        // finishing on a blocking thread), rather than returning.
+        let mut interrupted = true;
         let mut outcome = tokio::select! {
-            r = self.execute(&spec, &sandbox, &layout, capture.clone(), sink.clone()) => r,
+            r = self.execute(&spec, &sandbox, &layout, capture.clone(), sink.clone()) => {
+                interrupted = false;
+                r
+            }
             _ = tokio::time::sleep(timeout) => Ended::new(
                 JobStatus::TimedOut,
                 None,
@@ -423,12 +429,14 @@ impl Runtime {
             sink.logs(&spec.job_id, rest);
         }
 
-        // A spare left empty goes back to the pool; one with files becomes `jobs/<id>/`.
-        let settled = if sandbox.output_is_empty() && spec.mounts.is_empty() {
-            sandbox.settle(&self.spares)
+        // A spare left empty goes back to the pool; one with files becomes `jobs/<id>/`,
+        // and so does the spare of an interrupted guest, whatever it holds: a file
+        // operation it started may still land, and must land in its own directory.
+        let settled = if !interrupted && sandbox.output_is_empty() && spec.mounts.is_empty() {
+            sandbox.settle(&self.spares, true)
         } else {
             let (spares, mut moving) = (self.spares.clone(), sandbox.clone());
-            match tokio::task::spawn_blocking(move || (moving.settle(&spares), moving)).await {
+            match tokio::task::spawn_blocking(move || (moving.settle(&spares, !interrupted), moving)).await {
                 Ok((settled, moved)) => {
                     sandbox = moved;
                     settled

@@ -10,8 +10,8 @@
 //! `work/` pair from a pool under `jobs/.spare/`, and is shown `jobs/.empty-input`,
 //! one empty directory shared read-only by all such jobs, as `/input`. When the run
 //! ends, a spare it left empty goes back to the pool and the job has no directory at
-//! all; otherwise its two directories are moved (renamed) to `jobs/<id>/`, where they
-//! stay as they would have. A retried job, or one given files, gets `jobs/<id>/`
+//! all; otherwise (or when the guest was stopped in the middle) its two directories are
+//! moved (renamed) to `jobs/<id>/`, where they stay as they would have. A retried job, or one given files, gets `jobs/<id>/`
 //! directly. Path resolution inside a preopen is cap-std's (in wasmtime-wasi), which
 //! refuses `..`, absolute paths and symlinks that leave the directory.
 
@@ -130,13 +130,14 @@ impl Sandbox {
         Ok((self, prepared))
     }
 
-    /// Once the run is over: a spare left empty goes back to `spares` and the job keeps
-    /// no directory; a spare with anything in it becomes `jobs/<id>/`'s `output/` and
+    /// Once the run is over: a spare left empty goes back to `spares` (when `reusable`:
+    /// the guest returned, so none of its file operations is still in flight) and the
+    /// job keeps no directory; any other spare becomes `jobs/<id>/`'s `output/` and
     /// `work/`. Afterwards the sandbox names `jobs/<id>`.
-    pub fn settle(&mut self, spares: &Spares) -> io::Result<()> {
+    pub fn settle(&mut self, spares: &Spares, reusable: bool) -> io::Result<()> {
         let Some(spare) = self.spare.take() else { return Ok(()) };
         let empty = |dir: PathBuf| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
-        if empty(spare.join("output")) && empty(spare.join("work")) {
+        if reusable && empty(spare.join("output")) && empty(spare.join("work")) {
             spares.give_back(spare);
             return Ok(());
         }
@@ -343,7 +344,7 @@ mod tests {
         let (mut quiet, prepared) = Sandbox::new(jobs.join("job_a")).prepare_with(&spares)?;
         assert_eq!(prepared.input, jobs.join(EMPTY_INPUT));
         let used = quiet.output().parent().map(Path::to_path_buf);
-        quiet.settle(&spares)?;
+        quiet.settle(&spares, true)?;
         assert!(!jobs.join("job_a").exists(), "a job that left nothing has no directory");
         assert!(quiet.output_is_empty());
 
@@ -351,11 +352,19 @@ mod tests {
         assert_eq!(busy.output().parent().map(Path::to_path_buf), used, "the spare went back to the pool");
         std::fs::write(busy.output().join("r.txt"), b"result")?;
         std::fs::write(busy.work().join("scratch"), b"")?;
-        busy.settle(&spares)?;
+        busy.settle(&spares, true)?;
         assert_eq!(busy.output(), jobs.join("job_b").join("output"));
         assert_eq!(std::fs::read(jobs.join("job_b/output/r.txt"))?, b"result");
         assert!(jobs.join("job_b/work/scratch").exists());
         assert_eq!(busy.collect_artifacts()?.len(), 1);
+
+        // The spare of an interrupted guest is never reused, even empty.
+        let (mut stopped, _) = Sandbox::new(jobs.join("job_c")).prepare_with(&spares)?;
+        let spare = stopped.output().parent().map(Path::to_path_buf);
+        stopped.settle(&spares, false)?;
+        assert_eq!(stopped.output(), jobs.join("job_c").join("output"));
+        assert!(jobs.join("job_c/work").is_dir());
+        assert_ne!(spares.pop(), spare);
 
         // A job that already has a directory (a retry) runs there, and what it left counts.
         let (retry, prepared) = Sandbox::new(jobs.join("job_b")).prepare_with(&spares)?;
