@@ -379,10 +379,9 @@ async fn bulk_mark_running<'a>(
     rows.iter().map(job_from_row).collect()
 }
 
-/// Records the end of each `(id, attempt, finish)` whose attempt is current and live,
-/// in one statement; returns the jobs that ended.
-/// `(id, attempt, end, started)`: `started` also records the `running` transition
-/// of a run whose start is in the same batch (its `started_at`).
+/// Records the end of each `(id, attempt, finish, started)` whose attempt is current
+/// and live, in one statement; returns the jobs that ended. `started` also records the
+/// `running` transition (its `started_at`) of a run whose start is in the same batch.
 async fn bulk_finish<'a>(
     conn: &mut SqliteConnection,
     ends: impl Iterator<Item = (&'a str, u32, &'a Finish, bool)>,
