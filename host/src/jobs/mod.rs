@@ -688,13 +688,6 @@ impl Jobs {
         Ok(r)
     }
 
-    /// Claims the next pending job with a lease of `lease`.
-    pub async fn claim_next(&self, lease: Duration) -> Result<Option<Job>> {
-        let claimed = self.claim(lease, 1).await?;
-        claimed.committed.wait().await?;
-        Ok(claimed.jobs.into_iter().next())
-    }
-
     /// Claims up to `max` pending jobs (in queue order, as far as they fit in the
     /// capacity) with a lease of `lease`, in one transaction. Queued at once, and
     /// answered before the commit: see [`Claimed`].

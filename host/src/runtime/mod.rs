@@ -432,24 +432,15 @@ impl Runtime {
         // A spare left empty goes back to the pool; one with files becomes `jobs/<id>/`,
         // and so does the spare of an interrupted guest, whatever it holds: a file
         // operation it started may still land, and must land in its own directory.
-        let settled = if !interrupted && sandbox.output_is_empty() && spec.mounts.is_empty() {
-            sandbox.settle(&self.spares, true)
-        } else {
-            let (spares, mut moving) = (self.spares.clone(), sandbox.clone());
-            match tokio::task::spawn_blocking(move || (moving.settle(&spares, !interrupted), moving)).await {
-                Ok((settled, moved)) => {
-                    sandbox = moved;
-                    settled
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            }
-        };
-        if let Err(e) = settled {
+        // Metadata operations only: two directory reads, and a `mkdir` and renames when
+        // the spare is kept.
+        let given_back = sandbox.settle(&self.spares, !interrupted).unwrap_or_else(|e| {
             outcome.note(&format!("moving the sandbox into place failed: {e}"));
-        }
-        // An empty `/output` (most short jobs) is seen at once; files are walked and
-        // hashed on a blocking thread.
-        let collected = if sandbox.output_is_empty() {
+            false
+        });
+        // No files (a spare given back) or an empty `/output` (most short jobs) is seen
+        // at once; files are walked and hashed on a blocking thread.
+        let collected = if given_back || sandbox.output_is_empty() {
             Ok(Ok(Vec::new()))
         } else {
             tokio::task::spawn_blocking(move || sandbox.collect_artifacts()).await

@@ -48,7 +48,8 @@ pub struct Spares {
 
 impl Spares {
     /// An empty pool under `jobs_dir`. What a previous process left there (the runs it
-    /// did not finish) is removed: their jobs start again from an empty sandbox.
+    /// did not finish) is removed: their jobs start again from an empty sandbox. Also
+    /// makes the shared empty `/input` ([`EMPTY_INPUT`]).
     pub fn new(jobs_dir: &Path) -> io::Result<Spares> {
         let dir = jobs_dir.join(SPARES);
         match std::fs::remove_dir_all(&dir) {
@@ -133,18 +134,20 @@ impl Sandbox {
     /// Once the run is over: a spare left empty goes back to `spares` (when `reusable`:
     /// the guest returned, so none of its file operations is still in flight) and the
     /// job keeps no directory; any other spare becomes `jobs/<id>/`'s `output/` and
-    /// `work/`. Afterwards the sandbox names `jobs/<id>`.
-    pub fn settle(&mut self, spares: &Spares, reusable: bool) -> io::Result<()> {
-        let Some(spare) = self.spare.take() else { return Ok(()) };
+    /// `work/`. Afterwards the sandbox names `jobs/<id>`. Returns whether the spare went
+    /// back, so the job has no files at all.
+    pub fn settle(&mut self, spares: &Spares, reusable: bool) -> io::Result<bool> {
+        let Some(spare) = self.spare.take() else { return Ok(false) };
         let empty = |dir: PathBuf| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
         if reusable && empty(spare.join("output")) && empty(spare.join("work")) {
             spares.give_back(spare);
-            return Ok(());
+            return Ok(true);
         }
         std::fs::create_dir_all(&self.root)?;
         std::fs::rename(spare.join("output"), self.root.join("output"))?;
         std::fs::rename(spare.join("work"), self.root.join("work"))?;
-        std::fs::remove_dir(&spare)
+        std::fs::remove_dir(&spare)?;
+        Ok(false)
     }
 
     /// Moves `dir` (a consumed upload's files) in as `input/` at [`Sandbox::prepare`].
@@ -201,15 +204,8 @@ impl Sandbox {
             }
         }
         let own_input = (!fresh || self.input_from.is_some()) && self.input().is_dir();
-        let input = if own_input {
-            self.input()
-        } else {
-            let empty = self.empty_input();
-            if !empty.is_dir() {
-                std::fs::create_dir_all(&empty)?;
-            }
-            empty
-        };
+        // The shared empty directory is made once, with the pool ([`Spares::new`]).
+        let input = if own_input { self.input() } else { self.empty_input() };
         let output_used = if fresh { 0 } else { tree_size(&self.output()) };
         Ok(Prepared { input, output_used })
     }
