@@ -29,6 +29,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A database error on the group-commit writer's connection.
+    #[error("database error: {0}")]
+    Writer(#[from] rusqlite::Error),
     /// A group commit did not happen (the write was not made).
     #[error("database commit failed: {0}")]
     Commit(String),

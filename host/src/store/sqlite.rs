@@ -1,20 +1,23 @@
 //! The SQLite backend: one file, WAL, `synchronous=FULL`, foreign keys on.
 //!
-//! Writes go through a pool of exactly one connection, so writers queue in-process
-//! instead of spinning on SQLite's busy handler; reads use their own pool and, under
-//! WAL, never wait for a writer. The writes on a job's path (insert, claim, transitions,
-//! log chunks, progress) are group-committed by the task in [`writer`]: many jobs'
-//! writes share one transaction and one fsync.
+//! The writes on a job's path (insert, claim, transitions, log chunks, progress) are
+//! group-committed by the thread in [`writer`], on a connection of its own: many jobs'
+//! writes share one transaction and one fsync. The other writes go through a pool of
+//! exactly one connection. Both take the in-process [`writer::WriteGate`] around each
+//! write, so writers queue in-process instead of spinning on SQLite's busy handler.
+//! Reads use their own pool and, under WAL, never wait for a writer.
 
 use super::{Claimed, Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk, Usage};
 use crate::ids;
 use crate::jobs::model::{Artifact, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
 use sqlx::Row;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -46,7 +49,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// For the writes that are not group-committed; see [`Store::write_turn`].
     write: SqlitePool,
+    /// Taken around every write this process makes (see [`writer::WriteGate`]).
+    gate: writer::WriteGate,
     read: SqlitePool,
     /// The group-commit writer's queue.
     ops: mpsc::UnboundedSender<writer::Op>,
@@ -60,6 +66,26 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("write", &self.write).field("read", &self.read).finish_non_exhaustive()
+    }
+}
+
+/// A turn at writing through the async connection (see [`Store::write_turn`]); derefs
+/// to the connection. The connection goes back to the pool before the gate opens.
+struct WriteTurn {
+    conn: PoolConnection<sqlx::Sqlite>,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Deref for WriteTurn {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for WriteTurn {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
     }
 }
 
@@ -100,8 +126,17 @@ impl Store {
         }
         MIGRATOR.run(&write).await?;
         let observer = Arc::new(OnceLock::new());
-        let ops = writer::start(write.clone(), observer.clone());
-        Ok(Store { write, read, ops, observer, plugins: Arc::default() })
+        let gate = writer::WriteGate::default();
+        let ops = writer::start(path, gate.clone(), observer.clone()).map_err(open_err)?;
+        Ok(Store { write, gate, read, ops, observer, plugins: Arc::default() })
+    }
+
+    /// This process's turn to write through the async connection: the gate, then the
+    /// pool's one connection. Held for one statement or one transaction.
+    async fn write_turn(&self) -> Result<WriteTurn> {
+        let gate = self.gate.clone().lock_owned().await;
+        let conn = self.write.acquire().await?;
+        Ok(WriteTurn { conn, _gate: gate })
     }
 
     /// Sets the one observer of group-committed transitions: it is called with every
@@ -114,8 +149,13 @@ impl Store {
         self.observer.set(Box::new(observer)).is_ok()
     }
 
-    /// Closes both pools, waiting for statements in flight.
+    /// Commits what is queued, then closes the writer's connection and both pools,
+    /// waiting for statements in flight. Writes queued afterwards fail.
     pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(writer::Op::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
         self.write.close().await;
         self.read.close().await;
     }
@@ -135,9 +175,12 @@ impl Store {
         .bind(name)
         .bind(is_admin)
         .bind(ids::now())
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?;
-        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = ?").bind(name).fetch_one(&self.write).await?)
+        Ok(sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *self.write_turn().await?)
+            .await?)
     }
 
     /// Records `plugin` under its name, replacing an earlier install of that name.
@@ -152,7 +195,7 @@ impl Store {
         .bind(plugin.kind.as_str())
         .bind(to_i64(plugin.size_bytes))
         .bind(&plugin.installed_at)
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         self.plugins.write().unwrap_or_else(PoisonError::into_inner).insert(plugin.name.clone(), plugin.clone());
         Ok(())
@@ -313,7 +356,7 @@ impl Store {
         ))
         .bind(ids::now())
         .bind(id)
-        .fetch_optional(&self.write)
+        .fetch_optional(&mut *self.write_turn().await?)
         .await?
         .map(|row| job_from_row(&row))
         .transpose()
@@ -322,7 +365,8 @@ impl Store {
     /// `cleaning` → `cleaned`, forgetting the artifacts whose files are gone. The
     /// idempotency key is free from this commit on.
     pub async fn finish_cleanup(&self, id: &str) -> Result<Option<Job>> {
-        let mut tx = self.write.begin().await?;
+        let mut turn = self.write_turn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *turn).await?;
         sqlx::query("DELETE FROM artifacts WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
         let job = sqlx::query(concat!(
             "UPDATE jobs SET status = 'cleaned', updated_at = ?1 WHERE id = ?2 AND status = 'cleaning' RETURNING ",
@@ -369,7 +413,7 @@ impl Store {
         .bind(lease_until)
         .bind(id)
         .bind(attempt)
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?
         .rows_affected()
             == 1)
@@ -403,7 +447,7 @@ impl Store {
         .bind(reason)
         .bind(&now)
         .bind(id)
-        .fetch_optional(&self.write)
+        .fetch_optional(&mut *self.write_turn().await?)
         .await?
         .map(|row| job_from_row(&row))
         .transpose()
@@ -502,7 +546,8 @@ impl Store {
     /// `pending` while attempts remain, otherwise `failed` with `error`.
     pub async fn recover_orphans(&self, error: &str) -> Result<Recovery> {
         let now = ids::now();
-        let mut tx = self.write.begin().await?;
+        let mut turn = self.write_turn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *turn).await?;
         let requeued = sqlx::query(
             "UPDATE jobs SET status = 'pending', lease_expires_at = NULL, started_at = NULL, \
              progress_done = NULL, progress_total = NULL, progress_message = NULL, updated_at = ? \
@@ -526,47 +571,6 @@ impl Store {
     }
 }
 
-async fn insert_artifacts(conn: &mut SqliteConnection, job_id: &str, artifacts: &[Artifact], now: &str) -> Result<()> {
-    for a in artifacts {
-        sqlx::query(
-            "INSERT INTO artifacts (id, job_id, name, size_bytes, sha256, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name) DO UPDATE SET \
-             size_bytes = excluded.size_bytes, sha256 = excluded.sha256",
-        )
-        .bind(ids::new(ids::ARTIFACT))
-        .bind(job_id)
-        .bind(&a.name)
-        .bind(to_i64(a.size_bytes))
-        .bind(&a.sha256)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Claims the next pending job that fits in what `capacity` leaves: one conditional
-/// UPDATE (see [`Store::claim_next`]).
-async fn claim_one(conn: &mut SqliteConnection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
-    sqlx::query(concat!(
-        "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
-         updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-         AND cpus <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
-         AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                WHERE status IN ('starting', 'running')) \
-         ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
-        job_columns!()
-    ))
-    .bind(lease_until)
-    .bind(now)
-    .bind(to_i64(capacity.cpus))
-    .bind(to_i64(capacity.memory_mb))
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| job_from_row(&row))
-    .transpose()
-}
-
 /// Reads back the settings durability depends on; a database that silently ignored
 /// one (e.g. a file system without WAL support) must not be used.
 async fn check_settings(pool: &SqlitePool) -> std::result::Result<(), String> {
@@ -577,6 +581,11 @@ async fn check_settings(pool: &SqlitePool) -> std::result::Result<(), String> {
         sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
     let foreign_keys: i64 =
         sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&mut *conn).await.map_err(|e| e.to_string())?;
+    settings_ok(&journal, synchronous, foreign_keys)
+}
+
+/// Whether the settings a connection reports are the ones durability depends on.
+fn settings_ok(journal: &str, synchronous: i64, foreign_keys: i64) -> std::result::Result<(), String> {
     if !journal.eq_ignore_ascii_case("wal") {
         return Err(format!("journal_mode is {journal:?}, expected \"wal\""));
     }
@@ -609,47 +618,73 @@ fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
     })
 }
 
-fn job_from_row(row: &SqliteRow) -> Result<Job> {
-    let id: String = row.try_get("id")?;
+/// A result row of either driver (the async pools' or the writer thread's), read by
+/// column name, so a job decodes the same way from both.
+trait Columns {
+    fn col<T>(&self, name: &str) -> Result<T>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>;
+}
+
+impl Columns for SqliteRow {
+    fn col<T>(&self, name: &str) -> Result<T>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn col<T>(&self, name: &str) -> Result<T>
+    where
+        T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        Ok(self.get(name)?)
+    }
+}
+
+fn job_from_row(row: &impl Columns) -> Result<Job> {
+    let id: String = row.col("id")?;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| StoreError::Corrupt(format!("job {id}: {what}: {e}"));
-    let status: String = row.try_get("status")?;
-    let args: String = row.try_get("args")?;
-    let env: String = row.try_get("env")?;
-    let labels: String = row.try_get("labels")?;
-    let input: Option<String> = row.try_get("input")?;
-    let progress_done: Option<i64> = row.try_get("progress_done")?;
+    let status: String = row.col("status")?;
+    let args: String = row.col("args")?;
+    let env: String = row.col("env")?;
+    let labels: String = row.col("labels")?;
+    let input: Option<String> = row.col("input")?;
+    let progress_done: Option<i64> = row.col("progress_done")?;
     Ok(Job {
-        user_id: row.try_get("user_id")?,
-        kind: row.try_get("kind")?,
-        plugin: row.try_get("plugin")?,
-        plugin_digest: row.try_get("plugin_digest")?,
+        user_id: row.col("user_id")?,
+        kind: row.col("kind")?,
+        plugin: row.col("plugin")?,
+        plugin_digest: row.col("plugin_digest")?,
         status: JobStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         args: serde_json::from_str(&args).map_err(|e| corrupt("args", &e))?,
         env: serde_json::from_str(&env).map_err(|e| corrupt("env", &e))?,
         input: input.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt("input", &e))?,
         labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", &e))?,
-        priority: row.try_get("priority")?,
-        cpus: row.try_get("cpus")?,
-        memory_mb: row.try_get("memory_mb")?,
-        timeout_s: row.try_get("timeout_s")?,
-        client_job_id: row.try_get("client_job_id")?,
-        attempt: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        exit_code: row.try_get("exit_code")?,
-        error: row.try_get("error")?,
+        priority: row.col("priority")?,
+        cpus: row.col("cpus")?,
+        memory_mb: row.col("memory_mb")?,
+        timeout_s: row.col("timeout_s")?,
+        client_job_id: row.col("client_job_id")?,
+        attempt: row.col("attempt")?,
+        max_attempts: row.col("max_attempts")?,
+        exit_code: row.col("exit_code")?,
+        error: row.col("error")?,
         progress: match progress_done {
             None => None,
             Some(done) => Some(Progress {
                 done: to_u64(done),
-                total: row.try_get::<Option<i64>, _>("progress_total")?.map(to_u64),
-                message: row.try_get("progress_message")?,
+                total: row.col::<Option<i64>>("progress_total")?.map(to_u64),
+                message: row.col("progress_message")?,
             }),
         },
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        completed_at: row.try_get("completed_at")?,
-        files_id: row.try_get("files_id")?,
-        detail: row.try_get("detail")?,
+        created_at: row.col("created_at")?,
+        started_at: row.col("started_at")?,
+        completed_at: row.col("completed_at")?,
+        files_id: row.col("files_id")?,
+        detail: row.col("detail")?,
         id,
     })
 }
@@ -682,7 +717,7 @@ impl Store {
     pub async fn prune_logs(&self, job_id: &str) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM log_chunks WHERE job_id = ?")
             .bind(job_id)
-            .execute(&self.write)
+            .execute(&mut *self.write_turn().await?)
             .await?
             .rows_affected())
     }

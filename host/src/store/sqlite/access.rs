@@ -30,7 +30,7 @@ impl Store {
         .bind(&user.name)
         .bind(user.is_admin)
         .bind(&user.created_at)
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?
         .rows_affected()
             == 1)
@@ -79,7 +79,7 @@ impl Store {
         .bind(scopes_text(&t.info.scopes))
         .bind(&t.info.expires_at)
         .bind(&t.info.created_at)
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
     }
@@ -107,7 +107,11 @@ impl Store {
 
     /// Records that a token was used at `at`.
     pub async fn touch_token(&self, id: &str, at: &str) -> Result<()> {
-        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?").bind(at).bind(id).execute(&self.write).await?;
+        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.write_turn().await?)
+            .await?;
         Ok(())
     }
 
@@ -133,7 +137,7 @@ impl Store {
             .bind(at)
             .bind(id)
             .bind(owner)
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *self.write_turn().await?)
             .await?
             .map(|r| token_from_row(&r).map(|t| t.info))
             .transpose()
@@ -150,7 +154,7 @@ impl Store {
         .bind(&u.expires_at)
         .bind(&u.created_at)
         .bind(&u.created_at)
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
     }
@@ -182,7 +186,7 @@ impl Store {
         .bind(to_i64(files))
         .bind(crate::ids::now())
         .bind(id)
-        .execute(&self.write)
+        .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
     }
@@ -199,7 +203,7 @@ impl Store {
             .bind(to_i64(files))
             .bind(crate::ids::now())
             .bind(id)
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *self.write_turn().await?)
             .await?
             .map(|r| upload_from_row(&r))
             .transpose()
@@ -213,7 +217,7 @@ impl Store {
              WHERE state IN ('open', 'finalized') AND expires_at <= ?1 RETURNING id",
         )
         .bind(now)
-        .fetch_all(&self.write)
+        .fetch_all(&mut *self.write_turn().await?)
         .await?)
     }
 }

@@ -32,7 +32,7 @@ impl Store {
              AND completed_at IS NOT NULL AND completed_at < ?1 RETURNING id",
         )
         .bind(ended_before)
-        .fetch_all(&self.write)
+        .fetch_all(&mut *self.write_turn().await?)
         .await?;
         rows.iter().map(|r| Ok(sqlx::Row::try_get::<String, _>(r, "id")?)).collect()
     }

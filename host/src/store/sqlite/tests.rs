@@ -282,3 +282,58 @@ async fn a_start_and_an_end_queued_together_are_both_recorded() -> Result<()> {
     assert_eq!(store.get_job(&stale.id).await?.map(|j| (j.status, j.started_at)), Some((JobStatus::Starting, None)));
     Ok(())
 }
+
+#[tokio::test]
+async fn close_commits_what_was_queued_and_refuses_what_comes_after() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let path = dir.path().join("t.db");
+    let store = Store::open(&path).await?;
+    let user = store.ensure_user("u", false).await?;
+    store
+        .put_plugin(&Plugin {
+            name: "p".into(),
+            digest: "sha256:00".into(),
+            kind: PluginKind::Command,
+            size_bytes: 1,
+            installed_at: ids::now(),
+        })
+        .await?;
+    // Queued, not awaited, before the close: it must still be on disk afterwards.
+    let queued = new_job(&user, None, 0);
+    let insert = store.insert_job(&queued);
+    store.close().await;
+    assert!(insert.await?.is_some_and(|(_, created)| created));
+    let late = store.insert_job(&new_job(&user, None, 0)).await;
+    assert!(matches!(late, Err(StoreError::Commit(ref m)) if m.contains("closed")), "{late:?}");
+
+    let reopened = Store::open(&path).await?;
+    assert!(reopened.get_job(&queued.id).await?.is_some());
+    assert_eq!(reopened.list_jobs(&JobQuery { limit: 10, ..Default::default() }).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn writes_of_the_async_connection_interleave_with_group_commits() -> Result<()> {
+    let (_dir, store, user) = seeded().await;
+    let mut first = Vec::new();
+    for _ in 0..100 {
+        let job = new_job(&user, None, 0);
+        store.insert_job(&job).await?;
+        first.push(job.id);
+    }
+    // Group-committed inserts keep the writer busy while the other connection cancels
+    // the first jobs: every write lands, none waits out SQLite's busy timeout.
+    let started = std::time::Instant::now();
+    let more: Vec<_> = (0..200).map(|_| store.insert_job(&new_job(&user, None, 0))).collect();
+    for id in &first {
+        assert!(store.cancel(id, "stop").await?.is_some(), "cancel {id}");
+    }
+    for insert in more {
+        assert!(insert.await?.is_some());
+    }
+    assert!(started.elapsed() < BUSY_TIMEOUT, "a write waited for the busy timeout");
+    let all = store.list_jobs(&JobQuery { limit: 1000, ..Default::default() }).await?;
+    assert_eq!(all.len(), 300);
+    assert_eq!(all.iter().filter(|j| j.status == JobStatus::Cancelled).count(), 100);
+    Ok(())
+}

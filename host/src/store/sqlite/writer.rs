@@ -1,12 +1,20 @@
 //! Group commit of the hot-path writes: job inserts, claims, transitions, log chunks
 //! and progress.
 //!
-//! Callers hand an [`Op`] to one writer task and (usually) wait for its answer. The
-//! task takes everything queued, up to [`MAX_OPS`], runs it in order in one
-//! transaction on the write connection and commits once (`synchronous=FULL`: one
+//! Callers hand an [`Op`] to one writer thread and (usually) wait for its answer. The
+//! thread takes everything queued, up to [`MAX_OPS`], runs it in order in one
+//! transaction on a connection of its own and commits once (`synchronous=FULL`: one
 //! fsync for the lot), and only then answers each op. So an answer always means "on
 //! disk", while many jobs share each fsync: durable throughput scales with the queue
 //! instead of stopping at the disk's commit rate.
+//!
+//! The thread drives SQLite directly (rusqlite, statements prepared once and cached):
+//! a whole batch, from `BEGIN` to the commit's fsync, runs without leaving the thread.
+//! Through an async driver each statement is a round trip to the connection's own
+//! thread, and on a small machine those hops cost more than the statements. The
+//! store's other writes (a separate, async connection) take the same in-process
+//! [`WriteGate`] around each of theirs, so the two connections never wait on SQLite's
+//! busy handler for each other.
 //!
 //! Claims are the one exception to "answered after the commit": a claim is answered
 //! as soon as its statement has run, with a [`Committed`] handle that resolves with
@@ -24,13 +32,14 @@
 //! statements runs inside a savepoint so it applies whole or not at all. If the commit
 //! fails, every op of the batch gets the error.
 
-use super::{claim_one, job_from_row, to_i64};
+use super::{BUSY_TIMEOUT, job_from_row, settings_ok, to_i64};
 use crate::ids;
 use crate::jobs::model::{Artifact, Job, JobStatus, Progress};
 use crate::store::{Claimed, Committed, Finish, NewJob, Result, StoreError, StoredChunk, Usage};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{QueryBuilder, Sqlite};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params, params_from_iter};
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -38,8 +47,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// for its answer, and the memory a batch holds.
 const MAX_OPS: usize = 2048;
 
+/// Statements the writer keeps prepared (the bulk ones differ by their row count).
+const STATEMENT_CACHE: usize = 128;
+
 /// Called with the outcome of an op once its transaction is committed (or failed).
 pub(crate) type Done = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Held by whoever writes to the database from this process: the writer thread for
+/// each of its transactions, the async connection for each of its writes. Fair (first
+/// come, first served), so neither side starves the other.
+pub(crate) type WriteGate = Arc<tokio::sync::Mutex<()>>;
 
 /// One write, with where its answer goes.
 pub(super) enum Op {
@@ -66,6 +83,9 @@ pub(super) enum Op {
     Progress(String, Progress, Done),
     /// Answered once everything queued before it is committed.
     Flush(Done),
+    /// Commits what is queued before it, closes the connection and stops the thread;
+    /// answered once the connection is closed.
+    Close(oneshot::Sender<()>),
 }
 
 /// The answer of an op, held until the commit.
@@ -107,57 +127,103 @@ impl Answer {
     }
 }
 
-/// Starts the writer task on the current runtime; it ends when every sender is gone.
-pub(super) fn start(pool: SqlitePool, observer: Arc<OnceLock<Observer>>) -> mpsc::UnboundedSender<Op> {
+/// Opens the writer's connection to the database at `path` (already created and
+/// migrated), checks its settings, and starts the writer thread; it ends at
+/// [`Op::Close`] or when every sender is gone. Answers are delivered on that thread,
+/// inside the runtime that called this, so `done` callbacks may spawn tasks.
+pub(super) fn start(
+    path: &Path,
+    gate: WriteGate,
+    observer: Arc<OnceLock<Observer>>,
+) -> std::result::Result<mpsc::UnboundedSender<Op>, String> {
+    let conn = open(path).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(pool, rx, observer));
-    tx
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    std::thread::Builder::new()
+        .name("jobhost-writer".into())
+        .spawn(move || {
+            let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+            run(conn, rx, &gate, &observer);
+        })
+        .map_err(|e| format!("starting the writer thread: {e}"))?;
+    Ok(tx)
 }
 
-/// Runs `body` inside a savepoint: its statements apply together or not at all.
-macro_rules! atomically {
-    ($conn:expr, $body:expr) => {{
-        sqlx::query("SAVEPOINT op").execute(&mut *$conn).await?;
-        let result = $body;
-        if result.is_ok() {
-            sqlx::query("RELEASE op").execute(&mut *$conn).await?;
-        } else {
-            sqlx::query("ROLLBACK TO op").execute(&mut *$conn).await?;
-            sqlx::query("RELEASE op").execute(&mut *$conn).await?;
-        }
-        result
-    }};
+/// A read-write connection with the same settings as the async ones, read back.
+fn open(path: &Path) -> std::result::Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
+    let setup = || -> rusqlite::Result<(String, i64, i64)> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let journal = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        let synchronous = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        let foreign_keys = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+        Ok((journal, synchronous, foreign_keys))
+    };
+    let (journal, synchronous, foreign_keys) = setup().map_err(|e| e.to_string())?;
+    settings_ok(&journal, synchronous, foreign_keys)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, observer: Arc<OnceLock<Observer>>) {
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>, gate: &WriteGate, observer: &OnceLock<Observer>) {
     let mut ops = Vec::with_capacity(MAX_OPS);
-    while rx.recv_many(&mut ops, MAX_OPS).await > 0 {
-        // Let the tasks that were woken with the first op (a scheduler about to claim
-        // the job just inserted, a runner about to record its end) queue theirs, so
-        // they share this commit instead of waiting for the next.
-        tokio::task::yield_now().await;
+    while let Some(first) = rx.blocking_recv() {
+        // Everything queued meanwhile (while the last commit went to disk) shares
+        // this transaction.
+        ops.push(first);
         while ops.len() < MAX_OPS
             && let Ok(op) = rx.try_recv()
         {
             ops.push(op);
         }
-        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
-        let (commit_tx, commit_rx) = watch::channel(None);
-        let committed = Committed(commit_rx);
-        let failed = match apply(&pool, std::mem::take(&mut ops), &mut answers, &committed).await {
+        let close = match ops.iter().position(|op| matches!(op, Op::Close(_))) {
+            Some(at) => {
+                // Ops queued after the close are refused, as after it.
+                let Op::Close(reply) = ops.remove(at) else { unreachable!("the op at {at} is a close") };
+                ops.drain(at..).for_each(refuse);
+                Some(reply)
+            }
+            None => None,
+        };
+        if !ops.is_empty() {
+            commit_batch(&mut conn, std::mem::take(&mut ops), gate, observer);
+        }
+        if let Some(reply) = close {
+            rx.close();
+            while let Ok(op) = rx.try_recv() {
+                refuse(op);
+            }
+            drop(conn);
+            let _ = reply.send(());
+            return;
+        }
+    }
+}
+
+/// Runs one batch in one transaction, then tells the observer and answers.
+fn commit_batch(conn: &mut Connection, ops: Vec<Op>, gate: &WriteGate, observer: &OnceLock<Observer>) {
+    let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
+    let (commit_tx, commit_rx) = watch::channel(None);
+    let committed = Committed(commit_rx);
+    let failed = {
+        let _turn = gate.blocking_lock();
+        match apply(conn, ops, &mut answers, &committed) {
             Ok(()) => None,
             Err(e) => {
                 tracing::error!(error = %e, ops = answers.len(), "group commit failed");
                 Some(e.to_string())
             }
-        };
-        if let (None, Some(observer)) = (&failed, observer.get()) {
-            answers.iter().flatten().for_each(|a| a.observe(observer));
         }
-        commit_tx.send_replace(Some(failed.clone().map_or(Ok(()), Err)));
-        for a in answers.into_iter().flatten() {
-            a.deliver(failed.as_deref());
-        }
+    };
+    if let (None, Some(observer)) = (&failed, observer.get()) {
+        answers.iter().flatten().for_each(|a| a.observe(observer));
+    }
+    commit_tx.send_replace(Some(failed.clone().map_or(Ok(()), Err)));
+    for a in answers.into_iter().flatten() {
+        a.deliver(failed.as_deref());
     }
 }
 
@@ -165,30 +231,24 @@ async fn run(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>, observer: Ar
 /// order.
 ///
 /// Ops of a kind run together, as one statement per kind where they can (a
-/// multi-row INSERT, an `UPDATE … FROM (VALUES …)`): the connection lives on a thread
-/// of its own, and a round trip to it per statement would cost more than the
-/// statement. The kinds run in an order that keeps every dependency an op can have on
-/// an earlier one: inserts, then log chunks and progress, then `running`, then ends,
-/// then claims (which see the jobs just inserted and the capacity just freed). A
-/// statement that fails is retried op by op, so each op gets its own error.
-async fn apply(
-    pool: &SqlitePool,
-    ops: Vec<Op>,
-    answers: &mut Vec<Option<Answer>>,
-    committed: &Committed,
-) -> Result<()> {
+/// multi-row INSERT, an `UPDATE … FROM (VALUES …)`). The kinds run in an order that
+/// keeps every dependency an op can have on an earlier one: inserts, then log chunks
+/// and progress, then `running`, then ends, then claims (which see the jobs just
+/// inserted and the capacity just freed). A statement that fails is retried op by op,
+/// so each op gets its own error.
+fn apply(conn: &mut Connection, ops: Vec<Op>, answers: &mut Vec<Option<Answer>>, committed: &Committed) -> Result<()> {
     answers.resize_with(ops.len(), || None);
-    let mut tx = match pool.begin().await {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let msg = e.to_string();
             for (slot, op) in answers.iter_mut().zip(ops) {
-                *slot = Some(answer_err(op, &msg));
+                *slot = answer_err(op, &msg);
             }
             return Err(e.into());
         }
     };
-    let conn: &mut SqliteConnection = &mut tx;
+    let conn: &Connection = &tx;
     let mut inserts = Vec::new();
     let mut logs = Vec::new();
     let mut marks = Vec::new();
@@ -204,27 +264,29 @@ async fn apply(
             }
             Op::Claim { lease_until, capacity, max, reply } => claims.push((i, lease_until, capacity, max, reply)),
             Op::Progress(id, progress, done) => {
-                answers[i] = Some(Answer::Done(done, set_progress(conn, &id, &progress).await));
+                answers[i] = Some(Answer::Done(done, set_progress(conn, &id, &progress)));
             }
             Op::Flush(done) => answers[i] = Some(Answer::Done(done, Ok(()))),
+            // `run` takes every close out of a batch before it gets here.
+            Op::Close(reply) => drop(reply),
         }
     }
 
     // A job that consumes an upload inserts alone (the upload's row changes with it).
     let (plain, with_files): (Vec<_>, Vec<_>) = inserts.into_iter().partition(|(_, job, _)| job.files_id.is_none());
     for (i, job, reply) in with_files {
-        answers[i] = Some(Answer::Inserted(reply, insert_job(conn, &job).await));
+        answers[i] = Some(Answer::Inserted(reply, insert_job(conn, &job)));
     }
-    let mut inserts = plain;
-    while !inserts.is_empty() {
-        let chunk: Vec<_> = inserts.drain(..inserts.len().min(BULK_ROWS)).collect();
-        let mut created = bulk_insert(conn, chunk.iter().map(|(_, job, _)| &**job)).await.unwrap_or_default();
+    let mut plain = plain;
+    while !plain.is_empty() {
+        let chunk: Vec<_> = plain.drain(..plain.len().min(BULK_ROWS)).collect();
+        let mut created = bulk_insert(conn, chunk.iter().map(|(_, job, _)| &**job)).unwrap_or_default();
         for (i, job, reply) in chunk {
             let result = match created.remove(&job.id) {
                 Some(j) => Ok(Some((j, true))),
                 // Not in the bulk answer: a duplicate idempotency key (or the bulk
                 // statement failed); this op alone says which.
-                None => insert_job(conn, &job).await,
+                None => insert_job(conn, &job),
             };
             answers[i] = Some(Answer::Inserted(reply, result));
         }
@@ -232,9 +294,9 @@ async fn apply(
 
     if !logs.is_empty() {
         let all: Vec<&StoredChunk> = logs.iter().flat_map(|(_, chunks, _)| chunks.iter()).collect();
-        let bulk_ok = bulk_append_logs(conn, &all).await.is_ok();
+        let bulk_ok = bulk_append_logs(conn, &all).is_ok();
         for (i, chunks, done) in logs {
-            let result = if bulk_ok { Ok(()) } else { append_logs(conn, &chunks).await };
+            let result = if bulk_ok { Ok(()) } else { append_logs(conn, &chunks) };
             answers[i] = Some(Answer::Done(done, result));
         }
     }
@@ -252,11 +314,11 @@ async fn apply(
 
     while !marks.is_empty() {
         let chunk: Vec<_> = marks.drain(..marks.len().min(BULK_ROWS)).collect();
-        let bulk = bulk_mark_running(conn, chunk.iter().map(|(_, id, attempt, _)| (id.as_str(), *attempt))).await;
+        let bulk = bulk_mark_running(conn, chunk.iter().map(|(_, id, attempt, _)| (id.as_str(), *attempt)));
         for (i, id, attempt, reply) in chunk {
             let result = match &bulk {
                 Ok(rows) => Ok(rows.iter().find(|j| j.id == id).cloned()),
-                Err(_) => mark_running(conn, &id, attempt).await,
+                Err(_) => mark_running(conn, &id, attempt),
             };
             answers[i] = Some(Answer::Job(reply, result));
         }
@@ -264,11 +326,10 @@ async fn apply(
 
     // Ends with artifacts run one by one (they insert rows of their own); the rest
     // share one statement per chunk.
-    let (plain, with_files): (Vec<_>, Vec<_>) = finishes.into_iter().partition(|f| f.4.is_empty());
+    let (mut plain, with_files): (Vec<_>, Vec<_>) = finishes.into_iter().partition(|f| f.4.is_empty());
     for (i, id, attempt, finish, artifacts, reply) in with_files {
-        answers[i] = Some(Answer::Job(reply, finish_job(conn, &id, attempt, &finish, &artifacts).await));
+        answers[i] = Some(Answer::Job(reply, finish_job(conn, &id, attempt, &finish, &artifacts)));
     }
-    let mut plain = plain;
     let mut ended: HashMap<String, Job> = HashMap::new();
     let mut bulk_failed = false;
     while !plain.is_empty() {
@@ -278,21 +339,20 @@ async fn apply(
             chunk.iter().map(|(_, id, attempt, finish, _, _)| {
                 (id.as_str(), *attempt, finish, merged_keys.contains(&(id.clone(), *attempt)))
             }),
-        )
-        .await;
+        );
         if bulk.is_err() && !bulk_failed {
             // Op by op from here: each `running` before its end, as queued.
             bulk_failed = true;
             let (done, pending): (Vec<_>, Vec<_>) = merged.into_iter().partition(|m| ended.contains_key(&m.1));
             merged = done;
             for (i, id, attempt, reply) in pending {
-                answers[i] = Some(Answer::Job(reply, mark_running(conn, &id, attempt).await));
+                answers[i] = Some(Answer::Job(reply, mark_running(conn, &id, attempt)));
             }
         }
         for (i, id, attempt, finish, _, reply) in chunk {
             let result = match &bulk {
                 Ok(rows) => Ok(rows.iter().find(|j| j.id == id).cloned()),
-                Err(_) => finish_job(conn, &id, attempt, &finish, &[]).await,
+                Err(_) => finish_job(conn, &id, attempt, &finish, &[]),
             };
             if let Ok(Some(job)) = &result {
                 ended.insert(job.id.clone(), job.clone());
@@ -306,7 +366,7 @@ async fn apply(
 
     // Answered now, before the commit, with the handle that tells of it.
     for (i, lease_until, capacity, max, reply) in claims {
-        answers[i] = Some(match claim(conn, &lease_until, &capacity, max).await {
+        answers[i] = Some(match claim(conn, &lease_until, &capacity, max) {
             Ok(jobs) => {
                 let _ = reply.send(Ok(Claimed { jobs: jobs.clone(), committed: committed.clone() }));
                 Answer::ClaimedEarly(jobs)
@@ -315,7 +375,7 @@ async fn apply(
         });
     }
 
-    tx.commit().await?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -323,92 +383,134 @@ async fn apply(
 /// 32,766 parameters per statement.
 const BULK_ROWS: usize = 1000;
 
+/// `rows` copies of `row` (a parenthesized list of `?`), comma-separated.
+fn rows_sql(rows: usize, row: &str) -> String {
+    let mut sql = String::with_capacity(rows * (row.len() + 2));
+    for n in 0..rows {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(row);
+    }
+    sql
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn opt_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+/// Runs `sql` (prepared once) with `values` and reads every row as a job.
+fn jobs_of(conn: &Connection, sql: &str, values: impl IntoIterator<Item = Value>) -> Result<Vec<Job>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params_from_iter(values))?;
+    let mut jobs = Vec::new();
+    while let Some(row) = rows.next()? {
+        jobs.push(job_from_row(row)?);
+    }
+    Ok(jobs)
+}
+
+/// [`jobs_of`] for a statement that moves at most one job.
+fn job_of(conn: &Connection, sql: &str, values: impl IntoIterator<Item = Value>) -> Result<Option<Job>> {
+    Ok(jobs_of(conn, sql, values)?.pop())
+}
+
 /// Inserts every job of `jobs` that does not collide with an existing one, in one
 /// statement; returns the inserted jobs by id.
-async fn bulk_insert<'a>(
-    conn: &mut SqliteConnection,
-    jobs: impl Iterator<Item = &'a NewJob>,
-) -> Result<HashMap<String, Job>> {
+fn bulk_insert<'a>(conn: &Connection, jobs: impl ExactSizeIterator<Item = &'a NewJob>) -> Result<HashMap<String, Job>> {
     let now = ids::now();
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
-         labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at) ",
+    let rows = jobs.len();
+    let mut values = Vec::with_capacity(rows * 17);
+    for job in jobs {
+        values.extend([
+            text(&job.id),
+            text(&job.user_id),
+            text(&job.kind),
+            text(&job.plugin),
+            text(&job.plugin_digest),
+            text(&job.args),
+            text(&job.env),
+            opt_text(job.input.as_deref()),
+            text(&job.labels),
+            Value::Integer(job.priority),
+            Value::Integer(job.cpus.into()),
+            Value::Integer(job.memory_mb.into()),
+            Value::Integer(job.timeout_s.into()),
+            opt_text(job.client_job_id.as_deref()),
+            Value::Integer(job.max_attempts.into()),
+            text(&now),
+            text(&now),
+        ]);
+    }
+    let sql = format!(
+        concat!(
+            "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
+             labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at) \
+             VALUES {} ON CONFLICT DO NOTHING RETURNING ",
+            job_columns!()
+        ),
+        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     );
-    q.push_values(jobs, |mut row, job| {
-        row.push_bind(job.id.clone())
-            .push_bind(job.user_id.clone())
-            .push_bind(job.kind.clone())
-            .push_bind(job.plugin.clone())
-            .push_bind(job.plugin_digest.clone())
-            .push("'pending'")
-            .push_bind(job.args.clone())
-            .push_bind(job.env.clone())
-            .push_bind(job.input.clone())
-            .push_bind(job.labels.clone())
-            .push_bind(job.priority)
-            .push_bind(job.cpus)
-            .push_bind(job.memory_mb)
-            .push_bind(job.timeout_s)
-            .push_bind(job.client_job_id.clone())
-            .push_bind(job.max_attempts)
-            .push_bind(now.clone())
-            .push_bind(now.clone());
-    });
-    q.push(concat!(" ON CONFLICT DO NOTHING RETURNING ", job_columns!()));
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    rows.iter().map(|row| job_from_row(row).map(|j| (j.id.clone(), j))).collect()
+    Ok(jobs_of(conn, &sql, values)?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
 
 /// `starting` → `running` for each `(id, attempt)`, in one statement; returns the
 /// jobs that moved.
-async fn bulk_mark_running<'a>(
-    conn: &mut SqliteConnection,
-    runs: impl Iterator<Item = (&'a str, u32)>,
-) -> Result<Vec<Job>> {
+fn bulk_mark_running<'a>(conn: &Connection, runs: impl ExactSizeIterator<Item = (&'a str, u32)>) -> Result<Vec<Job>> {
     let now = ids::now();
-    let mut q = QueryBuilder::<Sqlite>::new("UPDATE jobs SET status = 'running', started_at = ");
-    q.push_bind(now.clone()).push(", updated_at = ").push_bind(now).push(" FROM (");
-    q.push_values(runs, |mut row, (id, attempt)| {
-        row.push_bind(id.to_owned()).push_bind(attempt);
-    });
-    q.push(concat!(
-        ") AS v WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 AND jobs.status = 'starting' RETURNING ",
-        job_columns!()
-    ));
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    rows.iter().map(job_from_row).collect()
+    let rows = runs.len();
+    let mut values = vec![text(&now)];
+    for (id, attempt) in runs {
+        values.extend([text(id), Value::Integer(attempt.into())]);
+    }
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET status = 'running', started_at = ?1, updated_at = ?1 FROM (VALUES {}) AS v \
+             WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 AND jobs.status = 'starting' RETURNING ",
+            job_columns!()
+        ),
+        rows_sql(rows, "(?, ?)")
+    );
+    jobs_of(conn, &sql, values)
 }
 
 /// Records the end of each `(id, attempt, finish, started)` whose attempt is current
 /// and live, in one statement; returns the jobs that ended. `started` also records the
 /// `running` transition (its `started_at`) of a run whose start is in the same batch.
-async fn bulk_finish<'a>(
-    conn: &mut SqliteConnection,
-    ends: impl Iterator<Item = (&'a str, u32, &'a Finish, bool)>,
+fn bulk_finish<'a>(
+    conn: &Connection,
+    ends: impl ExactSizeIterator<Item = (&'a str, u32, &'a Finish, bool)>,
 ) -> Result<Vec<Job>> {
     let now = ids::now();
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "UPDATE jobs SET status = v.column3, exit_code = v.column4, error = v.column5, detail = v.column6, \
-         started_at = CASE WHEN v.column7 THEN COALESCE(jobs.started_at, ",
+    let rows = ends.len();
+    let mut values = vec![text(&now)];
+    for (id, attempt, finish, started) in ends {
+        values.extend([
+            text(id),
+            Value::Integer(attempt.into()),
+            text(finish.status.as_str()),
+            finish.exit_code.map_or(Value::Null, |c| Value::Integer(c.into())),
+            opt_text(finish.error.as_deref()),
+            opt_text(finish.detail.as_deref()),
+            Value::Integer(started.into()),
+        ]);
+    }
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET status = v.column3, exit_code = v.column4, error = v.column5, detail = v.column6, \
+             started_at = CASE WHEN v.column7 THEN COALESCE(jobs.started_at, ?1) ELSE jobs.started_at END, \
+             completed_at = ?1, updated_at = ?1, lease_expires_at = NULL FROM (VALUES {}) AS v \
+             WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 \
+             AND jobs.status IN ('starting', 'running') RETURNING ",
+            job_columns!()
+        ),
+        rows_sql(rows, "(?, ?, ?, ?, ?, ?, ?)")
     );
-    q.push_bind(now.clone()).push(") ELSE jobs.started_at END, completed_at = ");
-    q.push_bind(now.clone()).push(", updated_at = ").push_bind(now).push(", lease_expires_at = NULL FROM (");
-    q.push_values(ends, |mut row, (id, attempt, finish, started)| {
-        row.push_bind(id.to_owned())
-            .push_bind(attempt)
-            .push_bind(finish.status.as_str())
-            .push_bind(finish.exit_code)
-            .push_bind(finish.error.clone())
-            .push_bind(finish.detail.clone())
-            .push_bind(started);
-    });
-    q.push(concat!(
-        ") AS v WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 \
-         AND jobs.status IN ('starting', 'running') RETURNING ",
-        job_columns!()
-    ));
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    rows.iter().map(job_from_row).collect()
+    jobs_of(conn, &sql, values)
 }
 
 /// The job as it was after its `running` transition and before its end, for a run
@@ -417,134 +519,153 @@ fn running_before(ended: &Job) -> Job {
     Job { status: JobStatus::Running, exit_code: None, error: None, detail: None, completed_at: None, ..ended.clone() }
 }
 
-/// Every chunk of `chunks` in one statement per [`BULK_ROWS`], all or none.
-async fn bulk_append_logs(conn: &mut SqliteConnection, chunks: &[&StoredChunk]) -> Result<()> {
-    if chunks.len() <= BULK_ROWS {
-        return bulk_append_logs_part(conn, chunks).await;
+/// Runs `body` inside a savepoint: its statements apply together or not at all.
+fn atomically<T>(conn: &Connection, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    let result = body();
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
     }
-    atomically!(conn, {
-        async {
-            for part in chunks.chunks(BULK_ROWS) {
-                bulk_append_logs_part(&mut *conn, part).await?;
-            }
-            Ok::<_, StoreError>(())
-        }
-        .await
-    })
+    conn.prepare_cached("RELEASE op")?.execute([])?;
+    result
 }
 
-async fn bulk_append_logs_part(conn: &mut SqliteConnection, part: &[&StoredChunk]) -> Result<()> {
-    {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO log_chunks (job_id, seq, stream, data, at) ");
-        q.push_values(part, |mut row, c| {
-            row.push_bind(c.job_id.clone())
-                .push_bind(to_i64(c.chunk.seq))
-                .push_bind(c.chunk.stream.as_str())
-                .push_bind(c.chunk.data.clone())
-                .push_bind(c.chunk.at.clone());
-        });
-        q.build().execute(&mut *conn).await?;
+/// Every chunk of `chunks` in one statement per [`BULK_ROWS`], all or none.
+fn bulk_append_logs(conn: &Connection, chunks: &[&StoredChunk]) -> Result<()> {
+    if chunks.len() <= BULK_ROWS {
+        return bulk_append_logs_part(conn, chunks);
     }
+    atomically(conn, || chunks.chunks(BULK_ROWS).try_for_each(|part| bulk_append_logs_part(conn, part)))
+}
+
+fn bulk_append_logs_part(conn: &Connection, part: &[&StoredChunk]) -> Result<()> {
+    let mut values = Vec::with_capacity(part.len() * 5);
+    for c in part {
+        values.extend([
+            text(&c.job_id),
+            Value::Integer(to_i64(c.chunk.seq)),
+            text(c.chunk.stream.as_str()),
+            text(&c.chunk.data),
+            text(&c.chunk.at),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO log_chunks (job_id, seq, stream, data, at) VALUES {}",
+        rows_sql(part.len(), "(?, ?, ?, ?, ?)")
+    );
+    conn.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(())
 }
 
-fn answer_err(op: Op, msg: &str) -> Answer {
+/// Answers an op that came after [`Op::Close`].
+fn refuse(op: Op) {
+    if let Some(answer) = answer_err(op, "the store is closed") {
+        answer.deliver(None);
+    }
+}
+
+/// The answer `op` gets when it is not made; none for a close (whose sender learns
+/// of it when its reply is dropped).
+fn answer_err(op: Op, msg: &str) -> Option<Answer> {
     let err = || StoreError::Commit(msg.to_owned());
-    match op {
+    Some(match op {
         Op::InsertJob(_, reply) => Answer::Inserted(reply, Err(err())),
         Op::Claim { reply, .. } => Answer::Claimed(reply, err()),
         Op::MarkRunning { reply, .. } | Op::Finish { reply, .. } => Answer::Job(reply, Err(err())),
         Op::AppendLogs(_, done) | Op::Progress(_, _, done) | Op::Flush(done) => Answer::Done(done, Err(err())),
-    }
+        Op::Close(_) => return None,
+    })
 }
 
 /// One job, as [`bulk_insert`] does for many, and consuming its upload when it names
 /// one: `None` (nothing inserted) when the upload is not the user's, not finalized or
 /// expired.
-async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<Option<(Job, bool)>> {
+fn insert_job(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bool)>> {
     // In a savepoint: an upload that cannot be consumed undoes the insert.
-    sqlx::query("SAVEPOINT op").execute(&mut *conn).await?;
-    let result = insert_and_consume(&mut *conn, job).await;
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    let result = insert_and_consume(conn, job);
     if !matches!(result, Ok(Some(_))) {
-        sqlx::query("ROLLBACK TO op").execute(&mut *conn).await?;
+        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
     }
-    sqlx::query("RELEASE op").execute(&mut *conn).await?;
+    conn.prepare_cached("RELEASE op")?.execute([])?;
     result
 }
 
-async fn insert_and_consume(conn: &mut SqliteConnection, job: &NewJob) -> Result<Option<(Job, bool)>> {
+fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bool)>> {
     let now = ids::now();
-    let inserted = sqlx::query(concat!(
-        "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
-         labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
-         updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-         ?15, ?16, ?16, ?17) ON CONFLICT DO NOTHING RETURNING ",
-        job_columns!()
-    ))
-    .bind(&job.id)
-    .bind(&job.user_id)
-    .bind(&job.kind)
-    .bind(&job.plugin)
-    .bind(&job.plugin_digest)
-    .bind(&job.args)
-    .bind(&job.env)
-    .bind(&job.input)
-    .bind(&job.labels)
-    .bind(job.priority)
-    .bind(job.cpus)
-    .bind(job.memory_mb)
-    .bind(job.timeout_s)
-    .bind(&job.client_job_id)
-    .bind(job.max_attempts)
-    .bind(&now)
-    .bind(&job.files_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = inserted {
+    let inserted = job_of(
+        conn,
+        concat!(
+            "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
+             labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
+             updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+             ?15, ?16, ?16, ?17) ON CONFLICT DO NOTHING RETURNING ",
+            job_columns!()
+        ),
+        [
+            text(&job.id),
+            text(&job.user_id),
+            text(&job.kind),
+            text(&job.plugin),
+            text(&job.plugin_digest),
+            text(&job.args),
+            text(&job.env),
+            opt_text(job.input.as_deref()),
+            text(&job.labels),
+            Value::Integer(job.priority),
+            Value::Integer(job.cpus.into()),
+            Value::Integer(job.memory_mb.into()),
+            Value::Integer(job.timeout_s.into()),
+            opt_text(job.client_job_id.as_deref()),
+            Value::Integer(job.max_attempts.into()),
+            text(&now),
+            opt_text(job.files_id.as_deref()),
+        ],
+    )?;
+    if let Some(created) = inserted {
         if let Some(files_id) = &job.files_id {
-            let consumed = sqlx::query(
-                "UPDATE uploads SET state = 'consumed', job_id = ?1, updated_at = ?2 \
-                 WHERE id = ?3 AND user_id = ?4 AND state = 'finalized' AND expires_at > ?2",
-            )
-            .bind(&job.id)
-            .bind(&now)
-            .bind(files_id)
-            .bind(&job.user_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
+            let consumed = conn
+                .prepare_cached(
+                    "UPDATE uploads SET state = 'consumed', job_id = ?1, updated_at = ?2 \
+                     WHERE id = ?3 AND user_id = ?4 AND state = 'finalized' AND expires_at > ?2",
+                )?
+                .execute(params![job.id, now, files_id, job.user_id])?
                 == 1;
             if !consumed {
                 // The caller's savepoint undoes the insert.
                 return Ok(None);
             }
         }
-        return Ok(Some((job_from_row(&row)?, true)));
+        return Ok(Some((created, true)));
     }
     // Not inserted: the idempotency key names a live job of this user; return it.
-    sqlx::query(concat!(
-        "SELECT ",
-        job_columns!(),
-        " FROM jobs WHERE user_id = ? AND client_job_id = ? AND status <> 'cleaned'"
-    ))
-    .bind(&job.user_id)
-    .bind(&job.client_job_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| job_from_row(&row).map(|j| Some((j, false))))
-    .transpose()?
+    job_of(
+        conn,
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE user_id = ? AND client_job_id = ? AND status <> 'cleaned'"
+        ),
+        [text(&job.user_id), opt_text(job.client_job_id.as_deref())],
+    )?
+    .map(|j| Some((j, false)))
     .ok_or_else(|| StoreError::Corrupt(format!("job {} was neither inserted nor found", job.id)))
 }
 
-/// Up to `max` claims. First one conditional UPDATE takes the longest run at the head
-/// of the queue that fits in the room left (running sums over the queue order); then
-/// single claims, each seeing the ones before it, go on past a job too large for the
-/// room, as [`claim_one`] always does. Admission stays exact either way.
-async fn claim(conn: &mut SqliteConnection, lease_until: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
+/// Claims of this many jobs or more start with [`claim_head`]; its window query costs
+/// about as much as eight single claims.
+const HEAD_CLAIM_AT: usize = 8;
+
+/// Up to `max` claims. For a large `max`, first one conditional UPDATE takes the
+/// longest run at the head of the queue that fits in the room left (running sums over
+/// the queue order); then single claims, each seeing the ones before it, go on past a
+/// job too large for the room, as [`claim_one`] always does. Admission stays exact
+/// either way.
+fn claim(conn: &Connection, lease_until: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
     let now = ids::now();
-    let mut jobs = if max > 1 { claim_head(conn, lease_until, &now, capacity, max).await? } else { Vec::new() };
+    let mut jobs = if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, capacity, max)? } else { Vec::new() };
     while jobs.len() < max {
-        match claim_one(&mut *conn, lease_until, &now, capacity).await? {
+        match claim_one(conn, lease_until, &now, capacity)? {
             Some(job) => jobs.push(job),
             None => break,
         }
@@ -554,120 +675,138 @@ async fn claim(conn: &mut SqliteConnection, lease_until: &str, capacity: &Usage,
 
 /// Claims the longest prefix (at most `max` jobs) of the pending queue whose
 /// declared CPUs and memory fit in what the `starting` and `running` jobs leave, in
-/// queue order.
-async fn claim_head(
-    conn: &mut SqliteConnection,
-    lease_until: &str,
-    now: &str,
-    capacity: &Usage,
-    max: usize,
-) -> Result<Vec<Job>> {
-    let mut jobs = sqlx::query(concat!(
-        "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, updated_at = ?2 \
-         WHERE status = 'pending' AND id IN (\
-           SELECT id FROM (\
-             SELECT id, SUM(cpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
-               SELECT id, priority, cpus, memory_mb FROM jobs WHERE status = 'pending' \
-               ORDER BY priority DESC, id LIMIT ?5) \
-             WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) \
-           WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
-             AND memory_upto <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                      WHERE status IN ('starting', 'running'))) \
-         RETURNING ",
-        job_columns!()
-    ))
-    .bind(lease_until)
-    .bind(now)
-    .bind(to_i64(capacity.cpus))
-    .bind(to_i64(capacity.memory_mb))
-    .bind(i64::try_from(max).unwrap_or(i64::MAX))
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(job_from_row)
-    .collect::<Result<Vec<_>>>()?;
+/// queue order. The outer `+status` keeps SQLite from walking every pending job in
+/// the status index to find the few ids the subquery picked: it looks them up by id.
+fn claim_head(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
+    let mut jobs = jobs_of(
+        conn,
+        concat!(
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, updated_at = ?2 \
+             WHERE +status = 'pending' AND id IN (\
+               SELECT id FROM (\
+                 SELECT id, SUM(cpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
+                   SELECT id, priority, cpus, memory_mb FROM jobs WHERE status = 'pending' \
+                   ORDER BY priority DESC, id LIMIT ?5) \
+                 WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) \
+               WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+                 AND memory_upto <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                          WHERE status IN ('starting', 'running'))) \
+             RETURNING ",
+            job_columns!()
+        ),
+        [
+            text(lease_until),
+            text(now),
+            Value::Integer(to_i64(capacity.cpus)),
+            Value::Integer(to_i64(capacity.memory_mb)),
+            Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)),
+        ],
+    )?;
     jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
     Ok(jobs)
 }
 
-async fn mark_running(conn: &mut SqliteConnection, id: &str, attempt: u32) -> Result<Option<Job>> {
-    sqlx::query(concat!(
-        "UPDATE jobs SET status = 'running', started_at = ?1, updated_at = ?1 \
-         WHERE id = ?2 AND attempt = ?3 AND status = 'starting' RETURNING ",
-        job_columns!()
-    ))
-    .bind(ids::now())
-    .bind(id)
-    .bind(attempt)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| job_from_row(&row))
-    .transpose()
+/// Claims the next pending job that fits in what `capacity` leaves: one conditional
+/// UPDATE. A job too large for the room left waits while smaller ones behind it start.
+fn claim_one(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
+    job_of(
+        conn,
+        concat!(
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
+             updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND cpus <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+             AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running')) \
+             ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
+            job_columns!()
+        ),
+        [
+            text(lease_until),
+            text(now),
+            Value::Integer(to_i64(capacity.cpus)),
+            Value::Integer(to_i64(capacity.memory_mb)),
+        ],
+    )
 }
 
-async fn finish_job(
-    conn: &mut SqliteConnection,
+fn mark_running(conn: &Connection, id: &str, attempt: u32) -> Result<Option<Job>> {
+    job_of(
+        conn,
+        concat!(
+            "UPDATE jobs SET status = 'running', started_at = ?1, updated_at = ?1 \
+             WHERE id = ?2 AND attempt = ?3 AND status = 'starting' RETURNING ",
+            job_columns!()
+        ),
+        [text(&ids::now()), text(id), Value::Integer(attempt.into())],
+    )
+}
+
+fn finish_job(
+    conn: &Connection,
     id: &str,
     attempt: u32,
     finish: &Finish,
     artifacts: &[Artifact],
 ) -> Result<Option<Job>> {
     let now = ids::now();
-    let update = sqlx::query(concat!(
-        "UPDATE jobs SET status = ?1, exit_code = ?2, error = ?3, completed_at = ?4, \
-         updated_at = ?4, lease_expires_at = NULL, detail = ?7 \
-         WHERE id = ?5 AND attempt = ?6 AND status IN ('starting', 'running') RETURNING ",
-        job_columns!()
-    ))
-    .bind(finish.status.as_str())
-    .bind(finish.exit_code)
-    .bind(&finish.error)
-    .bind(&now)
-    .bind(id)
-    .bind(attempt)
-    .bind(&finish.detail);
+    let update = || {
+        job_of(
+            conn,
+            concat!(
+                "UPDATE jobs SET status = ?1, exit_code = ?2, error = ?3, completed_at = ?4, \
+                 updated_at = ?4, lease_expires_at = NULL, detail = ?7 \
+                 WHERE id = ?5 AND attempt = ?6 AND status IN ('starting', 'running') RETURNING ",
+                job_columns!()
+            ),
+            [
+                text(finish.status.as_str()),
+                finish.exit_code.map_or(Value::Null, |c| Value::Integer(c.into())),
+                opt_text(finish.error.as_deref()),
+                text(&now),
+                text(id),
+                Value::Integer(attempt.into()),
+                opt_text(finish.detail.as_deref()),
+            ],
+        )
+    };
     if artifacts.is_empty() {
-        return update.fetch_optional(&mut *conn).await?.map(|row| job_from_row(&row)).transpose();
+        return update();
     }
-    atomically!(conn, {
-        async {
-            let job = update.fetch_optional(&mut *conn).await?.map(|row| job_from_row(&row)).transpose()?;
-            super::insert_artifacts(&mut *conn, id, artifacts, &now).await?;
-            Ok::<_, StoreError>(job)
-        }
-        .await
+    atomically(conn, || {
+        let job = update()?;
+        insert_artifacts(conn, id, artifacts, &now)?;
+        Ok(job)
     })
 }
 
-async fn append_logs(conn: &mut SqliteConnection, chunks: &[StoredChunk]) -> Result<()> {
-    atomically!(conn, {
-        async {
-            for c in chunks {
-                sqlx::query("INSERT INTO log_chunks (job_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")
-                    .bind(&c.job_id)
-                    .bind(to_i64(c.chunk.seq))
-                    .bind(c.chunk.stream.as_str())
-                    .bind(&c.chunk.data)
-                    .bind(&c.chunk.at)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok::<_, StoreError>(())
+fn insert_artifacts(conn: &Connection, job_id: &str, artifacts: &[Artifact], now: &str) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO artifacts (id, job_id, name, size_bytes, sha256, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name) DO UPDATE SET \
+         size_bytes = excluded.size_bytes, sha256 = excluded.sha256",
+    )?;
+    for a in artifacts {
+        stmt.execute(params![ids::new(ids::ARTIFACT), job_id, a.name, to_i64(a.size_bytes), a.sha256, now])?;
+    }
+    Ok(())
+}
+
+fn append_logs(conn: &Connection, chunks: &[StoredChunk]) -> Result<()> {
+    atomically(conn, || {
+        let mut stmt =
+            conn.prepare_cached("INSERT INTO log_chunks (job_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?)")?;
+        for c in chunks {
+            stmt.execute(params![c.job_id, to_i64(c.chunk.seq), c.chunk.stream.as_str(), c.chunk.data, c.chunk.at])?;
         }
-        .await
+        Ok(())
     })
 }
 
-async fn set_progress(conn: &mut SqliteConnection, id: &str, progress: &Progress) -> Result<()> {
-    sqlx::query(
+fn set_progress(conn: &Connection, id: &str, progress: &Progress) -> Result<()> {
+    conn.prepare_cached(
         "UPDATE jobs SET progress_done = ?, progress_total = ?, progress_message = ? \
          WHERE id = ? AND status IN ('starting', 'running')",
-    )
-    .bind(to_i64(progress.done))
-    .bind(progress.total.map(to_i64))
-    .bind(&progress.message)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![to_i64(progress.done), progress.total.map(to_i64), progress.message, id])?;
     Ok(())
 }
