@@ -55,13 +55,15 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults for a data dir: listen on `127.0.0.1:7717`, one job per core.
+    /// Defaults for a data dir: listen on `127.0.0.1:7717`, as many jobs at once as
+    /// the cores hold at the default `cpus` (see [`Limits::default_concurrency`]).
     pub fn new(data_dir: PathBuf) -> ServerConfig {
+        let limits = Limits::default();
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7717)),
             data_dir,
-            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            limits: Limits::default(),
+            concurrency: limits.default_concurrency(),
+            limits,
             max_log_bytes: 8 << 20,
             max_output_bytes: 1 << 30,
             max_open_resources: 4096,

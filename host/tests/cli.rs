@@ -30,6 +30,22 @@ fn run_streams_output_and_exits_with_the_job_exit_code() {
     assert!(String::from_utf8_lossy(&three.stdout).contains("exiting 3"));
 }
 
+#[test]
+fn run_takes_a_fractional_cpu_request_and_refuses_a_bad_one() {
+    let half = Command::new(BIN)
+        .args(["run", "--json", "--cpus", "0.5", "--server", NO_SERVER, PROBE_WASM, "--", "echo", "hi"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&half.stdout);
+    assert_eq!(half.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&half.stderr));
+    let job: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(job["cpus"], serde_json::json!(0.5), "{job}");
+
+    let zero = Command::new(BIN).args(["run", "--cpus", "0", "--server", NO_SERVER, PROBE_WASM]).output().unwrap();
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("not a number of CPUs"));
+}
+
 /// Runs `jobhost ARGS` with a terminal for stdin/stdout/stderr (util-linux `script`),
 /// returning everything the terminal showed.
 fn on_a_terminal(args: &str) -> String {

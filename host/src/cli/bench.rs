@@ -111,8 +111,9 @@ pub struct BenchArgs {
     /// Batches in flight at once on the WebSocket.
     #[arg(long, default_value_t = 4)]
     pipeline: usize,
-    /// Most jobs running at once in the throughput and latency runs [default: the
-    /// server's default, one per core].
+    /// Most jobs running at once in the throughput and latency runs, the CPU capacity
+    /// raised to hold that many default jobs if needed [default: the server's, 4 per
+    /// core].
     #[arg(long)]
     concurrency: Option<usize>,
     /// Print one JSON object with every figure as the last line.
@@ -157,7 +158,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let tweak = |c: &mut ServerConfig| {
         if let Some(n) = args.concurrency {
             c.concurrency = n;
-            c.limits.capacity_cpus = c.limits.capacity_cpus.max(u32::try_from(n).unwrap_or(u32::MAX));
+            let held = (n as u64).saturating_mul(u64::from(c.limits.default_cpus.millis())).div_ceil(1000);
+            c.limits.capacity_cpus = c.limits.capacity_cpus.max(u32::try_from(held).unwrap_or(u32::MAX));
         }
     };
 

@@ -136,7 +136,8 @@ struct ServeArgs {
     /// Data directory [default: $XDG_DATA_HOME/jobhost].
     #[arg(long, env = "JOBHOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Most jobs running at once [default: number of cores].
+    /// Most jobs running at once [default: 4 per core, as many as the cores hold at the
+    /// default `cpus` of 0.25].
     #[arg(long)]
     concurrency: Option<usize>,
     /// Allow listening on an address other than loopback (other machines can connect).
@@ -207,6 +208,9 @@ struct JobArgs {
     /// Memory limit, MiB.
     #[arg(long)]
     memory_mb: Option<u32>,
+    /// CPUs the job needs, in steps of 0.001 [default: the server's, 0.25].
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<crate::jobs::model::Cpus>,
     /// Idempotency key.
     #[arg(long)]
     client_job_id: Option<String>,
@@ -373,10 +377,19 @@ impl JobArgs {
             input,
             timeout_s: self.timeout_s,
             memory_mb: self.memory_mb,
+            cpus: self.cpus,
             client_job_id: self.client_job_id.clone(),
             ..SubmitRequest::default()
         })
     }
+}
+
+fn parse_cpus(text: &str) -> Result<crate::jobs::model::Cpus, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(crate::jobs::model::Cpus::from_cpus)
+        .filter(|cpus| cpus.millis() > 0)
+        .ok_or_else(|| format!("{text:?} is not a number of CPUs: more than 0, in steps of 0.001"))
 }
 
 /// `$XDG_DATA_HOME/jobhost`, falling back to `~/.local/share/jobhost` as the XDG

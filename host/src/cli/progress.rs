@@ -108,7 +108,7 @@ mod tests {
             detail: None,
             labels: Default::default(),
             priority: 0,
-            cpus: 1,
+            cpus: crate::jobs::model::Cpus::ONE,
             memory_mb: 256,
             timeout_s: 600,
             client_job_id: None,

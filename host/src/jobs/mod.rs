@@ -16,7 +16,7 @@ use crate::ids;
 use crate::store::{Claimed, Finish, JobQuery, NewJob, Store, Usage};
 use crate::uploads::UploadState;
 use events::EventBus;
-use model::{Artifact, EventKind, Job, JobEvent, JobStatus, LogChunk};
+use model::{Artifact, Cpus, EventKind, Job, JobEvent, JobStatus, LogChunk};
 use recorder::Recorder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,9 @@ pub struct Limits {
     /// CPUs jobs may declare in all at once (default: the machine's cores); a job
     /// asking for more could never start.
     pub capacity_cpus: u32,
+    /// `cpus` when a job does not say: a quarter of a CPU, so short jobs share a core
+    /// four ways; a job that computes for long declares what it needs.
+    pub default_cpus: Cpus,
     /// Memory jobs may declare in all at once, MiB (default: 80% of the machine's).
     pub capacity_memory_mb: u32,
     /// Claims a job gets before a run lost to a crash fails it.
@@ -75,9 +78,19 @@ impl Default for Limits {
             default_timeout_s: 600,
             max_timeout_s: 7 * 24 * 3600,
             capacity_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            default_cpus: DEFAULT_CPUS,
             capacity_memory_mb: machine_memory_mb().map_or(4096, |mb| (mb / 5 * 4) as u32),
             max_attempts: 1,
         }
+    }
+}
+
+impl Limits {
+    /// How many jobs of the default `cpus` the CPU capacity holds: the default number
+    /// of jobs a server runs at once (4 per core with the defaults).
+    pub fn default_concurrency(&self) -> usize {
+        let held = u64::from(self.capacity_cpus) * 1000 / u64::from(self.default_cpus.millis().max(1));
+        usize::try_from(held).unwrap_or(usize::MAX).max(1)
     }
 }
 
@@ -92,6 +105,8 @@ fn machine_memory_mb() -> Option<u64> {
 /// Bytes of JSON in `args`, `env`, `input` and `labels` together; jobs carry data in
 /// files, not in their record.
 const MAX_REQUEST_JSON_BYTES: usize = 1 << 20;
+/// `cpus` of a job that does not say, unless the server is told otherwise.
+pub const DEFAULT_CPUS: Cpus = Cpus::from_millis(250);
 /// The longest `jobs.wait` a client may ask for in one call.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// `jobs.wait` without `timeout_s`.
@@ -119,9 +134,9 @@ pub struct SubmitRequest {
     /// A finalized upload to consume: its files are the job's `/input`.
     #[serde(default)]
     pub files_id: Option<String>,
-    /// CPUs the job needs.
+    /// CPUs the job needs, in steps of 0.001 (default: the server's, 0.25).
     #[serde(default)]
-    pub cpus: Option<u32>,
+    pub cpus: Option<Cpus>,
     /// Memory limit, MiB.
     #[serde(default)]
     pub memory_mb: Option<u32>,
@@ -172,7 +187,7 @@ pub struct LogPage {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ResourceUsage {
     /// CPUs declared by jobs starting or running.
-    pub used_cpus: u64,
+    pub used_cpus: Cpus,
     /// Memory declared by jobs starting or running, MiB.
     pub used_memory_mb: u64,
     /// Jobs starting or running.
@@ -345,11 +360,11 @@ impl Jobs {
                 format!("must be between 1 and {} (the server's maximum)", limits.max_timeout_s),
             ));
         }
-        let cpus = req.cpus.unwrap_or(1);
-        if cpus == 0 {
-            return Err(Error::invalid("cpus", "must be at least 1"));
+        let cpus = req.cpus.unwrap_or(limits.default_cpus);
+        if cpus.millis() == 0 {
+            return Err(Error::invalid("cpus", "must be more than 0"));
         }
-        if cpus > limits.capacity_cpus {
+        if cpus > Cpus::whole(limits.capacity_cpus) {
             return Err(Error::LimitExceeded(format!(
                 "cpus: the job asks for {cpus} CPUs but this server has {}; it could never start",
                 limits.capacity_cpus
@@ -657,7 +672,7 @@ impl Jobs {
             used_memory_mb: used.memory_mb,
             running_jobs,
             capacity: Usage {
-                cpus: u64::from(self.limits.capacity_cpus),
+                cpus: Cpus::whole(self.limits.capacity_cpus),
                 memory_mb: u64::from(self.limits.capacity_memory_mb),
             },
         })
@@ -692,8 +707,10 @@ impl Jobs {
     /// capacity) with a lease of `lease`, in one transaction. Queued at once, and
     /// answered before the commit: see [`Claimed`].
     pub fn claim(&self, lease: Duration, max: usize) -> impl Future<Output = Result<Claimed>> + Send + 'static + use<> {
-        let capacity =
-            Usage { cpus: u64::from(self.limits.capacity_cpus), memory_mb: u64::from(self.limits.capacity_memory_mb) };
+        let capacity = Usage {
+            cpus: Cpus::whole(self.limits.capacity_cpus),
+            memory_mb: u64::from(self.limits.capacity_memory_mb),
+        };
         let claimed = self.store.claim_early(&lease_until(lease), &capacity, max);
         async move { Ok(claimed.await?) }
     }

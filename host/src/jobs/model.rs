@@ -5,6 +5,87 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// An amount of CPU, in whole thousandths of a CPU ("millicores"). On the wire it is
+/// a JSON number of CPUs: `1`, `0.25`, `2.5`; at most three decimals, not negative
+/// (a usage can be 0; a job's request is checked to be more than 0 where it is made).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cpus(u32);
+
+impl Cpus {
+    /// One whole CPU.
+    pub const ONE: Cpus = Cpus(1000);
+
+    /// `millis` thousandths of a CPU.
+    pub const fn from_millis(millis: u32) -> Cpus {
+        Cpus(millis)
+    }
+
+    /// `n` whole CPUs (saturating).
+    pub const fn whole(n: u32) -> Cpus {
+        Cpus(n.saturating_mul(1000))
+    }
+
+    /// In thousandths of a CPU.
+    pub const fn millis(self) -> u32 {
+        self.0
+    }
+
+    /// A number of CPUs as a client writes it: `None` unless it has at most three
+    /// decimals, is not negative, and is representable.
+    pub fn from_cpus(cpus: f64) -> Option<Cpus> {
+        let millis = cpus * 1000.0;
+        let whole = millis.round();
+        let exact = (millis - whole).abs() < 1e-6;
+        (exact && whole >= 0.0 && whole <= f64::from(u32::MAX)).then_some(Cpus(whole as u32))
+    }
+}
+
+impl std::fmt::Display for Cpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_multiple_of(1000) {
+            write!(f, "{}", self.0 / 1000)
+        } else {
+            write!(f, "{}", f64::from(self.0) / 1000.0)
+        }
+    }
+}
+
+impl Serialize for Cpus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Whole CPUs stay integers on the wire.
+        if self.0.is_multiple_of(1000) {
+            s.serialize_u32(self.0 / 1000)
+        } else {
+            s.serialize_f64(f64::from(self.0) / 1000.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cpus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cpus, D::Error> {
+        let cpus = f64::deserialize(d)?;
+        Cpus::from_cpus(cpus).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{cpus} is not a number of CPUs: not negative, in steps of 0.001 (a thousandth of a CPU)"
+            ))
+        })
+    }
+}
+
+impl JsonSchema for Cpus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cpus".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "minimum": 0,
+            "description": "CPUs, in steps of 0.001 (e.g. 0.25, 1, 2.5)"
+        })
+    }
+}
+
 /// Where a job is in its life. One vocabulary for the store, the API and the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -111,8 +192,8 @@ pub struct Job {
     pub labels: BTreeMap<String, String>,
     /// Higher runs first.
     pub priority: i64,
-    /// CPUs the job declared.
-    pub cpus: u32,
+    /// CPUs the job declared (a share of the capacity it is admitted against).
+    pub cpus: Cpus,
     /// Memory limit of the job's linear memories, MiB.
     pub memory_mb: u32,
     /// Wall-clock limit, seconds.
@@ -275,4 +356,29 @@ pub struct JobEvent {
     /// How many events were missed, on `lagged` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+}
+
+#[cfg(test)]
+mod cpus_tests {
+    use super::Cpus;
+
+    #[test]
+    fn cpus_take_thousandths_and_print_whole_ones_as_integers() {
+        assert_eq!(Cpus::from_cpus(0.25), Some(Cpus::from_millis(250)));
+        assert_eq!(Cpus::from_cpus(0.001), Some(Cpus::from_millis(1)));
+        assert_eq!(Cpus::from_cpus(2.5), Some(Cpus::from_millis(2500)));
+        assert_eq!(Cpus::from_cpus(0.0), Some(Cpus::from_millis(0)), "a usage can be nothing");
+        for bad in [-1.0, -0.001, 0.0004, 0.2501, f64::NAN, f64::INFINITY, 1e12] {
+            assert_eq!(Cpus::from_cpus(bad), None, "{bad}");
+        }
+        assert_eq!(serde_json::to_string(&Cpus::whole(2)).ok().as_deref(), Some("2"));
+        assert_eq!(serde_json::to_string(&Cpus::from_millis(250)).ok().as_deref(), Some("0.25"));
+        assert_eq!(serde_json::from_str::<Cpus>("1").ok(), Some(Cpus::ONE));
+        assert_eq!(serde_json::from_str::<Cpus>("0.125").ok(), Some(Cpus::from_millis(125)));
+        assert_eq!(serde_json::from_str::<Cpus>("0").ok(), Some(Cpus::from_millis(0)));
+        assert!(serde_json::from_str::<Cpus>("-0.5").is_err());
+        assert!(serde_json::from_str::<Cpus>("\"1\"").is_err());
+        assert_eq!(Cpus::from_millis(1500).to_string(), "1.5");
+        assert_eq!(Cpus::whole(3).to_string(), "3");
+    }
 }

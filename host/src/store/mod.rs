@@ -10,7 +10,7 @@ mod sqlite;
 
 pub use sqlite::Store;
 
-use crate::jobs::model::{Job, JobStatus, LogChunk};
+use crate::jobs::model::{Cpus, Job, JobStatus, LogChunk};
 
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ pub struct NewJob {
     /// Higher first.
     pub priority: i64,
     /// Declared CPUs.
-    pub cpus: u32,
+    pub cpus: Cpus,
     /// Memory limit, MiB.
     pub memory_mb: u32,
     /// Wall-clock limit, s.
@@ -159,7 +159,7 @@ pub struct Recovery {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Usage {
     /// CPUs.
-    pub cpus: u64,
+    pub cpus: Cpus,
     /// Memory, MiB.
     pub memory_mb: u64,
 }

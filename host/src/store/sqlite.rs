@@ -9,7 +9,7 @@
 
 use super::{Claimed, Finish, JobQuery, NewJob, Recovery, Result, StoreError, StoredChunk, Usage};
 use crate::ids;
-use crate::jobs::model::{Artifact, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
+use crate::jobs::model::{Artifact, Cpus, Job, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Progress};
 use sqlx::Row;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnection;
@@ -32,7 +32,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 macro_rules! job_columns {
     () => {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
-         cpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
+         millicpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
          progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id, detail"
     };
 }
@@ -336,13 +336,16 @@ impl Store {
     /// CPUs and memory declared by the `starting` and `running` jobs, and how many.
     pub async fn usage(&self) -> Result<(Usage, u64)> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(cpus), 0) AS cpus, COALESCE(SUM(memory_mb), 0) AS memory_mb, \
+            "SELECT COALESCE(SUM(millicpus), 0) AS millicpus, COALESCE(SUM(memory_mb), 0) AS memory_mb, \
              COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running')",
         )
         .fetch_one(&self.read)
         .await?;
         Ok((
-            Usage { cpus: to_u64(row.try_get("cpus")?), memory_mb: to_u64(row.try_get("memory_mb")?) },
+            Usage {
+                cpus: Cpus::from_millis(u32::try_from(row.try_get::<i64, _>("millicpus")?).unwrap_or(u32::MAX)),
+                memory_mb: to_u64(row.try_get("memory_mb")?),
+            },
             to_u64(row.try_get("jobs")?),
         ))
     }
@@ -664,7 +667,7 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         input: input.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt("input", &e))?,
         labels: serde_json::from_str(&labels).map_err(|e| corrupt("labels", &e))?,
         priority: row.col("priority")?,
-        cpus: row.col("cpus")?,
+        cpus: Cpus::from_millis(row.col("millicpus")?),
         memory_mb: row.col("memory_mb")?,
         timeout_s: row.col("timeout_s")?,
         client_job_id: row.col("client_job_id")?,

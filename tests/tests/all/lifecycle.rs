@@ -69,6 +69,59 @@ async fn artifacts_read_back_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cpus_are_fractional_and_a_job_declares_a_quarter_by_default() {
+    // One CPU of capacity and the default concurrency it implies: four default jobs.
+    let t = TestServer::start_with(|c| {
+        c.limits.capacity_cpus = 1;
+        c.concurrency = c.limits.default_concurrency();
+    })
+    .await;
+    t.install("probe", PROBE_WASM).await;
+    let sleeper = |cpus: Option<Cpus>| SubmitRequest {
+        plugin: "probe".into(),
+        args: vec!["sleep".into(), "2".into()],
+        cpus,
+        ..Default::default()
+    };
+    let mut quarter = Vec::new();
+    for _ in 0..4 {
+        quarter.push(t.client.submit(&sleeper(None)).await.unwrap().job);
+    }
+    assert!(quarter.iter().all(|j| j.cpus == Cpus::from_millis(250)), "{quarter:?}");
+    let waiting = t.client.submit(&sleeper(Cpus::from_cpus(0.5))).await.unwrap().job;
+    assert_eq!(waiting.cpus, Cpus::from_millis(500));
+    eventually(10, || async { t.client.usage().await.unwrap().running_jobs == 4 }).await;
+    let usage = t.client.usage().await.unwrap();
+    assert_eq!((usage.used_cpus, usage.capacity.cpus), (Cpus::ONE, Cpus::ONE), "four quarters fill one CPU");
+    assert_eq!(t.client.get(&waiting.id).await.unwrap().status, JobStatus::Pending, "1 + 0.5 > 1");
+
+    // On the wire: a number of CPUs, whole ones as integers.
+    let resp =
+        post_raw(&t, r#"{"jsonrpc":"2.0","id":1,"method":"jobs.submit","params":{"plugin":"probe","cpus":0.75}}"#)
+            .await;
+    assert_eq!(resp["result"]["job"]["cpus"], serde_json::json!(0.75), "{resp}");
+    let resp =
+        post_raw(&t, r#"{"jsonrpc":"2.0","id":2,"method":"jobs.submit","params":{"plugin":"probe","cpus":1}}"#).await;
+    assert_eq!(resp["result"]["job"]["cpus"].to_string(), "1", "{resp}");
+    for bad in ["0", "-1", "0.0001", "\"1\""] {
+        let body =
+            format!(r#"{{"jsonrpc":"2.0","id":3,"method":"jobs.submit","params":{{"plugin":"probe","cpus":{bad}}}}}"#);
+        let resp = post_raw(&t, &body).await;
+        assert_eq!(resp["error"]["data"]["kind"], "invalid_params", "cpus {bad}: {resp}");
+        assert_eq!(resp["error"]["data"]["field"], "cpus", "cpus {bad}: {resp}");
+    }
+    let mut first_end = None;
+    for job in &quarter {
+        let done = t.wait(&job.id).await;
+        assert_eq!(done.status, JobStatus::Completed);
+        first_end = first_end.min(done.completed_at.clone()).or(done.completed_at);
+    }
+    let last = t.wait(&waiting.id).await;
+    assert_eq!(last.status, JobStatus::Completed);
+    assert!(last.started_at >= first_end, "the half-CPU job started once a quarter was free");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn admission_keeps_declared_resources_within_capacity() {
     let t = TestServer::start_with(|c| {
         c.limits.capacity_memory_mb = 1000;
@@ -76,7 +129,7 @@ async fn admission_keeps_declared_resources_within_capacity() {
     })
     .await;
     t.install("probe", PROBE_WASM).await;
-    let too_many_cpus = SubmitRequest { plugin: "probe".into(), cpus: Some(10_000), ..Default::default() };
+    let too_many_cpus = SubmitRequest { plugin: "probe".into(), cpus: Some(Cpus::whole(10_000)), ..Default::default() };
     assert_eq!(t.client.submit(&too_many_cpus).await.unwrap_err().kind(), Some("limit_exceeded"));
 
     let big = |secs: &str| SubmitRequest {

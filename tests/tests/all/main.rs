@@ -16,7 +16,7 @@ mod sandbox;
 
 use jobhost::client::Client;
 use jobhost::jobs::SubmitRequest;
-use jobhost::jobs::model::{Job, JobStatus, LogChunk, LogStream};
+use jobhost::jobs::model::{Cpus, Job, JobStatus, LogChunk, LogStream};
 use jobhost::server::{self, RunningServer, ServerConfig};
 use std::net::SocketAddr;
 use std::path::Path;

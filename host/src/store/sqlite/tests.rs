@@ -1,5 +1,5 @@
 use super::*;
-use crate::jobs::model::PluginKind;
+use crate::jobs::model::{Cpus, PluginKind};
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -23,7 +23,7 @@ async fn seeded() -> (tempfile::TempDir, Store, String) {
     (dir, store, user)
 }
 
-const ROOMY: crate::store::Usage = crate::store::Usage { cpus: 64, memory_mb: 1 << 20 };
+const ROOMY: crate::store::Usage = crate::store::Usage { cpus: Cpus::whole(64), memory_mb: 1 << 20 };
 
 fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
     NewJob {
@@ -37,7 +37,7 @@ fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         input: None,
         labels: "{}".into(),
         priority,
-        cpus: 1,
+        cpus: Cpus::ONE,
         memory_mb: 64,
         timeout_s: 10,
         client_job_id: key.map(str::to_owned),
@@ -136,12 +136,12 @@ async fn log_chunks_read_back_in_order_from_a_sequence_number() -> Result<()> {
 #[tokio::test]
 async fn a_claim_admits_only_what_fits_beside_the_running_jobs() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let capacity = crate::store::Usage { cpus: 2, memory_mb: 100 };
+    let capacity = crate::store::Usage { cpus: Cpus::whole(2), memory_mb: 100 };
     let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume"); // 64 MiB each
     let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(a.id.clone()));
     assert!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.is_none(), "128 MiB > 100");
-    assert_eq!(store.usage().await?, (crate::store::Usage { cpus: 1, memory_mb: 64 }, 1));
+    assert_eq!(store.usage().await?, (crate::store::Usage { cpus: Cpus::ONE, memory_mb: 64 }, 1));
     let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
     store.finish(&a.id, 1, &done, &[]).await?;
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(b.id));
@@ -192,18 +192,18 @@ async fn queued_writes_share_a_commit_and_answer_each_op() -> Result<()> {
 #[tokio::test]
 async fn a_claim_of_several_admits_exactly_what_fits() -> Result<()> {
     let (_d, store, user) = seeded().await;
-    let capacity = crate::store::Usage { cpus: 3, memory_mb: 1 << 20 };
+    let capacity = crate::store::Usage { cpus: Cpus::whole(3), memory_mb: 1 << 20 };
     let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let mut big = new_job(&user, None, 0);
-    big.cpus = 3;
+    big.cpus = Cpus::whole(3);
     let (_big, _) = store.insert_job(&big).await?.expect("no upload to consume");
     let (c, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let (_d2, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let got: Vec<String> =
         store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.into_iter().map(|j| j.id).collect();
     assert_eq!(got, [a.id, b.id, c.id], "three 1-CPU jobs fit in 3 CPUs; the 3-CPU job waits");
-    assert_eq!(store.usage().await?.0.cpus, 3);
+    assert_eq!(store.usage().await?.0.cpus, Cpus::whole(3));
     assert!(store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.is_empty());
     Ok(())
 }
@@ -335,5 +335,57 @@ async fn writes_of_the_async_connection_interleave_with_group_commits() -> Resul
     let all = store.list_jobs(&JobQuery { limit: 1000, ..Default::default() }).await?;
     assert_eq!(all.len(), 300);
     assert_eq!(all.iter().filter(|j| j.status == JobStatus::Cancelled).count(), 100);
+    Ok(())
+}
+
+/// Fractional requests add up exactly, whether a claim takes single jobs or a head of
+/// the queue: four quarter-CPU jobs and a half fill 1.5 CPUs, the next quarter waits.
+#[tokio::test]
+async fn fractional_cpus_are_admitted_exactly() -> Result<()> {
+    let (_d, store, user) = seeded().await;
+    let capacity = crate::store::Usage { cpus: Cpus::from_millis(1500), memory_mb: 1 << 20 };
+    let job = |millis| {
+        let mut j = new_job(&user, None, 0);
+        j.cpus = Cpus::from_millis(millis);
+        j
+    };
+    for millis in [250, 250, 500, 250, 250, 250] {
+        store.insert_job(&job(millis)).await?;
+    }
+    // Single claims (fewer than a head claim's threshold).
+    assert_eq!(store.claim("2099-01-01T00:00:00Z", &capacity, 2).await?.len(), 2);
+    // A head claim takes the rest that fits: 0.5 + 0.25 + 0.25 more.
+    let head = store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?;
+    assert_eq!(head.iter().map(|j| j.cpus.millis()).collect::<Vec<_>>(), [500, 250, 250]);
+    let (used, running) = store.usage().await?;
+    assert_eq!((used.cpus, running), (Cpus::from_millis(1500), 5));
+    assert!(store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.is_empty(), "1.75 > 1.5");
+    assert_eq!(store.get_job(&head[0].id).await?.map(|j| j.cpus), Some(Cpus::from_millis(500)));
+    Ok(())
+}
+
+/// A database written before CPU requests were fractional keeps what its jobs asked
+/// for: 2 CPUs stay 2 CPUs.
+#[tokio::test]
+async fn whole_cpu_requests_survive_the_move_to_thousandths() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let path = dir.path().join("t.db");
+    let old = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true))
+        .await?;
+    super::MIGRATOR.run_to(3, &old).await?;
+    sqlx::query("INSERT INTO users (id, name, created_at) VALUES ('usr_1', 'u', 'now')").execute(&old).await?;
+    sqlx::query(
+        "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, labels, cpus, \
+         memory_mb, timeout_s, created_at, updated_at) \
+         VALUES ('job_1', 'usr_1', 'wasm', 'p', 'sha256:00', 'completed', '[]', '{}', '{}', 2, 64, 10, 'now', 'now')",
+    )
+    .execute(&old)
+    .await?;
+    old.close().await;
+
+    let store = Store::open(&path).await?;
+    assert_eq!(store.get_job("job_1").await?.map(|j| j.cpus), Some(Cpus::whole(2)));
     Ok(())
 }

@@ -437,7 +437,7 @@ fn bulk_insert<'a>(conn: &Connection, jobs: impl ExactSizeIterator<Item = &'a Ne
             opt_text(job.input.as_deref()),
             text(&job.labels),
             Value::Integer(job.priority),
-            Value::Integer(job.cpus.into()),
+            Value::Integer(job.cpus.millis().into()),
             Value::Integer(job.memory_mb.into()),
             Value::Integer(job.timeout_s.into()),
             opt_text(job.client_job_id.as_deref()),
@@ -449,7 +449,7 @@ fn bulk_insert<'a>(conn: &Connection, jobs: impl ExactSizeIterator<Item = &'a Ne
     let sql = format!(
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
-             labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at) \
+             labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at) \
              VALUES {} ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
@@ -597,7 +597,7 @@ fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bo
         conn,
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
-             labels, priority, cpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
+             labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, \
              updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
              ?15, ?16, ?16, ?17) ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
@@ -613,7 +613,7 @@ fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bo
             opt_text(job.input.as_deref()),
             text(&job.labels),
             Value::Integer(job.priority),
-            Value::Integer(job.cpus.into()),
+            Value::Integer(job.cpus.millis().into()),
             Value::Integer(job.memory_mb.into()),
             Value::Integer(job.timeout_s.into()),
             opt_text(job.client_job_id.as_deref()),
@@ -684,11 +684,11 @@ fn claim_head(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage,
             "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, updated_at = ?2 \
              WHERE +status = 'pending' AND id IN (\
                SELECT id FROM (\
-                 SELECT id, SUM(cpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
-                   SELECT id, priority, cpus, memory_mb FROM jobs WHERE status = 'pending' \
+                 SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
+                   SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' \
                    ORDER BY priority DESC, id LIMIT ?5) \
                  WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) \
-               WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+               WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
                  AND memory_upto <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
                                           WHERE status IN ('starting', 'running'))) \
              RETURNING ",
@@ -697,7 +697,7 @@ fn claim_head(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage,
         [
             text(lease_until),
             text(now),
-            Value::Integer(to_i64(capacity.cpus)),
+            Value::Integer(capacity.cpus.millis().into()),
             Value::Integer(to_i64(capacity.memory_mb)),
             Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)),
         ],
@@ -714,7 +714,7 @@ fn claim_one(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage) 
         concat!(
             "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
              updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-             AND cpus <= ?3 - (SELECT COALESCE(SUM(cpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+             AND millicpus <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
              AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
                                     WHERE status IN ('starting', 'running')) \
              ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
@@ -723,7 +723,7 @@ fn claim_one(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage) 
         [
             text(lease_until),
             text(now),
-            Value::Integer(to_i64(capacity.cpus)),
+            Value::Integer(capacity.cpus.millis().into()),
             Value::Integer(to_i64(capacity.memory_mb)),
         ],
     )
