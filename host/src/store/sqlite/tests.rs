@@ -285,19 +285,8 @@ async fn a_start_and_an_end_queued_together_are_both_recorded() -> Result<()> {
 
 #[tokio::test]
 async fn close_commits_what_was_queued_and_refuses_what_comes_after() -> Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (dir, store, user) = seeded().await;
     let path = dir.path().join("t.db");
-    let store = Store::open(&path).await?;
-    let user = store.ensure_user("u", false).await?;
-    store
-        .put_plugin(&Plugin {
-            name: "p".into(),
-            digest: "sha256:00".into(),
-            kind: PluginKind::Command,
-            size_bytes: 1,
-            installed_at: ids::now(),
-        })
-        .await?;
     // Queued, not awaited, before the close: it must still be on disk afterwards.
     let queued = new_job(&user, None, 0);
     let insert = store.insert_job(&queued);

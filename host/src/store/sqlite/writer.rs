@@ -419,6 +419,28 @@ fn job_of(conn: &Connection, sql: &str, values: impl IntoIterator<Item = Value>)
     Ok(jobs_of(conn, sql, values)?.pop())
 }
 
+/// A new job's values for the columns from `id` to `max_attempts` of an insert, in
+/// that order (`status` is written as a literal between `plugin_digest` and `args`).
+fn new_job_values(job: &NewJob) -> [Value; 15] {
+    [
+        text(&job.id),
+        text(&job.user_id),
+        text(&job.kind),
+        text(&job.plugin),
+        text(&job.plugin_digest),
+        text(&job.args),
+        text(&job.env),
+        opt_text(job.input.as_deref()),
+        text(&job.labels),
+        Value::Integer(job.priority),
+        Value::Integer(job.cpus.millis().into()),
+        Value::Integer(job.memory_mb.into()),
+        Value::Integer(job.timeout_s.into()),
+        opt_text(job.client_job_id.as_deref()),
+        Value::Integer(job.max_attempts.into()),
+    ]
+}
+
 /// Inserts every job of `jobs` that does not collide with an existing one, in one
 /// statement; returns the inserted jobs by id.
 fn bulk_insert<'a>(conn: &Connection, jobs: impl ExactSizeIterator<Item = &'a NewJob>) -> Result<HashMap<String, Job>> {
@@ -426,25 +448,8 @@ fn bulk_insert<'a>(conn: &Connection, jobs: impl ExactSizeIterator<Item = &'a Ne
     let rows = jobs.len();
     let mut values = Vec::with_capacity(rows * 17);
     for job in jobs {
-        values.extend([
-            text(&job.id),
-            text(&job.user_id),
-            text(&job.kind),
-            text(&job.plugin),
-            text(&job.plugin_digest),
-            text(&job.args),
-            text(&job.env),
-            opt_text(job.input.as_deref()),
-            text(&job.labels),
-            Value::Integer(job.priority),
-            Value::Integer(job.cpus.millis().into()),
-            Value::Integer(job.memory_mb.into()),
-            Value::Integer(job.timeout_s.into()),
-            opt_text(job.client_job_id.as_deref()),
-            Value::Integer(job.max_attempts.into()),
-            text(&now),
-            text(&now),
-        ]);
+        values.extend(new_job_values(job));
+        values.extend([text(&now), text(&now)]);
     }
     let sql = format!(
         concat!(
@@ -602,25 +607,7 @@ fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bo
              ?15, ?16, ?16, ?17) ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
-        [
-            text(&job.id),
-            text(&job.user_id),
-            text(&job.kind),
-            text(&job.plugin),
-            text(&job.plugin_digest),
-            text(&job.args),
-            text(&job.env),
-            opt_text(job.input.as_deref()),
-            text(&job.labels),
-            Value::Integer(job.priority),
-            Value::Integer(job.cpus.millis().into()),
-            Value::Integer(job.memory_mb.into()),
-            Value::Integer(job.timeout_s.into()),
-            opt_text(job.client_job_id.as_deref()),
-            Value::Integer(job.max_attempts.into()),
-            text(&now),
-            opt_text(job.files_id.as_deref()),
-        ],
+        new_job_values(job).into_iter().chain([text(&now), opt_text(job.files_id.as_deref())]),
     )?;
     if let Some(created) = inserted {
         if let Some(files_id) = &job.files_id {
