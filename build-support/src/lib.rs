@@ -38,11 +38,18 @@ pub fn run_script(main: impl FnOnce() -> Result<(), String>) {
     }
 }
 
-/// The workspace root: the parent of the calling package's directory.
+/// The workspace root: the nearest folder above the calling package that holds the
+/// workspace manifest.
 pub fn workspace_root() -> Result<PathBuf, String> {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("$CARGO_MANIFEST_DIR: {e}"))?);
-    manifest_dir.parent().map(Path::to_path_buf).ok_or_else(|| format!("{} has no parent", manifest_dir.display()))
+    // The nearest folder above the crate whose manifest declares the workspace.
+    manifest_dir
+        .ancestors()
+        .skip(1)
+        .find(|dir| std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|m| m.contains("[workspace]")))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("no workspace above {}", manifest_dir.display()))
 }
 
 /// Reruns the build script when anything under these paths (relative to `root`) changes.

@@ -1,7 +1,7 @@
 //! API tokens on every door, users who see only their own work, and transport limits.
 
 use super::*;
-use jobhost::auth::Scope;
+use jobhost_model::Scope;
 use jobhost_tests::PROBE_WASM;
 
 /// Every way a request can fail to present a valid token, as (label, Authorization).
@@ -48,7 +48,7 @@ async fn bad_tokens_are_refused_on_http_websocket_and_file_routes() {
 
         // The typed client over HTTP and WebSocket.
         let token = auth.and_then(|a| a.strip_prefix("Bearer "));
-        let client = jobhost::client::Client::with_token(&t.server().url(), token).unwrap();
+        let client = jobhost_client::Client::with_token(&t.server().url(), token).unwrap();
         let err = client.list(None, None, None).await.unwrap_err();
         assert_eq!(err.kind(), Some("unauthorized"), "{label}: {err}");
         match client.websocket().await {
@@ -57,7 +57,7 @@ async fn bad_tokens_are_refused_on_http_websocket_and_file_routes() {
         }
     }
     // Health stays open.
-    let open = jobhost::client::Client::new(&t.server().url()).unwrap();
+    let open = jobhost_client::Client::new(&t.server().url()).unwrap();
     assert_eq!(open.health().await.unwrap().status, "ok");
     // And a good token works on every door.
     assert!(t.client.websocket().await.unwrap().subscribe(Some(&job.id)).await.is_ok());
@@ -77,7 +77,7 @@ async fn users_see_only_their_own_work() {
     assert_eq!(dup.kind(), Some("conflict"));
     let bob_token = t.client.create_token(Some("bob"), &[Scope::Submit, Scope::Read], None).await.unwrap();
     assert!(bob_token.token.starts_with("jh_"));
-    let bob = jobhost::client::Client::with_token(&t.server().url(), Some(&bob_token.token)).unwrap();
+    let bob = jobhost_client::Client::with_token(&t.server().url(), Some(&bob_token.token)).unwrap();
 
     assert!(bob.list(None, None, None).await.unwrap().jobs.is_empty(), "bob sees no jobs");
     for err in [
@@ -115,7 +115,7 @@ async fn users_see_only_their_own_work() {
     assert_eq!(bob.install("x", b"\0asm").await.unwrap_err().kind(), Some("forbidden"));
     // A read-only token minted by bob cannot submit.
     let ro = bob.create_token(None, &[Scope::Read], None).await.unwrap();
-    let ro = jobhost::client::Client::with_token(&t.server().url(), Some(&ro.token)).unwrap();
+    let ro = jobhost_client::Client::with_token(&t.server().url(), Some(&ro.token)).unwrap();
     let denied = ro.submit(&SubmitRequest { plugin: "probe".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(denied.kind(), Some("forbidden"));
     // Bob sees and revokes only his own tokens.

@@ -2,7 +2,7 @@
 //! restarts.
 
 use super::*;
-use jobhost::jobs::model::EventKind;
+use jobhost_model::EventKind;
 use jobhost_tests::{HELLO_WASM, PROBE_WASM, WORDCOUNT_WASM};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ async fn an_sdk_plugin_logs_reports_progress_and_writes_output() {
     t.install("hello", HELLO_WASM).await;
     let plugins = t.client.plugins().await.unwrap();
     assert_eq!(plugins.len(), 1);
-    assert_eq!(plugins[0].kind, jobhost::jobs::model::PluginKind::Plugin);
+    assert_eq!(plugins[0].kind, jobhost_model::PluginKind::Plugin);
     let req = SubmitRequest { plugin: "hello".into(), input: Some(json!({"name": "jobhost"})), ..Default::default() };
     let id = t.client.submit(&req).await.unwrap().job.id;
     let job = t.wait(&id).await;
@@ -159,7 +159,7 @@ async fn websocket_calls_and_events_follow_a_job_to_completed() {
     let mut params = serde_json::Map::new();
     params.insert("plugin".into(), json!("probe"));
     params.insert("args".into(), json!(["echo", "over-ws"]));
-    let submitted: jobhost::jobs::Submitted = ws.call("jobs.submit", params).await.unwrap();
+    let submitted: jobhost_model::Submitted = ws.call("jobs.submit", params).await.unwrap();
     let id = submitted.job.id;
     let mut seen = Vec::new();
     let mut saw_log = false;

@@ -54,7 +54,7 @@ async fn a_job_reads_an_upload_at_input_and_the_upload_is_consumed_once() {
     assert_eq!(early.kind(), Some("conflict"), "{early}");
 
     let sealed = t.client.finalize_upload(&upload.id).await.unwrap();
-    assert_eq!(sealed.state, jobhost::uploads::UploadState::Finalized);
+    assert_eq!(sealed.state, jobhost_model::UploadState::Finalized);
     assert_eq!((sealed.size_bytes, sealed.file_count), (18, 2));
     let late = t.client.upload_put(&upload.id, "c.txt", b"x").await.unwrap_err();
     assert_eq!(late.kind(), Some("conflict"), "a finalized upload takes no more files");
@@ -62,7 +62,7 @@ async fn a_job_reads_an_upload_at_input_and_the_upload_is_consumed_once() {
     let job = t.client.submit(&with_files(&["read-input"], &upload.id)).await.unwrap().job;
     assert_eq!(job.files_id.as_deref(), Some(upload.id.as_str()));
     let consumed = t.client.get_upload(&upload.id).await.unwrap();
-    assert_eq!(consumed.state, jobhost::uploads::UploadState::Consumed);
+    assert_eq!(consumed.state, jobhost_model::UploadState::Consumed);
     assert_eq!(consumed.job_id.as_deref(), Some(job.id.as_str()));
 
     let done = t.wait(&job.id).await;
@@ -186,7 +186,7 @@ async fn expired_uploads_are_swept_and_refused() {
     assert!(dir.exists());
     // The sweep marks the upload expired, then deletes its files.
     eventually(10, || async {
-        t.client.get_upload(&upload.id).await.unwrap().state == jobhost::uploads::UploadState::Expired && !dir.exists()
+        t.client.get_upload(&upload.id).await.unwrap().state == jobhost_model::UploadState::Expired && !dir.exists()
     })
     .await;
     let err = t.client.submit(&with_files(&["read-input"], &upload.id)).await.unwrap_err();

@@ -4,9 +4,9 @@
 //! job cannot reach the network through `wasi:http`.
 
 use crate::{TestServer, sha256_hex};
-use jobhost::jobs::SubmitRequest;
-use jobhost::jobs::model::{EventKind, Job, JobStatus, LogStream};
-use jobhost::server::ServerConfig;
+use jobhost_model::SubmitRequest;
+use jobhost_model::{EventKind, Job, JobStatus, LogStream};
+use jobhost_server::ServerConfig;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,495 @@
+//! `jobhost bench`: throughput, latency, memory and start-up of a server run in this
+//! process on a fresh temporary data dir, against a native process-spawn baseline.
+//!
+//! Everything goes through the public JSON-RPC API (HTTP for single calls, batches
+//! pipelined over one WebSocket for the throughput run) with the production store
+//! settings (WAL, `synchronous=FULL`): a submit counts only once its commit is on disk.
+//! The jobs are no-op WASI command components assembled here from WAT, so an
+//! installed binary can run the bench without any file of the repository.
+//!
+//! The figures (see `BENCHMARKS.md`):
+//! - `throughput_jobs_per_s`: `--jobs` no-op jobs submitted in batches until every one
+//!   is `completed`;
+//! - `latency_p50_ms` / `latency_p99_ms`: submit → `completed` of one job at a time;
+//! - `process_spawn_per_s`: the same nothing done by a native process per task
+//!   (`/bin/true`, fork/exec, one spawner per core), and `vs_process_spawn`, the ratio;
+//! - `idle_rss_mb`: this process with a started, idle server;
+//! - `rss_1000_concurrent_mb`: this process with `--concurrent` sleeping jobs running
+//!   at once (concurrency and capacity raised for that case);
+//! - `cold_start_ms` / `warm_start_ms`: server start → first job completed, with the
+//!   precompiled component cache emptied and with it warm.
+
+use anyhow::{Context as _, bail, ensure};
+use clap::Args;
+use futures::StreamExt as _;
+use jobhost_client::{Client, Events};
+use jobhost_model::JobStatus;
+use jobhost_model::SubmitRequest;
+use jobhost_server::{self as server, RunningServer, ServerConfig};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// A WASI 0.2 command that does nothing: `wasi:cli/run.run` returns `ok`. No imports,
+/// no memory: what is measured is the host's work per job, not the guest's.
+const NOOP_WAT: &str = r#"
+(component
+  (core module $m
+    (func (export "run") (result i32) (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $cli-run (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $cli-run)))
+"#;
+
+/// A WASI 0.2 command that sleeps for [`SLEEP_NS`] on a monotonic-clock pollable and
+/// returns `ok`: a job that holds its instance, sandbox and task without using a CPU.
+const SLEEP_WAT: &str = r#"
+(component
+  (import "wasi:io/poll@0.2.0" (instance $poll
+    (export "pollable" (type (sub resource)))
+    (export "[method]pollable.block" (func (param "self" (borrow 0))))))
+  (alias export $poll "pollable" (type $pollable))
+  (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+    (alias outer 1 $pollable (type))
+    (export "pollable" (type (eq 0)))
+    (export "subscribe-duration" (func (param "when" u64) (result (own 1))))))
+  (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+  (core func $block (canon lower (func $poll "[method]pollable.block")))
+  (core func $drop (canon resource.drop $pollable))
+  (core module $m
+    (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+    (import "host" "block" (func $block (param i32)))
+    (import "host" "drop" (func $drop (param i32)))
+    (func (export "run") (result i32)
+      (local $p i32)
+      (local.set $p (call $subscribe (i64.const SLEEP_NS)))
+      (call $block (local.get $p))
+      (call $drop (local.get $p))
+      (i32.const 0)))
+  (core instance $host
+    (export "subscribe" (func $subscribe))
+    (export "block" (func $block))
+    (export "drop" (func $drop)))
+  (core instance $i (instantiate $m (with "host" (instance $host))))
+  (func $run (result (result)) (canon lift (core func $i "run")))
+  (instance $cli-run (export "run" (func $run)))
+  (export "wasi:cli/run@0.2.0" (instance $cli-run)))
+"#;
+
+/// How long a sleeping job sleeps: far longer than the measurement, which cancels the
+/// jobs once it has its figure.
+const SLEEP_NS: u64 = 600_000_000_000;
+
+/// Longest any one phase may take before the bench gives up (a stuck server must not
+/// hang it).
+const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How often the throughput run asks whether every job has ended.
+const POLL: Duration = Duration::from_millis(5);
+
+/// `jobhost bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// No-op jobs in the throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Jobs run one at a time for the latency percentiles.
+    #[arg(long, default_value_t = 1_000)]
+    latency_jobs: usize,
+    /// Native processes spawned for the baseline.
+    #[arg(long, default_value_t = 4_000)]
+    spawns: usize,
+    /// Sleeping jobs held at once for the memory figure.
+    #[arg(long, default_value_t = 1_000)]
+    concurrent: usize,
+    /// Submits per JSON-RPC batch (at most 1,000, the server's limit).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Batches in flight at once on the WebSocket.
+    #[arg(long, default_value_t = 4)]
+    pipeline: usize,
+    /// Most jobs running at once in the throughput and latency runs, the CPU capacity
+    /// raised to hold that many default jobs if needed [default: the server's, 4 per
+    /// core].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Print one JSON object with every figure as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
+#[derive(Debug, Serialize)]
+struct Report {
+    throughput_jobs_per_s: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    process_spawn_per_s: f64,
+    vs_process_spawn: f64,
+    idle_rss_mb: f64,
+    rss_1000_concurrent_mb: f64,
+    cold_start_ms: f64,
+    warm_start_ms: f64,
+}
+
+/// Runs the bench and prints its report.
+pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    ensure!(args.jobs > 0, "--jobs must be at least 1");
+    ensure!(args.latency_jobs > 0, "--latency-jobs must be at least 1");
+    ensure!(args.spawns > 0, "--spawns must be at least 1");
+    ensure!(args.concurrent > 0, "--concurrent must be at least 1");
+    ensure!((1..=1000).contains(&args.batch), "--batch must be between 1 and 1000");
+    ensure!(args.pipeline > 0, "--pipeline must be at least 1");
+    ensure!(args.concurrency != Some(0), "--concurrency must be at least 1");
+    let noop = wat::parse_str(NOOP_WAT).context("assembling the no-op component")?;
+    let sleeper = wat::parse_str(SLEEP_WAT.replace("SLEEP_NS", &SLEEP_NS.to_string()))
+        .context("assembling the sleeping component")?;
+    let tmp = tempfile::tempdir().context("creating a temporary data dir")?;
+    let data = tmp.path().join("data");
+    let began = Instant::now();
+    let say = |what: &str| {
+        if !args.json {
+            eprintln!("bench: {:>6.1} s  {what}", began.elapsed().as_secs_f64());
+        }
+    };
+    let tweak = |c: &mut ServerConfig| {
+        if let Some(n) = args.concurrency {
+            c.concurrency = n;
+            let held = (n as u64).saturating_mul(u64::from(c.limits.default_cpus.millis())).div_ceil(1000);
+            c.limits.capacity_cpus = c.limits.capacity_cpus.max(u32::try_from(held).unwrap_or(u32::MAX));
+        }
+    };
+
+    // First start: install the no-op, run one job, then measure the idle process.
+    say("installing the no-op component");
+    let first = start(&data, tweak).await?;
+    let client = client_of(&first)?;
+    client.install("noop", &noop).await?;
+    run_one(&client).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle_rss_mb = rss_mb()?;
+    first.stop().await;
+
+    say("cold and warm start");
+    clear_precompiled(&data)?;
+    let (cold, cold_start_ms) = timed_start(&data, tweak).await?;
+    cold.stop().await;
+    let (server, warm_start_ms) = timed_start(&data, tweak).await?;
+
+    say("latency, one job at a time");
+    let events = client_of(&server)?.websocket().await?;
+    let latencies = latency(&events, args.latency_jobs).await?;
+
+    say(&format!("throughput, {} jobs", args.jobs));
+    let throughput_jobs_per_s = throughput(&server, &events, &args).await?;
+    drop(events);
+    server.stop().await;
+
+    say("process-spawn baseline");
+    let process_spawn_per_s = spawn_rate(args.spawns).await?;
+
+    say(&format!("memory with {} sleeping jobs", args.concurrent));
+    let rss_1000_concurrent_mb = concurrent_rss(&tmp.path().join("concurrent"), &sleeper, args.concurrent).await?;
+    say("done");
+
+    let report = Report {
+        throughput_jobs_per_s,
+        latency_p50_ms: percentile(&latencies, 50.0),
+        latency_p99_ms: percentile(&latencies, 99.0),
+        process_spawn_per_s,
+        vs_process_spawn: throughput_jobs_per_s / process_spawn_per_s,
+        idle_rss_mb,
+        rss_1000_concurrent_mb,
+        cold_start_ms,
+        warm_start_ms,
+    };
+    print_table(&report, &args);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A server on `data`, listening on a free loopback port.
+async fn start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<RunningServer> {
+    let mut config = ServerConfig::new(data.to_path_buf());
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    tweak(&mut config);
+    server::start(config).await
+}
+
+/// Starts a server and runs one job on it: the time from the start to that job's
+/// completion, ms.
+async fn timed_start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<(RunningServer, f64)> {
+    let t0 = Instant::now();
+    let server = start(data, tweak).await?;
+    run_one(&client_of(&server)?).await?;
+    Ok((server, ms(t0.elapsed())))
+}
+
+/// A client of `server` that presents its first admin's token.
+fn client_of(server: &RunningServer) -> anyhow::Result<Client> {
+    let token = server.admin_token().context("reading the server's admin token")?;
+    Ok(Client::with_token(&server.url(), Some(&token))?)
+}
+
+/// Submits one no-op job and waits for it to complete.
+async fn run_one(client: &Client) -> anyhow::Result<()> {
+    let job = client.submit(&noop_request()).await?.job;
+    let done = client.wait(&job.id, PHASE_TIMEOUT).await?;
+    ensure!(done.status == JobStatus::Completed, "job {} ended {}: {:?}", done.id, done.status, done.error);
+    Ok(())
+}
+
+fn noop_request() -> SubmitRequest {
+    SubmitRequest { plugin: "noop".into(), ..SubmitRequest::default() }
+}
+
+/// Removes every precompiled component, so the next start compiles from the wasm.
+fn clear_precompiled(data: &Path) -> anyhow::Result<()> {
+    let cache = data.join("plugins").join("cache");
+    let entries = std::fs::read_dir(&cache).with_context(|| format!("listing {}", cache.display()))?;
+    let mut removed = 0;
+    for entry in entries {
+        let path: PathBuf = entry?.path();
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        removed += 1;
+    }
+    ensure!(removed > 0, "no precompiled component in {}", cache.display());
+    Ok(())
+}
+
+/// Submit → completed of `n` jobs, one after the other, over one WebSocket; ms each.
+async fn latency(events: &Events, n: usize) -> anyhow::Result<Vec<f64>> {
+    let params = jobhost_client::submit_params(&noop_request())?;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let submitted: jobhost_model::Submitted = events.call("jobs.submit", params.clone()).await?;
+        let mut wait = serde_json::Map::new();
+        wait.insert("id".into(), submitted.job.id.clone().into());
+        wait.insert("timeout_s".into(), PHASE_TIMEOUT.as_secs().into());
+        let job: jobhost_model::Job = events.call("jobs.wait", wait).await?;
+        samples.push(ms(t0.elapsed()));
+        ensure!(job.status == JobStatus::Completed, "job {} ended {}: {:?}", job.id, job.status, job.error);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples)
+}
+
+/// Submits `args.jobs` no-op jobs in pipelined batches and waits until none is
+/// pending or running; jobs per second from the first submit to the last completion.
+async fn throughput(server: &RunningServer, events: &Events, args: &BenchArgs) -> anyhow::Result<f64> {
+    let client = client_of(server)?;
+    let before = count(&client, JobStatus::Completed).await?;
+    let batch = vec![noop_request(); args.batch];
+    let sizes: Vec<usize> = (0..args.jobs).step_by(args.batch).map(|start| args.batch.min(args.jobs - start)).collect();
+    let t0 = Instant::now();
+    let mut submits = futures::stream::iter(sizes)
+        .map(|size| {
+            let batch = &batch[..size];
+            async move { events.submit_batch(batch).await }
+        })
+        .buffer_unordered(args.pipeline);
+    let mut submitted = 0usize;
+    while let Some(answers) = submits.next().await {
+        for a in answers? {
+            a.context("a submit in a batch failed")?;
+            submitted += 1;
+        }
+    }
+    drop(submits);
+    ensure!(submitted == args.jobs, "{submitted} of {} submits answered", args.jobs);
+    let deadline = t0 + PHASE_TIMEOUT;
+    loop {
+        if client.usage().await?.running_jobs == 0
+            && client.list(Some(JobStatus::Pending), None, Some(1)).await?.jobs.is_empty()
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the throughput run did not finish within {} s", PHASE_TIMEOUT.as_secs());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = t0.elapsed();
+    let completed = count(&client, JobStatus::Completed).await? - before;
+    ensure!(completed == args.jobs, "{completed} of {} jobs completed", args.jobs);
+    Ok(args.jobs as f64 / elapsed.as_secs_f64())
+}
+
+/// How many jobs have `status`, page by page.
+async fn count(client: &Client, status: JobStatus) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut cursor = None;
+    loop {
+        let page = client.list(Some(status), cursor.as_deref(), Some(jobhost_model::MAX_PAGE)).await?;
+        n += page.jobs.len();
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(n),
+        }
+    }
+}
+
+/// `n` native processes doing nothing, spawned and reaped by one thread per core:
+/// processes per second.
+async fn spawn_rate(n: usize) -> anyhow::Result<f64> {
+    let program = if Path::new("/bin/true").exists() { "/bin/true" } else { "true" };
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n);
+    tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let share = n / threads + usize::from(t < n % threads);
+                    s.spawn(move || -> std::io::Result<()> {
+                        for _ in 0..share {
+                            let status = std::process::Command::new(program)
+                                .stdin(std::process::Stdio::null())
+                                .stdout(std::process::Stdio::null())
+                                .stderr(std::process::Stdio::null())
+                                .status()?;
+                            if !status.success() {
+                                return Err(std::io::Error::other(format!("{program} exited with {status}")));
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in workers {
+                match w.join() {
+                    Ok(r) => r.with_context(|| format!("spawning {program}"))?,
+                    Err(_) => bail!("a spawning thread panicked"),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(n as f64 / t0.elapsed().as_secs_f64())
+    })
+    .await
+    .context("the spawning task")?
+}
+
+/// RSS of this process with `n` sleeping jobs running at once on a server whose
+/// concurrency and capacity allow them all, MB. The jobs are cancelled afterwards.
+async fn concurrent_rss(data: &Path, sleeper: &[u8], n: usize) -> anyhow::Result<f64> {
+    let per_job_mb = 16;
+    let server = start(data, |c| {
+        c.concurrency = n;
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        c.limits.capacity_cpus = c.limits.capacity_cpus.max(n);
+        c.limits.capacity_memory_mb = c.limits.capacity_memory_mb.max(n.saturating_mul(per_job_mb));
+    })
+    .await?;
+    let client = client_of(&server)?;
+    client.install("sleep", sleeper).await?;
+    let events = client.websocket().await?;
+    let req = SubmitRequest {
+        plugin: "sleep".into(),
+        memory_mb: Some(per_job_mb),
+        timeout_s: Some(u32::try_from(SLEEP_NS / 1_000_000_000).unwrap_or(u32::MAX)),
+        ..SubmitRequest::default()
+    };
+    let mut ids = Vec::with_capacity(n);
+    let batch = vec![req; n.min(1000)];
+    while ids.len() < n {
+        let size = (n - ids.len()).min(batch.len());
+        for a in events.submit_batch(&batch[..size]).await? {
+            ids.push(a.context("submitting a sleeping job")?.job.id);
+        }
+    }
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    let running = loop {
+        let usage = client.usage().await?;
+        if usage.running_jobs as usize >= n && count(&client, JobStatus::Running).await? >= n {
+            break rss_mb()?;
+        }
+        if Instant::now() > deadline {
+            bail!("{n} sleeping jobs were not all running within {} s", PHASE_TIMEOUT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for chunk in ids.chunks(1000) {
+        let params = chunk
+            .iter()
+            .map(|id| {
+                let mut p = serde_json::Map::new();
+                p.insert("id".into(), id.clone().into());
+                p
+            })
+            .collect();
+        for a in events.batch::<jobhost_model::Job>("jobs.cancel", params).await? {
+            a.context("cancelling a sleeping job")?;
+        }
+    }
+    drop(events);
+    server.stop().await;
+    Ok(running)
+}
+
+/// Resident set size of this process (`VmRSS` in `/proc/self/status`), MB.
+fn rss_mb() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/self/status")?;
+    Ok(kb / 1024.0)
+}
+
+/// The `p`th percentile of sorted `samples` (nearest rank).
+fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn print_table(r: &Report, args: &BenchArgs) {
+    let rows = [
+        (format!("throughput ({} no-op jobs)", args.jobs), format!("{:.0} jobs/s", r.throughput_jobs_per_s)),
+        (format!("latency p50 ({} jobs, one at a time)", args.latency_jobs), format!("{:.2} ms", r.latency_p50_ms)),
+        ("latency p99".into(), format!("{:.2} ms", r.latency_p99_ms)),
+        ("process spawn (/bin/true)".into(), format!("{:.0} /s", r.process_spawn_per_s)),
+        ("jobs vs process spawn".into(), format!("{:.2}x", r.vs_process_spawn)),
+        ("idle RSS".into(), format!("{:.1} MB", r.idle_rss_mb)),
+        (format!("RSS, {} sleeping jobs", args.concurrent), format!("{:.1} MB", r.rss_1000_concurrent_mb)),
+        ("cold start to first job".into(), format!("{:.1} ms", r.cold_start_ms)),
+        ("warm start to first job".into(), format!("{:.1} ms", r.warm_start_ms)),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v:>14}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guests_assemble() {
+        assert!(wat::parse_str(NOOP_WAT).is_ok());
+        assert!(wat::parse_str(SLEEP_WAT.replace("SLEEP_NS", "1")).is_ok());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let s: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&s, 50.0), 50.0);
+        assert_eq!(percentile(&s, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+    }
+}

@@ -1,0 +1,95 @@
+//! `jobhost run FILE.wasm -- ARGS`: installs a component, runs it, streams its output
+//! and exits with its exit code, the one command that needs no server running: when
+//! none answers at `--server` it starts an embedded one on a temporary data dir and
+//! stops it (and removes the dir) once the job has ended.
+
+use super::conn::Conn;
+use super::job_args::JobArgs;
+use super::logs::stream_logs;
+use super::output::{exit_code_of, print_job};
+use anyhow::Context as _;
+use clap::Args;
+use jobhost_client::Client;
+use jobhost_model::JobStatus;
+use jobhost_server::{self as server, ServerConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `jobhost run` options.
+#[derive(Debug, Args)]
+pub(super) struct RunArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(flatten)]
+    job: JobArgs,
+    /// Name to install it under [default: the file's stem].
+    #[arg(long)]
+    name: Option<String>,
+    /// The .wasm file.
+    component: PathBuf,
+    /// Arguments (argv[1..]).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+/// Runs the component on the server at `--server`, or on an embedded one.
+pub(super) async fn exec(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let wasm = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => plugin_name_from(&args.component),
+    };
+    // Use the server that answers at --server; otherwise bring one up in-process.
+    let mut embedded = None;
+    let mut client = args.conn.client()?;
+    if client.health().await.is_err() {
+        let dir = tempfile::tempdir().context("creating a temporary data dir")?;
+        let mut config = ServerConfig::new(dir.path().to_path_buf());
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = server::start(config).await?;
+        client = Client::with_token(&server.url(), Some(&server.admin_token()?))?;
+        embedded = Some((server, dir));
+    }
+    let result = run_on(&client, &name, &wasm, &args).await;
+    if let Some((server, dir)) = embedded {
+        server.stop().await;
+        drop(dir);
+    }
+    result
+}
+
+async fn run_on(client: &Client, name: &str, wasm: &[u8], args: &RunArgs) -> anyhow::Result<ExitCode> {
+    client.install(name, wasm).await?;
+    let submitted = client.submit(&args.job.request(name.to_owned(), args.args.clone())?).await?;
+    let id = submitted.job.id;
+    stream_logs(client, &id, true, args.conn.json).await?;
+    let job = client.get(&id).await?;
+    if args.conn.json {
+        print_job(&job, true)?;
+    } else if job.status != JobStatus::Completed {
+        eprintln!("jobhost: job {} {}: {}", job.id, job.status, job.error.as_deref().unwrap_or(""));
+    }
+    Ok(exit_code_of(&job))
+}
+
+/// A plugin name from a file name: its stem, lowercased, other characters as `-`.
+fn plugin_name_from(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("component");
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    name.trim_start_matches(['-', '.', '_']).chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_come_from_file_stems() {
+        assert_eq!(plugin_name_from(std::path::Path::new("/x/Hello World.wasm")), "hello-world");
+        assert_eq!(plugin_name_from(std::path::Path::new("probe.wasm")), "probe");
+    }
+}

@@ -1,0 +1,95 @@
+//! `jobhost serve`: runs the JSON-RPC server of `jobhost-server` in this process until
+//! Ctrl-C or until it stops. The command's work is turning flags into a
+//! [`ServerConfig`]: the data dir, the listen address, the retention, and the
+//! transport limits, each refused at 0 here so a typo fails at start rather than
+//! leaving a server that takes nothing.
+
+use super::{DEFAULT_LISTEN, default_data_dir, init_logging};
+use anyhow::bail;
+use clap::Args;
+use jobhost_server::{self as server, ServerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `jobhost serve` options.
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_LISTEN, env = "JOBHOST_LISTEN")]
+    listen: SocketAddr,
+    /// Data directory [default: $XDG_DATA_HOME/jobhost].
+    #[arg(long, env = "JOBHOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Most jobs running at once [default: 4 per core, as many as the cores hold at the
+    /// default `cpus` of 0.25].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Allow listening on an address other than loopback (other machines can connect).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Days an ended job is kept before its files and logs are removed.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u32,
+    /// Largest request body, bytes [default: 64 MiB].
+    #[arg(long)]
+    max_request_bytes: Option<u32>,
+    /// Most calls in one JSON-RPC batch [default: 1000].
+    #[arg(long)]
+    max_batch: Option<u32>,
+    /// Most connections at once [default: 1024].
+    #[arg(long)]
+    max_connections: Option<u32>,
+    /// Calls per second each token may make, sustained [default: 5000].
+    #[arg(long)]
+    rate_per_s: Option<u32>,
+    /// Calls a token may make in a burst [default: 50000].
+    #[arg(long)]
+    rate_burst: Option<u32>,
+}
+
+/// Serves until Ctrl-C or until the server stops of itself.
+pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging("info");
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let mut config = ServerConfig::new(data_dir);
+    config.listen = args.listen;
+    config.allow_remote = args.allow_remote;
+    if args.retention_days == 0 {
+        bail!("--retention-days must be at least 1");
+    }
+    config.retention = Duration::from_secs(u64::from(args.retention_days) * 24 * 3600);
+    let t = &mut config.transport;
+    for (value, slot, name) in [
+        (args.max_request_bytes, &mut t.max_body_bytes, "--max-request-bytes"),
+        (args.max_batch, &mut t.max_batch, "--max-batch"),
+        (args.max_connections, &mut t.max_connections, "--max-connections"),
+        (args.rate_per_s, &mut t.rate_per_s, "--rate-per-s"),
+        (args.rate_burst, &mut t.rate_burst, "--rate-burst"),
+    ] {
+        match value {
+            Some(0) => bail!("{name} must be at least 1"),
+            Some(v) => *slot = v,
+            None => {}
+        }
+    }
+    config.hub = jobhost_server::models::HubConfig::from_vars(|k| std::env::var(k).ok());
+    if let Some(n) = args.concurrency {
+        if n == 0 {
+            bail!("--concurrency must be at least 1");
+        }
+        config.concurrency = n;
+    }
+    let server = server::start(config).await?;
+    eprintln!("jobhost {} listening on {}", jobhost_model::VERSION, server.url());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = server.stopped() => {}
+    }
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,267 @@
+//! The `jobhost` binary as a user runs it: `jobhost run` with an embedded server (with
+//! its progress bar on a terminal), and a server process killed with SIGKILL and
+//! started again on the same data dir.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jobhost_client::Client;
+use jobhost_model::JobStatus;
+use jobhost_model::SubmitRequest;
+use jobhost_store::Store as _;
+use jobhost_tests::{PROBE_WASM, STEPS_WASM};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jobhost");
+/// A loopback port nothing listens on, so `run` must bring up its own server.
+const NO_SERVER: &str = "http://127.0.0.1:1";
+
+#[test]
+fn run_streams_output_and_exits_with_the_job_exit_code() {
+    let ok = Command::new(BIN).args(["run", "--server", NO_SERVER, PROBE_WASM, "--", "echo", "hi"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("arg:hi"), "{stdout}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("to-stderr"));
+
+    let three = Command::new(BIN).args(["run", "--server", NO_SERVER, PROBE_WASM, "--", "exit", "3"]).output().unwrap();
+    assert_eq!(three.status.code(), Some(3), "{}", String::from_utf8_lossy(&three.stderr));
+    assert!(String::from_utf8_lossy(&three.stdout).contains("exiting 3"));
+}
+
+#[test]
+fn run_takes_a_fractional_cpu_request_and_refuses_a_bad_one() {
+    let half = Command::new(BIN)
+        .args(["run", "--json", "--cpus", "0.5", "--server", NO_SERVER, PROBE_WASM, "--", "echo", "hi"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&half.stdout);
+    assert_eq!(half.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&half.stderr));
+    let job: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(job["cpus"], serde_json::json!(0.5), "{job}");
+
+    let zero = Command::new(BIN).args(["run", "--cpus", "0", "--server", NO_SERVER, PROBE_WASM]).output().unwrap();
+    assert_eq!(zero.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("not a number of CPUs"));
+}
+
+/// Runs `jobhost ARGS` with a terminal for stdin/stdout/stderr (util-linux `script`),
+/// returning everything the terminal showed.
+fn on_a_terminal(args: &str) -> String {
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &format!("{BIN} {args}"), "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running `script` (util-linux) to give the command a terminal");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args}: {}\n{text}", out.status);
+    text
+}
+
+#[test]
+fn run_shows_a_progress_bar_on_a_terminal_but_never_in_json_mode() {
+    let job = format!("run --server {NO_SERVER} --input '{{\"steps\":4,\"interval_ms\":300}}' {STEPS_WASM}");
+    let shown = on_a_terminal(&job);
+    assert!(shown.contains("step 4\r\n") || shown.contains("step 4\n"), "{shown:?}");
+    // The bar: position/length and the job's message, drawn with terminal escapes.
+    assert!(shown.contains("/4 step "), "no progress bar in {shown:?}");
+    assert!(shown.contains('\x1b'), "{shown:?}");
+
+    let json = on_a_terminal(&format!("{job} --json"));
+    assert!(!json.contains('\x1b') && !json.contains("/4 step "), "a bar in --json output: {json:?}");
+    for line in json.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_and_logs_follow_show_the_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(dir.path());
+    let token_path = dir.path().join("token");
+    let token = jobhost_server::auth::read_token_file(&token_path).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    client.install("steps", &std::fs::read(STEPS_WASM).unwrap()).await.unwrap();
+    for command in ["wait", "logs -f"] {
+        let req = SubmitRequest {
+            plugin: "steps".into(),
+            input: Some(serde_json::json!({ "steps": 6, "interval_ms": 400 })),
+            ..SubmitRequest::default()
+        };
+        let id = client.submit(&req).await.unwrap().job.id;
+        let args = format!("{command} --server {url} --token-file {} {id}", token_path.display());
+        let shown = tokio::task::spawn_blocking(move || on_a_terminal(&args)).await.unwrap();
+        assert!(shown.contains("/6 step "), "no progress bar from `{command}`: {shown:?}");
+        assert_eq!(client.get(&id).await.unwrap().status, JobStatus::Completed);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Starts `jobhost serve` on a free loopback port and returns it with its URL.
+fn serve(data_dir: &std::path::Path) -> (Child, String) {
+    let (child, url, _) = serve_logged(data_dir, "warn");
+    (child, url)
+}
+
+/// Starts `jobhost serve` logging at `level`; the log collects in the returned buffer.
+fn serve_logged(data_dir: &std::path::Path, level: &str) -> (Child, String, Arc<Mutex<String>>) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--concurrency", "2", "--data-dir"])
+        .arg(data_dir)
+        .env("JOBHOST_LOG", level)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        log.lock().unwrap().push_str(&format!("{line}\n"));
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    (child, url, log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_log_holds_the_token_path_but_never_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url, log) = serve_logged(dir.path(), "debug");
+    let token_path = dir.path().join("token");
+    let admin = jobhost_server::auth::read_token_file(&token_path).unwrap();
+    let client = Client::with_token(&url, Some(&admin)).unwrap();
+    let minted = client.create_token(None, &[jobhost_model::Scope::Read], None).await.unwrap();
+    let bad = Client::with_token(&url, Some("jh_wrongwrongwrongwrongwrongwrongwrongwrongwro")).unwrap();
+    assert!(bad.list(None, None, None).await.is_err());
+    // The CLI finds the token through --token-file.
+    let out =
+        Command::new(BIN).args(["jobs", "--json", "--server", &url, "--token-file"]).arg(&token_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let gc =
+        Command::new(BIN).args(["gc", "--json", "--server", &url, "--token-file"]).arg(&token_path).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(report["jobs_cleaned"], 0, "{report}");
+    assert_eq!(report["uploads_expired"], 0, "{report}");
+    // A token without the admin scope may not sweep.
+    let denied = Command::new(BIN).args(["gc", "--server", &url, "--token", &minted.token]).output().unwrap();
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains(&token_path.display().to_string()), "the log names the token file:\n{log}");
+    for secret in [&admin, &minted.token] {
+        assert!(!log.contains(secret.as_str()), "a token is in the server log:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_loses_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, url) = serve(dir.path());
+    let token = jobhost_server::auth::read_token_file(&dir.path().join("token")).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let req = SubmitRequest {
+            plugin: "probe".into(),
+            args: vec!["sleep".into(), "1".into()],
+            ..SubmitRequest::default()
+        };
+        ids.push(client.submit(&req).await.unwrap().job.id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = client.list(Some(JobStatus::Running), None, None).await.unwrap().jobs.len();
+        if running == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    first.wait().unwrap();
+
+    let (mut second, url) = serve(dir.path());
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    let mut failed = 0;
+    for id in &ids {
+        let job = client.wait(id, Duration::from_secs(60)).await.unwrap();
+        match job.status {
+            JobStatus::Completed => {}
+            JobStatus::Failed => {
+                failed += 1;
+                assert!(job.error.unwrap_or_default().contains("host stopped"), "{id}");
+            }
+            other => panic!("job {id} ended {other}"),
+        }
+    }
+    // The two that were running had their one attempt; every other job ran.
+    assert_eq!(failed, 2);
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let store = jobhost_store::SqliteStore::open(&dir.path().join("jobhost.db")).await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
+#[test]
+fn bench_prints_every_figure_as_one_json_line() {
+    let out = Command::new(BIN)
+        .args(["bench", "--jobs", "200", "--latency-jobs", "20", "--spawns", "20", "--concurrent", "20", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap();
+    let figures: serde_json::Map<String, serde_json::Value> = serde_json::from_str(last).unwrap();
+    let mut keys: Vec<&str> = figures.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "cold_start_ms",
+            "idle_rss_mb",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "process_spawn_per_s",
+            "rss_1000_concurrent_mb",
+            "throughput_jobs_per_s",
+            "vs_process_spawn",
+            "warm_start_ms",
+        ]
+    );
+    for (key, value) in &figures {
+        let v = value.as_f64().unwrap_or_else(|| panic!("{key} is not a number: {value}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+    let f = |k: &str| figures[k].as_f64().unwrap();
+    assert!(f("latency_p50_ms") <= f("latency_p99_ms"));
+    // The human table comes first, on the same stdout.
+    assert!(stdout.contains("throughput (200 no-op jobs)"), "{stdout}");
+}
+
+#[test]
+fn bench_refuses_sizes_it_cannot_run() {
+    let out = Command::new(BIN).args(["bench", "--batch", "2000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch must be between 1 and 1000"));
+}

@@ -1,0 +1,164 @@
+//! The request and result types of the JSON-RPC API that the server and its clients
+//! share. Every field name here is part of the public contract (DESIGN.md).
+
+use crate::access::{TokenInfo, User};
+use crate::job::{Artifact, Cpus, Job, LogChunk, Plugin};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The longest `jobs.wait` a client may ask for in one call.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+/// `jobs.wait` without `timeout_s`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// Page size of `jobs.list` and `jobs.logs` without `limit`, and their maximum.
+pub const DEFAULT_PAGE: u32 = 100;
+/// The largest page a client may ask for.
+pub const MAX_PAGE: u32 = 1000;
+
+/// `jobs.submit` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// Installed component to run.
+    pub plugin: String,
+    /// argv after argv[0].
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The job's whole environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Input for plugins of world `job`.
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
+    /// A finalized upload to consume: its files are the job's `/input`.
+    #[serde(default)]
+    pub files_id: Option<String>,
+    /// CPUs the job needs, in steps of 0.001 (default: the server's, 0.25).
+    #[serde(default)]
+    pub cpus: Option<Cpus>,
+    /// Memory limit, MiB.
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+    /// Wall-clock limit, s.
+    #[serde(default)]
+    pub timeout_s: Option<u32>,
+    /// Idempotency key.
+    #[serde(default)]
+    pub client_job_id: Option<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: Option<i64>,
+}
+
+/// `jobs.submit` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Submitted {
+    /// The job (the existing one when the idempotency key matched).
+    pub job: Job,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+/// One page of `jobs.list`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobPage {
+    /// Newest first.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of `jobs.logs`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogPage {
+    /// In order.
+    pub chunks: Vec<LogChunk>,
+    /// Pass as `since_seq` to continue.
+    pub next_seq: u64,
+    /// The job has ended and these are its last chunks.
+    pub eof: bool,
+}
+
+/// `resources.usage` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceUsage {
+    /// CPUs declared by jobs starting or running.
+    pub used_cpus: Cpus,
+    /// Memory declared by jobs starting or running, MiB.
+    pub used_memory_mb: u64,
+    /// Jobs starting or running.
+    pub running_jobs: u64,
+    /// What jobs may declare in all at once.
+    pub capacity: Usage,
+}
+
+/// Resources declared by jobs (or available to them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Usage {
+    /// CPUs.
+    pub cpus: Cpus,
+    /// Memory, MiB.
+    pub memory_mb: u64,
+}
+
+/// `system.health` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
+/// `plugins.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PluginList {
+    /// Every installed component, by name.
+    pub plugins: Vec<Plugin>,
+}
+
+/// `artifacts.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactList {
+    /// The job's artifacts, by name.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// `artifacts.read` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactData {
+    /// The bytes read, base64 (standard alphabet, padded).
+    pub data_base64: String,
+    /// Whether the read reached the end of the artifact.
+    pub eof: bool,
+}
+
+/// `users.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UserList {
+    /// The users the caller may see.
+    pub users: Vec<User>,
+}
+
+/// `tokens.list` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenList {
+    /// The tokens, without their secrets.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// What one sweep removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GcReport {
+    /// Uploads that expired unused (their files deleted).
+    pub uploads_expired: u64,
+    /// Ended jobs past the retention that were cleaned.
+    pub jobs_cleaned: u64,
+    /// Log chunks of those jobs deleted.
+    pub log_chunks_pruned: u64,
+}

@@ -1,0 +1,12 @@
+//! Where a running job reports what it produces, whatever runs it.
+
+use crate::job::{LogChunk, Progress};
+
+/// Where a running job reports what it produces. Calls must not block: they hand the
+/// data on (the domain batches it into the database).
+pub trait JobSink: Send + Sync {
+    /// New output chunks of `job_id`, in order.
+    fn logs(&self, job_id: &str, chunks: Vec<LogChunk>);
+    /// New progress of `job_id`.
+    fn progress(&self, job_id: &str, progress: Progress);
+}

@@ -1,0 +1,155 @@
+//! The jobs domain: what a job is, the rules of its life (validation, idempotency,
+//! transitions, who may see it) and the queries clients make about it.
+//!
+//! It talks to the [`Store`] for every record and to nobody's wire format: the RPC
+//! layer turns its [`Error`] into JSON-RPC errors, and the runtime reaches it only
+//! through the [`Recorder`] sink it is handed.
+//!
+//! One [`Jobs`] value serves it all, its methods kept by concern: `limits` (what a job
+//! may ask for), `submit` (validation and idempotency), `query` (what clients read and
+//! watch), `lifecycle` (every transition after the submit, the scheduler's among
+//! them). `events` carries status, progress and log events to subscribers and
+//! waiters; `recorder` is the sink a run reports through.
+
+pub mod events;
+mod lifecycle;
+mod limits;
+mod query;
+pub mod recorder;
+mod submit;
+
+use events::EventBus;
+pub use jobhost_model::{
+    Caller, DEFAULT_PAGE, DEFAULT_WAIT, Error, JobPage, LogPage, MAX_PAGE, MAX_WAIT, ResourceUsage, Result,
+    SubmitRequest, Submitted,
+};
+use jobhost_model::{EventKind, Job, JobEvent};
+use jobhost_store::Store;
+pub use limits::{DEFAULT_CPUS, Limits};
+pub use query::Subscription;
+use recorder::Recorder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio_util::sync::CancellationToken;
+
+/// The jobs service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    store: Arc<dyn Store>,
+    events: EventBus,
+    recorder: Recorder,
+    limits: Limits,
+    /// `<data>/jobs`, where each job's files live.
+    jobs_dir: PathBuf,
+    /// `<data>/uploads`, where an upload's files wait for the job that consumes them.
+    uploads_dir: PathBuf,
+    /// Cancellation handles of the runs in this process.
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// Wakes the scheduler when work arrives.
+    work: Arc<tokio::sync::Notify>,
+    /// Called right after a submit's insert is queued (see [`Jobs::on_submit`]).
+    submit_hook: Arc<HookSlot>,
+}
+
+/// What the scheduler does when a job is submitted: claim into free slots at once.
+/// Returns whether it saw to the job (a claim is queued behind it, and whatever that
+/// claim leaves in the queue is the scheduler's to look at); when it did not, the
+/// submit wakes the scheduler's claim loop.
+pub type SubmitHook = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Where the submit hook is kept.
+#[derive(Default)]
+struct HookSlot(Mutex<Option<SubmitHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        f.debug_tuple("HookSlot").field(&if set { "set" } else { "unset" }).finish()
+    }
+}
+
+impl Jobs {
+    /// The service over `store`.
+    pub fn new(store: Arc<dyn Store>, limits: Limits, jobs_dir: PathBuf, uploads_dir: PathBuf) -> Jobs {
+        let events = EventBus::new();
+        // Status events of what the store group-commits (submits, claims, starts, ends)
+        // are published by the store's writer, in commit order.
+        let published = events.clone();
+        if !store.observe(Box::new(move |job| publish(&published, job))) {
+            tracing::warn!("the store already has an observer; status events come from it");
+        }
+        let recorder = Recorder::start(store.clone(), events.clone());
+        Jobs {
+            store,
+            events,
+            recorder,
+            limits,
+            jobs_dir,
+            uploads_dir,
+            running: Arc::default(),
+            work: Arc::default(),
+            submit_hook: Arc::default(),
+        }
+    }
+
+    /// The store, for other domain services sharing it.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// `<data>/jobs`.
+    pub fn jobs_dir(&self) -> &Path {
+        &self.jobs_dir
+    }
+
+    /// Where the files of the upload a job consumed wait until it starts.
+    pub fn input_source(&self, job: &Job) -> Option<PathBuf> {
+        job.files_id.as_ref().map(|f| self.uploads_dir.join(f))
+    }
+
+    /// The sink runs report through.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Sets (or with `None` removes) what runs right after each submit's insert is
+    /// queued. The scheduler uses it to queue a claim right behind the insert, so the
+    /// claim shares the insert's commit instead of following it.
+    pub fn on_submit(&self, hook: Option<SubmitHook>) {
+        *self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner) = hook;
+    }
+
+    /// Notified whenever a job becomes pending.
+    pub fn work_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.work.clone()
+    }
+
+    fn publish_status(&self, job: &Job) {
+        publish(&self.events, job);
+    }
+}
+
+/// The status event of `job`, and the job itself to `jobs.wait` when it has ended.
+fn publish(events: &EventBus, job: &Job) {
+    events.publish(status_event(job));
+    if job.status.is_terminal() {
+        events.publish_end(job);
+    }
+}
+
+fn status_event(job: &Job) -> JobEvent {
+    JobEvent {
+        kind: EventKind::Status,
+        job_id: job.id.clone(),
+        status: Some(job.status),
+        progress: job.progress.clone(),
+        log: None,
+        missed: None,
+    }
+}

@@ -1,0 +1,162 @@
+//! Submitting a job: [`Jobs::submit`] checks a request against the installed plugin,
+//! the upload it names and the [`Limits`](super::Limits) (an error names the offending
+//! field), queues its insert and wakes the scheduler before the commit, so the claim can
+//! share the insert's transaction. Idempotency is the store's: a `client_job_id`
+//! naming a live job of the caller returns that job, decided by a unique index so
+//! concurrent duplicates still make one job; the upload a job consumes is taken in the
+//! same insert, and when that fails the caller is told why in their own terms.
+
+use super::{Caller, Error, Jobs, Result, SubmitRequest, Submitted};
+use jobhost_model::{Cpus, JobKind, UploadState, ids};
+use jobhost_store::NewJob;
+use serde::Serialize;
+use std::sync::PoisonError;
+
+/// Bytes of JSON in `args`, `env`, `input` and `labels` together; jobs carry data in
+/// files, not in their record.
+const MAX_REQUEST_JSON_BYTES: usize = 1 << 20;
+
+impl Jobs {
+    /// Validates and records a job. With a `client_job_id` already naming a live job
+    /// of the caller, returns that job with `created: false`.
+    pub async fn submit(&self, caller: &Caller, req: SubmitRequest) -> Result<Submitted> {
+        self.submit_kind(caller, req, JobKind::Wasm).await
+    }
+
+    /// [`Jobs::submit`] for a job of another `kind` (e.g. `pull`, submitted by the
+    /// models service), which decides what the scheduler grants the run.
+    pub async fn submit_kind(&self, caller: &Caller, req: SubmitRequest, kind: JobKind) -> Result<Submitted> {
+        let new = self.validate(caller, req, kind).await?;
+        let inserted = self.store.insert_job(&new);
+        // Claim now rather than after the commit: queued behind the insert, the claim
+        // shares its transaction (it sees the job).
+        let hook = self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if !hook.is_some_and(|hook| hook()) {
+            self.work.notify_one();
+        }
+        let Some((job, created)) = inserted.await? else {
+            return Err(self.unusable_upload(caller, new.files_id.as_deref().unwrap_or_default()).await);
+        };
+        Ok(Submitted { job, created })
+    }
+
+    async fn validate(&self, caller: &Caller, req: SubmitRequest, kind: JobKind) -> Result<NewJob> {
+        let limits = &self.limits;
+        if req.plugin.is_empty() {
+            return Err(Error::invalid("plugin", "must not be empty"));
+        }
+        let plugin = self
+            .store
+            .get_plugin(&req.plugin)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("plugin {:?} is not installed", req.plugin)))?;
+        if let Some(files_id) = &req.files_id {
+            let upload =
+                if ids::has_prefix(files_id, ids::UPLOAD) { self.store.get_upload(files_id).await? } else { None };
+            if upload.is_none_or(|u| u.user_id != caller.user_id) {
+                return Err(Error::NotFound(format!("upload {files_id:?} not found")));
+            }
+        }
+        for (i, a) in req.args.iter().enumerate() {
+            if a.contains('\0') {
+                return Err(Error::invalid(&format!("args[{i}]"), "must not contain NUL"));
+            }
+        }
+        for (k, v) in &req.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(Error::invalid(&format!("env.{k}"), "a name must be non-empty without '=' or NUL"));
+            }
+            if v.contains('\0') {
+                return Err(Error::invalid(&format!("env.{k}"), "must not contain NUL"));
+            }
+        }
+        let memory_mb = req.memory_mb.unwrap_or(limits.default_memory_mb);
+        if memory_mb == 0 || memory_mb > limits.max_memory_mb {
+            return Err(Error::invalid(
+                "memory_mb",
+                format!("must be between 1 and {} (the server's maximum)", limits.max_memory_mb),
+            ));
+        }
+        let timeout_s = req.timeout_s.unwrap_or(limits.default_timeout_s);
+        if timeout_s == 0 || timeout_s > limits.max_timeout_s {
+            return Err(Error::invalid(
+                "timeout_s",
+                format!("must be between 1 and {} (the server's maximum)", limits.max_timeout_s),
+            ));
+        }
+        let cpus = req.cpus.unwrap_or(limits.default_cpus);
+        if cpus.millis() == 0 {
+            return Err(Error::invalid("cpus", "must be more than 0"));
+        }
+        if cpus > Cpus::whole(limits.capacity_cpus) {
+            return Err(Error::LimitExceeded(format!(
+                "cpus: the job asks for {cpus} CPUs but this server has {}; it could never start",
+                limits.capacity_cpus
+            )));
+        }
+        if memory_mb > limits.capacity_memory_mb {
+            return Err(Error::LimitExceeded(format!(
+                "memory_mb: the job asks for {memory_mb} MiB but this server runs jobs in {} MiB; \
+                 it could never start",
+                limits.capacity_memory_mb
+            )));
+        }
+        if let Some(key) = &req.client_job_id
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(Error::invalid("client_job_id", "must be 1 to 200 characters"));
+        }
+        let args = to_json(&req.args);
+        let env = to_json(&req.env);
+        let labels = to_json(&req.labels);
+        let input = req.input.as_ref().map(|v| v.to_string());
+        let size = args.len() + env.len() + labels.len() + input.as_ref().map_or(0, String::len);
+        if size > MAX_REQUEST_JSON_BYTES {
+            return Err(Error::LimitExceeded(format!(
+                "args, env, input and labels take {size} bytes; the limit is {MAX_REQUEST_JSON_BYTES} \
+                 (pass large data as files)"
+            )));
+        }
+        Ok(NewJob {
+            id: ids::new(ids::JOB),
+            user_id: caller.user_id.clone(),
+            kind,
+            plugin: plugin.name,
+            plugin_digest: plugin.digest,
+            args,
+            env,
+            input,
+            labels,
+            priority: req.priority.unwrap_or(0),
+            cpus,
+            memory_mb,
+            timeout_s,
+            client_job_id: req.client_job_id,
+            max_attempts: limits.max_attempts,
+            files_id: req.files_id,
+        })
+    }
+
+    /// Why the upload `id` could not be consumed, in the caller's terms.
+    async fn unusable_upload(&self, caller: &Caller, id: &str) -> Error {
+        match self.store.get_upload(id).await {
+            Ok(Some(u)) if caller.is_admin || u.user_id == caller.user_id => match u.state {
+                UploadState::Open => Error::Conflict(format!("upload {id} is not finalized yet")),
+                UploadState::Finalized => Error::Conflict(format!("upload {id} has expired")),
+                UploadState::Consumed => Error::Conflict(format!(
+                    "upload {id} was already consumed by job {}",
+                    u.job_id.as_deref().unwrap_or("(cleaned)")
+                )),
+                UploadState::Expired => Error::Conflict(format!("upload {id} has expired")),
+            },
+            Ok(_) => Error::NotFound(format!("upload {id:?} not found")),
+            Err(e) => e.into(),
+        }
+    }
+}
+
+/// Serializing our own vectors and string maps to JSON cannot fail; this keeps the
+/// `unwrap`-free rule without an error path that can never be taken.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}

@@ -1,0 +1,117 @@
+//! Installed components: validating a name, handing the bytes to the runtime to
+//! compile and classify, and recording the result. An install that fails leaves
+//! nothing behind: the record is written only after the runtime accepted the bytes.
+
+use crate::jobs::{Error, Result};
+use base64::Engine as _;
+use jobhost_model::Plugin;
+use jobhost_model::ids;
+use jobhost_runtime::{Runtime, RuntimeError};
+use jobhost_store::Store;
+use std::sync::Arc;
+
+/// Longest plugin name.
+const MAX_NAME: usize = 64;
+
+/// The name the built-in model puller is installed under (by the models service).
+pub const PULLER: &str = "model-pull";
+
+/// Names of built-in components, which clients cannot install over.
+pub const RESERVED: &[&str] = &[PULLER];
+
+/// The plugins service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Plugins {
+    store: Arc<dyn Store>,
+    runtime: Arc<Runtime>,
+}
+
+impl Plugins {
+    /// The service over `store`, compiling with `runtime`.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<Runtime>) -> Plugins {
+        Plugins { store, runtime }
+    }
+
+    /// Installs (or replaces) the component `name` from base64-encoded wasm.
+    pub async fn install(&self, name: &str, wasm_base64: &str) -> Result<Plugin> {
+        validate_name(name)?;
+        let wasm = base64::engine::general_purpose::STANDARD
+            .decode(wasm_base64.trim())
+            .map_err(|e| Error::invalid("wasm_base64", format!("is not valid base64: {e}")))?;
+        self.install_bytes(name, wasm).await
+    }
+
+    /// Installs (or replaces) the component `name` from raw wasm bytes.
+    pub async fn install_bytes(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+        validate_name(name)?;
+        if RESERVED.contains(&name) {
+            return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
+        }
+        self.store_component(name, wasm).await
+    }
+
+    /// Installs a built-in component under its reserved name.
+    pub async fn install_reserved(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+        self.store_component(name, wasm).await
+    }
+
+    async fn store_component(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+        validate_name(name)?;
+        if wasm.is_empty() {
+            return Err(Error::invalid("wasm_base64", "is empty"));
+        }
+        let installed = self.runtime.install(wasm).await.map_err(|e| match e {
+            RuntimeError::Invalid(msg) => Error::invalid("wasm_base64", msg),
+            other => {
+                tracing::error!(error = %other, "installing a component");
+                Error::Internal("the component could not be stored".into())
+            }
+        })?;
+        let plugin = Plugin {
+            name: name.to_owned(),
+            digest: installed.digest,
+            kind: installed.kind,
+            size_bytes: installed.size_bytes,
+            installed_at: ids::now(),
+        };
+        self.store.put_plugin(&plugin).await?;
+        Ok(plugin)
+    }
+
+    /// Every installed component.
+    pub async fn list(&self) -> Result<Vec<Plugin>> {
+        Ok(self.store.list_plugins().await?)
+    }
+}
+
+/// A name is 1–64 of `[a-z0-9._-]`, starting with a letter or digit: safe in a URL,
+/// a file name and argv[0].
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "name",
+            format!("must be 1 to {MAX_NAME} characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["hello", "word-count", "a.b_c", "9lives"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Hello", "../x", "-x", "a b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

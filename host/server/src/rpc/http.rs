@@ -1,0 +1,321 @@
+//! The HTTP side of the one port: authentication of every request, and the file
+//! routes that do not fit JSON-RPC.
+//!
+//! A tower layer in front of jsonrpsee. It reads `Authorization: Bearer <token>`:
+//! a token that is unknown, expired or revoked is answered `401` at once, on any
+//! path; a valid one becomes the request's [`Caller`], which jsonrpsee hands to every
+//! method (over HTTP and over the WebSocket the request opens). A JSON-RPC POST
+//! without a token goes through, and every method but `system.health` refuses it
+//! (`unauthorized`); a WebSocket upgrade or a file route without a token is `401`.
+//!
+//! File routes, streamed both ways, never buffered whole:
+//! - `PUT /uploads/<id>/files/<path>`: the body becomes that file of the upload.
+//! - `PUT /uploads/<id>/archive`: a tar archive, checked whole, then unpacked.
+//! - `GET|HEAD /jobs/<id>/artifacts/<name>`: an artifact, with `Content-Length` and
+//!   `ETag` = its SHA-256.
+
+use crate::auth::{Auth, Scope};
+use crate::jobs::{Caller, Error, Jobs};
+use crate::uploads::Uploads;
+use ::http::{HeaderValue, Method, StatusCode, header};
+use bytes::Bytes;
+use futures::FutureExt as _;
+use http_body_util::BodyExt as _;
+use jsonrpsee::core::BoxError;
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWriteExt as _;
+use tower::{Layer, Service};
+
+/// What the file routes and the authentication need.
+#[derive(Debug, Clone)]
+pub struct HttpContext {
+    /// Token checks.
+    pub auth: Auth,
+    /// Upload files.
+    pub uploads: Uploads,
+    /// Artifacts.
+    pub jobs: Jobs,
+}
+
+/// The layer; see the module docs.
+#[derive(Debug, Clone)]
+pub struct HttpLayer {
+    ctx: HttpContext,
+}
+
+impl HttpLayer {
+    /// A layer over `ctx`.
+    pub fn new(ctx: HttpContext) -> HttpLayer {
+        HttpLayer { ctx }
+    }
+}
+
+impl<S> Layer<S> for HttpLayer {
+    type Service = HttpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpService { inner, ctx: self.ctx.clone() }
+    }
+}
+
+/// The service the layer makes.
+#[derive(Debug, Clone)]
+pub struct HttpService<S> {
+    inner: S,
+    ctx: HttpContext,
+}
+
+/// A path this layer answers itself.
+enum Route {
+    UploadFile { id: String, path: String },
+    UploadArchive { id: String },
+    Artifact { job_id: String, name: String },
+    Rpc,
+}
+
+impl<S, B> Service<HttpRequest<B>> for HttpService<S>
+where
+    S: Service<HttpRequest<B>, Response = HttpResponse> + Clone + Send + 'static,
+    S::Error: Into<BoxError> + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: HttpRequest<B>) -> Self::Future {
+        let ctx = self.ctx.clone();
+        let mut inner = self.inner.clone();
+        // The clone is not the service that was polled ready; swap so the ready one runs.
+        std::mem::swap(&mut inner, &mut self.inner);
+        async move {
+            let token = bearer(req.headers());
+            let caller = match token {
+                None => None,
+                Some(Err(())) => {
+                    return Ok(error_response(&Error::Unauthorized("malformed Authorization header".into())));
+                }
+                Some(Ok(token)) => match ctx.auth.authenticate(&token).await {
+                    Ok(Ok(caller)) => Some(caller),
+                    Ok(Err(refusal)) => return Ok(error_response(&Error::Unauthorized(refusal.message().into()))),
+                    Err(e) => return Ok(error_response(&e)),
+                },
+            };
+            let route = route(req.method(), req.uri().path());
+            if let Route::Rpc = route {
+                if is_upgrade(&req) && caller.is_none() {
+                    return Ok(error_response(&needs_token()));
+                }
+                if let Some(caller) = caller {
+                    req.extensions_mut().insert(caller);
+                }
+                return inner.call(req).await.map_err(Into::into);
+            }
+            let Some(caller) = caller else { return Ok(error_response(&needs_token())) };
+            let result = match route {
+                Route::UploadFile { id, path } => put_file(&ctx, &caller, &id, &path, req).await,
+                Route::UploadArchive { id } => put_archive(&ctx, &caller, &id, req).await,
+                Route::Artifact { job_id, name } => {
+                    let head = req.method() == Method::HEAD;
+                    get_artifact(&ctx, &caller, &job_id, &name, head, req.headers().get(header::IF_NONE_MATCH)).await
+                }
+                Route::Rpc => Err(Error::Internal("unreachable route".into())),
+            };
+            Ok(result.unwrap_or_else(|e| error_response(&e)))
+        }
+        .boxed()
+    }
+}
+
+fn needs_token() -> Error {
+    Error::Unauthorized("this request needs an `Authorization: Bearer <token>` header".into())
+}
+
+/// The token of an `Authorization: Bearer` header; `Err` when the header is there
+/// but is not a bearer token.
+fn bearer(headers: &http::HeaderMap) -> Option<Result<String, ()>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let text = value.to_str().ok();
+    Some(
+        text.and_then(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")))
+            .map(|t| t.trim().to_owned())
+            .ok_or(()),
+    )
+}
+
+fn is_upgrade<B>(req: &HttpRequest<B>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn route(method: &Method, path: &str) -> Route {
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned());
+    let parts: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::PUT, ["uploads", id, "files", rest]) => match decode(rest) {
+            Some(path) => Route::UploadFile { id: (*id).to_owned(), path },
+            None => Route::UploadFile { id: (*id).to_owned(), path: String::new() },
+        },
+        (&Method::PUT, ["uploads", id, "archive"]) => Route::UploadArchive { id: (*id).to_owned() },
+        (&Method::GET | &Method::HEAD, ["jobs", id, "artifacts", rest]) => match decode(rest) {
+            Some(name) => Route::Artifact { job_id: (*id).to_owned(), name },
+            None => Route::Artifact { job_id: (*id).to_owned(), name: String::new() },
+        },
+        _ => Route::Rpc,
+    }
+}
+
+fn require(caller: &Caller, scope: Scope) -> Result<(), Error> {
+    if caller.has(scope) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("this token lacks the {:?} scope", scope.as_str())))
+    }
+}
+
+/// The bytes the request says it carries, when it says so.
+fn content_length<B>(req: &HttpRequest<B>) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Receives the body into a staged file, failing once more than `max` bytes arrived
+/// (or when `Content-Length` already says so).
+async fn receive<B>(ctx: &HttpContext, req: HttpRequest<B>, max: u64) -> Result<tempfile::TempPath, Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let too_big = || Error::LimitExceeded(format!("bytes per upload: the limit is {}", ctx.uploads.limits().max_bytes));
+    if content_length(&req).is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    let (file, path) = ctx.uploads.stage()?.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut body = req.into_body();
+    let mut written = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::invalid("body", format!("reading the request body: {}", e.into())))?;
+        let Ok(data) = frame.into_data() else { continue };
+        written += data.len() as u64;
+        if written > max {
+            return Err(too_big());
+        }
+        file.write_all(&data).await.map_err(|e| io_internal("receiving a file", &e))?;
+    }
+    file.sync_all().await.map_err(|e| io_internal("receiving a file", &e))?;
+    Ok(path)
+}
+
+async fn put_file<B>(
+    ctx: &HttpContext,
+    caller: &Caller,
+    id: &str,
+    path: &str,
+    req: HttpRequest<B>,
+) -> Result<HttpResponse, Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    require(caller, Scope::Submit)?;
+    // Refuse early what can be refused before reading the body.
+    let upload = ctx.uploads.open_for_write(caller, id).await?;
+    crate::uploads::check_path(path).map_err(|m| Error::invalid("path", m))?;
+    let max = ctx.uploads.limits().max_bytes;
+    // Received whole beside the upload, then moved in: a refused or broken transfer
+    // never leaves a partial file in it.
+    let staged = receive(ctx, req, max).await?;
+    let size = ctx.uploads.place(caller, &upload.id, path, staged).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({ "id": upload.id, "path": path, "size_bytes": size })))
+}
+
+async fn put_archive<B>(
+    ctx: &HttpContext,
+    caller: &Caller,
+    id: &str,
+    req: HttpRequest<B>,
+) -> Result<HttpResponse, Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    require(caller, Scope::Submit)?;
+    let upload = ctx.uploads.open_for_write(caller, id).await?;
+    let limits = ctx.uploads.limits();
+    // Tar adds a 512-byte header per entry and pads each entry to 512 bytes.
+    let max = limits.max_bytes.saturating_add(limits.max_files.saturating_mul(1024)).saturating_add(1 << 20);
+    let staged = receive(ctx, req, max).await?;
+    let unpacked = ctx.uploads.unpack(caller, &upload.id, staged).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "id": upload.id, "files": unpacked.files, "bytes": unpacked.bytes }),
+    ))
+}
+
+async fn get_artifact(
+    ctx: &HttpContext,
+    caller: &Caller,
+    job_id: &str,
+    name: &str,
+    head: bool,
+    if_none_match: Option<&HeaderValue>,
+) -> Result<HttpResponse, Error> {
+    require(caller, Scope::Read)?;
+    let (artifact, file) = ctx.jobs.open_artifact(caller, job_id, name).await?;
+    let etag = format!("\"{}\"", artifact.sha256);
+    let builder =
+        http::Response::builder().header(header::ETAG, &etag).header(header::CONTENT_TYPE, "application/octet-stream");
+    if if_none_match.and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return builder.status(StatusCode::NOT_MODIFIED).body(HttpBody::from(Vec::new())).map_err(http_internal);
+    }
+    let builder = builder.status(StatusCode::OK).header(header::CONTENT_LENGTH, artifact.size_bytes);
+    if head {
+        return builder.body(HttpBody::from(Vec::new())).map_err(http_internal);
+    }
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let body = http_body_util::StreamBody::new(futures::TryStreamExt::map_ok(stream, http_body::Frame::data));
+    builder.body(HttpBody::new(body)).map_err(http_internal)
+}
+
+fn status_of(e: &Error) -> StatusCode {
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// An error as a JSON-RPC error object (id null), with the matching HTTP status.
+pub fn error_response(e: &Error) -> HttpResponse {
+    let err = e.to_object();
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": err });
+    let mut resp = json_response(status_of(e), &body);
+    if matches!(e, Error::Unauthorized(_)) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut resp = http::Response::new(HttpBody::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn io_internal(what: &str, e: &std::io::Error) -> Error {
+    tracing::error!(error = %e, "{what}");
+    Error::Internal(format!("{what} failed"))
+}
+
+fn http_internal(e: http::Error) -> Error {
+    tracing::error!(error = %e, "building a response");
+    Error::Internal("building the response failed".into())
+}

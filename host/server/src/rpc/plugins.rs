@@ -1,0 +1,42 @@
+//! `plugins.*`: the components jobs run. Installing one needs `admin`, since every
+//! user's jobs may then run it under the name it takes; listing them needs `read`.
+//! A component travels base64-encoded in the request, so the transport's body limit
+//! ([`TransportLimits`](super::TransportLimits)) bounds what can be installed.
+
+use super::api::{Access, Api};
+use super::{Empty, to_rpc_error};
+use crate::auth::Scope;
+use jobhost_model::{Plugin, PluginList};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Registers `plugins.install` and `plugins.list`.
+pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
+    use Access::Scope as Needs;
+    use Scope::{Admin, Read};
+    api.method::<InstallRequest, Plugin, _, _>(
+        "plugins.install",
+        "Installs a component (a `job`-world plugin or a WASI command) under a name.",
+        Needs(Admin),
+        |req, _, ctx| async move { ctx.plugins.install(&req.name, &req.wasm_base64).await.map_err(to_rpc_error) },
+    )?;
+    api.method::<Empty, PluginList, _, _>(
+        "plugins.list",
+        "Installed components.",
+        Needs(Read),
+        |_, _, ctx| async move {
+            let plugins = ctx.plugins.list().await.map_err(to_rpc_error)?;
+            Ok(PluginList { plugins })
+        },
+    )?;
+    Ok(())
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct InstallRequest {
+    /// 1–64 of `[a-z0-9._-]`, starting with a letter or digit.
+    name: String,
+    /// The component's wasm bytes, base64.
+    wasm_base64: String,
+}

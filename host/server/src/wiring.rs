@@ -1,0 +1,225 @@
+//! Wires the layers into a running server: data dir, store, runtime, domain,
+//! scheduler and RPC. Tests and `jobhost run` start it in-process on `127.0.0.1:0`.
+
+use crate::auth::Auth;
+use crate::jobs::{Jobs, Limits};
+use crate::models::{HubConfig, Models};
+use crate::plugins::Plugins;
+use crate::rpc::{self, RpcServer, TransportLimits};
+use crate::scheduler::sweeper::Sweeper;
+use crate::scheduler::{Grants, Scheduler};
+use crate::uploads::{UploadLimits, Uploads};
+use anyhow::Context as _;
+use jobhost_executors::Executors;
+use jobhost_executors::wasm::WasmExecutor;
+use jobhost_model::JobKind;
+use jobhost_runtime::{Runtime, RuntimeConfig};
+use jobhost_store::{SqliteStore, Store};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Name of the database file in the data dir.
+pub const DB_FILE: &str = "jobhost.db";
+
+/// Everything `jobhost serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Root of all state.
+    pub data_dir: PathBuf,
+    /// Most jobs running at once.
+    pub concurrency: usize,
+    /// Per-job defaults and maxima.
+    pub limits: Limits,
+    /// Bytes of stdout, stderr and log lines stored per job.
+    pub max_log_bytes: u64,
+    /// Bytes a job may leave under `/output`.
+    pub max_output_bytes: u64,
+    /// Resources (files, streams) a job may hold open at once.
+    pub max_open_resources: usize,
+    /// Wasm stack per job, bytes.
+    pub max_wasm_stack: usize,
+    /// The hub models are pulled from (`HF_ENDPOINT`, `HF_TOKEN`, `JOBHOST_HUB_FILE_HOSTS`).
+    pub hub: HubConfig,
+    /// Limits on uploads.
+    pub uploads: UploadLimits,
+    /// How long ended jobs are kept before the sweeper cleans them.
+    pub retention: Duration,
+    /// How often the sweeper runs.
+    pub sweep_every: Duration,
+    /// Limits of the HTTP/WebSocket transport.
+    pub transport: TransportLimits,
+    /// Allow listening on an address other than loopback.
+    pub allow_remote: bool,
+}
+
+impl ServerConfig {
+    /// Defaults for a data dir: listen on `127.0.0.1:7717`, as many jobs at once as
+    /// the cores hold at the default `cpus` (see [`Limits::default_concurrency`]).
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        let limits = Limits::default();
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7717)),
+            data_dir,
+            concurrency: limits.default_concurrency(),
+            limits,
+            max_log_bytes: 8 << 20,
+            max_output_bytes: 1 << 30,
+            max_open_resources: 4096,
+            max_wasm_stack: 1 << 20,
+            hub: HubConfig::default(),
+            uploads: UploadLimits::default(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            sweep_every: Duration::from_secs(60),
+            transport: TransportLimits::default(),
+            allow_remote: false,
+        }
+    }
+}
+
+/// A server that is up; stop it with [`RunningServer::stop`].
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens (the real port when configured with port 0).
+    pub local_addr: SocketAddr,
+    /// The data dir.
+    pub data_dir: PathBuf,
+    rpc: RpcServer,
+    shutdown: CancellationToken,
+    exec: Option<tokio::runtime::Runtime>,
+    store: Arc<dyn Store>,
+}
+
+impl RunningServer {
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The first admin's API token, from `DATA_DIR/token`.
+    pub fn admin_token(&self) -> std::io::Result<String> {
+        crate::auth::read_token_file(&self.data_dir.join(crate::auth::TOKEN_FILE))
+    }
+
+    /// `ws://<addr>`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.local_addr)
+    }
+
+    /// Resolves when the RPC server has stopped.
+    pub async fn stopped(&self) {
+        self.rpc.handle.clone().stopped().await
+    }
+
+    /// Stops serving and running. Jobs still running are left `running` in the
+    /// database, exactly as after a crash: the next start recovers them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = self.rpc.handle.stop();
+        self.rpc.handle.clone().stopped().await;
+        if let Some(exec) = self.exec.take() {
+            exec.shutdown_background();
+        }
+        self.store.close().await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // Dropping a tokio runtime blocks, which is not allowed inside async code; a
+        // server dropped without `stop` lets its job threads go in the background.
+        self.shutdown.cancel();
+        let _ = self.rpc.handle.stop();
+        if let Some(exec) = self.exec.take() {
+            exec.shutdown_background();
+        }
+    }
+}
+
+/// Opens the data dir and starts serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    if !config.listen.ip().is_loopback() && !config.allow_remote {
+        anyhow::bail!(
+            "{} is not a loopback address: listening where other machines can connect needs --allow-remote",
+            config.listen
+        );
+    }
+    let data = &config.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
+    let jobs_dir = data.join("jobs");
+    let uploads_dir = data.join("uploads");
+    for dir in [&jobs_dir, &uploads_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join(DB_FILE)).await?);
+    let auth = Auth::new(store.clone());
+    auth.bootstrap(data).await.context("creating the first admin token")?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        plugins_dir: data.join("plugins"),
+        jobs_dir: jobs_dir.clone(),
+        max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
+        max_memory_mb: config.limits.max_memory_mb,
+        max_log_bytes: config.max_log_bytes,
+        max_output_bytes: config.max_output_bytes,
+        max_open_resources: config.max_open_resources,
+        max_wasm_stack: config.max_wasm_stack,
+    })?);
+    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir, uploads_dir.clone());
+    let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir);
+    uploads.reset_staging().context("preparing the uploads directory")?;
+    let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
+    if recovered.requeued + recovered.failed > 0 {
+        tracing::warn!(
+            requeued = recovered.requeued,
+            failed = recovered.failed,
+            "recovered jobs left running by a previous process"
+        );
+    }
+    let plugins = Plugins::new(store.clone(), runtime.clone());
+    let models_dir = data.join("models");
+    std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
+    let models = Models::new(jobs.clone(), plugins.clone(), config.hub.clone(), models_dir);
+
+    let exec = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .thread_name("jobhost-job")
+        .enable_all()
+        .build()
+        .context("starting the job runtime")?;
+    let shutdown = CancellationToken::new();
+    // Every kind runs as a component today; what differs is the grant its service gives.
+    let mut executors = Executors::default();
+    let wasm = Arc::new(WasmExecutor::new(runtime));
+    for kind in JobKind::ALL {
+        executors.insert(kind, wasm.clone());
+    }
+    let mut grants = Grants::default();
+    grants.insert(JobKind::Pull, models.grant());
+    let scheduler = Scheduler {
+        jobs: jobs.clone(),
+        executors,
+        grants,
+        concurrency: config.concurrency,
+        exec: exec.handle().clone(),
+    };
+    tokio::spawn(scheduler.run(shutdown.clone()));
+    let sweeper = Sweeper {
+        jobs: jobs.clone(),
+        uploads: uploads.clone(),
+        retention: config.retention,
+        every: config.sweep_every,
+    };
+    tokio::spawn(sweeper.clone().run(shutdown.clone()));
+
+    let ctx = rpc::Context::new(jobs, plugins, uploads, auth, sweeper, models, &config.transport);
+    let rpc = rpc::serve(config.listen, ctx, &config.transport)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");
+    Ok(RunningServer { local_addr: rpc.local_addr, data_dir: data.clone(), rpc, shutdown, exec: Some(exec), store })
+}

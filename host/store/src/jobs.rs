@@ -1,0 +1,181 @@
+//! The queue and each job's life: insert, claim, transitions, end, cleanup, recovery.
+
+use crate::{Queued, Result, StoreError};
+use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage};
+
+/// A job as the submit path hands it to the store.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Fresh id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// What it is.
+    pub kind: JobKind,
+    /// Component name.
+    pub plugin: String,
+    /// Component digest at submit time.
+    pub plugin_digest: String,
+    /// JSON array.
+    pub args: String,
+    /// JSON object.
+    pub env: String,
+    /// JSON value or none.
+    pub input: Option<String>,
+    /// JSON object.
+    pub labels: String,
+    /// Higher first.
+    pub priority: i64,
+    /// Declared CPUs.
+    pub cpus: Cpus,
+    /// Memory limit, MiB.
+    pub memory_mb: u32,
+    /// Wall-clock limit, s.
+    pub timeout_s: u32,
+    /// Idempotency key.
+    pub client_job_id: Option<String>,
+    /// Claims allowed before a lost run fails the job.
+    pub max_attempts: u32,
+    /// A finalized upload the job consumes as its `/input`.
+    pub files_id: Option<String>,
+}
+
+/// How a run ended, as the store records it.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// Terminal status.
+    pub status: JobStatus,
+    /// Exit code, when there is one.
+    pub exit_code: Option<i32>,
+    /// Error text, when there is one.
+    pub error: Option<String>,
+    /// The chain of causes behind `error`, when known.
+    pub detail: Option<String>,
+}
+
+/// Jobs a claim took, handed over as soon as the claim's statement has run, before its
+/// transaction is committed: the claimer may start work right away, as long as it
+/// makes nothing of it visible before [`Committed::wait`] says the claim is on disk.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The jobs, now `starting` (in the transaction being committed).
+    pub jobs: Vec<Job>,
+    /// Resolves when that transaction is committed, or failed (the claim did not happen).
+    pub committed: Committed,
+}
+
+/// Resolves once the transaction of a group of writes is committed: `Ok` when it is on
+/// disk, an error when it failed and nothing of it was made.
+#[derive(Debug, Clone)]
+pub struct Committed(pub(crate) tokio::sync::watch::Receiver<Option<Result<(), String>>>);
+
+impl Committed {
+    /// Waits for the commit.
+    pub async fn wait(mut self) -> Result<()> {
+        let outcome = match self.0.wait_for(Option::is_some).await {
+            Ok(seen) => seen.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(msg)) => Err(StoreError::Commit(msg)),
+            None => Err(StoreError::Commit("the store's writer stopped".into())),
+        }
+    }
+}
+
+/// Filter and page of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    /// Only this owner's jobs (none: everyone's).
+    pub user_id: Option<String>,
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs older than this id (the previous page's last id).
+    pub before_id: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// What start-up recovery did with jobs a previous process left running.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Put back in the queue.
+    pub requeued: u64,
+    /// Failed because their attempts were used up.
+    pub failed: u64,
+}
+
+/// The jobs table: the queue and every transition of a job's life.
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync {
+    /// Inserts a pending job. With a `client_job_id` that already names a live job of
+    /// the same user, nothing is inserted and that job is returned with `false`.
+    /// The unique index decides, so concurrent duplicates still create exactly one job.
+    /// A job with `files_id` consumes that upload in the same transaction; `None` when
+    /// the upload is not the user's, not finalized or expired (nothing is inserted).
+    /// Queued at once (group commit); the answer comes after the commit.
+    fn insert_job(&self, job: &NewJob) -> Queued<Option<(Job, bool)>>;
+
+    /// The job `id`.
+    async fn get_job(&self, id: &str) -> Result<Option<Job>>;
+
+    /// Jobs matching `q`, newest first.
+    async fn list_jobs(&self, q: &JobQuery) -> Result<Vec<Job>>;
+
+    /// Claims the next pending job that fits in what `capacity` leaves after the
+    /// `starting` and `running` jobs: `starting`, attempt + 1, lease until `lease_until`.
+    /// A job too large for the room left waits while smaller ones behind it start.
+    async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>>;
+
+    /// Claims up to `max` pending jobs, as [`JobStore::claim_next`] would one after the
+    /// other, in one transaction. Queued at once (group commit); resolves after the
+    /// commit.
+    fn claim(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Vec<Job>>;
+
+    /// [`JobStore::claim`], answered as soon as the claim's statement has run, before the
+    /// commit: see [`Claimed`].
+    fn claim_early(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Claimed>;
+
+    /// CPUs and memory declared by the `starting` and `running` jobs, and how many.
+    async fn usage(&self) -> Result<(Usage, u64)>;
+
+    /// `starting` → `running` for the current attempt; `None` if the job moved on
+    /// (cancelled meanwhile, or the attempt is stale). Queued at once (group commit).
+    fn mark_running(&self, id: &str, attempt: u32) -> Queued<Option<Job>>;
+
+    /// Extends the lease of the current attempt; `false` if the job is no longer ours.
+    async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool>;
+
+    /// Records the end of the current attempt and its artifacts, together. Refused
+    /// (`None`) when the attempt is stale or the job already ended (e.g. it was
+    /// cancelled while it ran); artifacts are recorded either way, since the files
+    /// exist. Queued at once (group commit).
+    fn finish(&self, id: &str, attempt: u32, finish: &Finish, artifacts: &[Artifact]) -> Queued<Option<Job>>;
+
+    /// Cancels a job that has not ended: `None` if it already had.
+    async fn cancel(&self, id: &str, reason: &str) -> Result<Option<Job>>;
+
+    /// Ended job → `cleaning`; `None` if the job is not in an ended status.
+    async fn begin_cleanup(&self, id: &str) -> Result<Option<Job>>;
+
+    /// `cleaning` → `cleaned`, forgetting the artifacts whose files are gone. The
+    /// idempotency key is free from this commit on.
+    async fn finish_cleanup(&self, id: &str) -> Result<Option<Job>>;
+
+    /// Deals with jobs a previous process left `starting` or `running`: back to
+    /// `pending` while attempts remain, otherwise `failed` with `error`.
+    async fn recover_orphans(&self, error: &str) -> Result<Recovery>;
+
+    /// Ids of jobs that ended (or were cancelled) before `before` and are not yet
+    /// cleaned, oldest first, at most `limit`.
+    async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>>;
+
+    /// A pull job of `model` (at `revision`, or any revision when `None`) that has not
+    /// ended yet, oldest first.
+    async fn active_pull(&self, model: &str, revision: Option<&str>) -> Result<Option<Job>>;
+
+    /// Deletes the jobs of `kind` that ended before `ended_before` (RFC 3339), with
+    /// their logs and artifact records; returns their ids so their files can be removed.
+    async fn prune_jobs(&self, kind: JobKind, ended_before: &str) -> Result<Vec<String>>;
+}

@@ -1,0 +1,99 @@
+//! All SQL lives here. The store owns the database, its settings and migrations, and
+//! offers the domain one method per question or state change it needs.
+//!
+//! The domain sees the store through traits, one per area — [`JobStore`] (the queue
+//! and each job's life), [`LogStore`] (output, progress, artifacts), [`AccessStore`]
+//! (users and tokens), [`UploadStore`], [`PluginStore`] — gathered in [`Store`], which
+//! the services hold as `Arc<dyn Store>`. A backend is a sibling module that implements
+//! them all and passes the same suite ([`suite`]); today there is [`sqlite`].
+//!
+//! Contracts every backend keeps: a transition is a single conditional
+//! `UPDATE … WHERE id = ? AND status = ? [AND attempt = ?]`, so two actors racing for
+//! the same job can never both win; the writes on a job's path are queued and
+//! group-committed ([`Queued`]), in order; errors never carry SQL text to clients
+//! ([`StoreError`] keeps the detail for logs and says "internal database error"
+//! outward).
+
+mod access;
+mod jobs;
+mod logs;
+mod plugins;
+pub mod sqlite;
+#[cfg(any(test, feature = "suite"))]
+pub mod suite;
+mod uploads;
+
+pub use access::{AccessStore, StoredToken};
+pub use jobs::{Claimed, Committed, Finish, JobQuery, JobStore, NewJob, Recovery};
+pub use logs::{Done, LogStore, StoredChunk};
+pub use plugins::PluginStore;
+pub use sqlite::SqliteStore;
+pub use uploads::UploadStore;
+
+use jobhost_model::Job;
+use std::future::Future;
+use std::pin::Pin;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or does not have the settings we rely on.
+    #[error("database at {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A database error on the group-commit writer's connection.
+    #[error("database error: {0}")]
+    Writer(#[from] rusqlite::Error),
+    /// A group commit did not happen (the write was not made).
+    #[error("database commit failed: {0}")]
+    Commit(String),
+    /// A stored value did not decode (a bug or a hand-edited database).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Result with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<StoreError> for jobhost_model::Error {
+    fn from(e: StoreError) -> jobhost_model::Error {
+        tracing::error!(error = %e, "store");
+        jobhost_model::Error::Internal("an internal database error occurred".into())
+    }
+}
+
+/// A write queued on the group commit: handed to the writer when the method is called,
+/// resolving with its answer once its transaction is committed.
+pub type Queued<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
+/// Told of every job the group commit moves, in commit order (see [`Store::observe`]).
+pub type Observer = Box<dyn Fn(&Job) + Send + Sync>;
+
+/// The whole store: every area, and the handle's own life.
+#[async_trait::async_trait]
+pub trait Store: JobStore + LogStore + AccessStore + UploadStore + PluginStore + std::fmt::Debug + Send + Sync {
+    /// Sets the one observer of group-committed transitions: it is called with every
+    /// job that an insert, claim, `running` transition or end moved, right after the
+    /// commit and in commit order (so in the order of the transitions), before the
+    /// caller's answer. The domain publishes its status events from here, which keeps
+    /// them in order even when different tasks wait for the answers. A second call
+    /// changes nothing and returns `false`.
+    fn observe(&self, observer: Observer) -> bool;
+
+    /// Commits what is queued, then closes the writer's connection and both pools,
+    /// waiting for statements in flight. Writes queued afterwards fail.
+    async fn close(&self);
+
+    /// `PRAGMA integrity_check` result (`"ok"` when healthy).
+    async fn integrity_check(&self) -> Result<String>;
+}

@@ -1,0 +1,213 @@
+//! The queue and each job's life on SQLite: the group-committed writes go to the
+//! writer thread; cleanup, cancel, leases and recovery use the async connection.
+
+use super::{SqliteStore, job_from_row, to_u64, writer};
+use crate::{Claimed, Finish, JobQuery, JobStore, NewJob, Queued, Recovery, Result};
+use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage, ids};
+use sqlx::Row;
+use tokio::sync::oneshot;
+
+#[async_trait::async_trait]
+impl JobStore for SqliteStore {
+    fn insert_job(&self, job: &NewJob) -> Queued<Option<(Job, bool)>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Op::InsertJob(Box::new(job.clone()), reply), rx)
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        self.get_job_from(&self.read, id).await
+    }
+
+    async fn list_jobs(&self, q: &JobQuery) -> Result<Vec<Job>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2) \
+             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+        ))
+        .bind(&q.user_id)
+        .bind(q.status.map(JobStatus::as_str))
+        .bind(&q.before_id)
+        .bind(q.limit)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>> {
+        Ok(self.claim(lease_until, capacity, 1).await?.pop())
+    }
+
+    fn claim(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Vec<Job>> {
+        let claimed = self.claim_early(lease_until, capacity, max);
+        Box::pin(async move {
+            let claimed = claimed.await?;
+            claimed.committed.wait().await?;
+            Ok(claimed.jobs)
+        })
+    }
+
+    fn claim_early(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Claimed> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), capacity: *capacity, max, reply }, rx)
+    }
+
+    async fn usage(&self) -> Result<(Usage, u64)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(millicpus), 0) AS millicpus, COALESCE(SUM(memory_mb), 0) AS memory_mb, \
+             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running')",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok((
+            Usage {
+                cpus: Cpus::from_millis(u32::try_from(row.try_get::<i64, _>("millicpus")?).unwrap_or(u32::MAX)),
+                memory_mb: to_u64(row.try_get("memory_mb")?),
+            },
+            to_u64(row.try_get("jobs")?),
+        ))
+    }
+
+    fn mark_running(&self, id: &str, attempt: u32) -> Queued<Option<Job>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Op::MarkRunning { id: id.to_owned(), attempt, reply }, rx)
+    }
+
+    async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? \
+             AND status IN ('starting', 'running')",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *self.write_turn().await?)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    fn finish(&self, id: &str, attempt: u32, finish: &Finish, artifacts: &[Artifact]) -> Queued<Option<Job>> {
+        let (reply, rx) = oneshot::channel();
+        let (id, finish, artifacts) = (id.to_owned(), finish.clone(), artifacts.to_vec());
+        self.send(writer::Op::Finish { id, attempt, finish, artifacts, reply }, rx)
+    }
+
+    async fn cancel(&self, id: &str, reason: &str) -> Result<Option<Job>> {
+        let now = ids::now();
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cancelled', error = ?1, completed_at = ?2, updated_at = ?2, \
+             lease_expires_at = NULL WHERE id = ?3 AND status IN ('pending', 'starting', 'running') \
+             RETURNING ",
+            job_columns!()
+        ))
+        .bind(reason)
+        .bind(&now)
+        .bind(id)
+        .fetch_optional(&mut *self.write_turn().await?)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    async fn begin_cleanup(&self, id: &str) -> Result<Option<Job>> {
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cleaning', updated_at = ?1 WHERE id = ?2 \
+             AND status IN ('completed', 'failed', 'timed_out', 'cancelled') RETURNING ",
+            job_columns!()
+        ))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&mut *self.write_turn().await?)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    async fn finish_cleanup(&self, id: &str) -> Result<Option<Job>> {
+        let mut turn = self.write_turn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *turn).await?;
+        sqlx::query("DELETE FROM artifacts WHERE job_id = ?").bind(id).execute(&mut *tx).await?;
+        let job = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cleaned', updated_at = ?1 WHERE id = ?2 AND status = 'cleaning' RETURNING ",
+            job_columns!()
+        ))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn recover_orphans(&self, error: &str) -> Result<Recovery> {
+        let now = ids::now();
+        let mut turn = self.write_turn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *turn).await?;
+        let requeued = sqlx::query(
+            "UPDATE jobs SET status = 'pending', lease_expires_at = NULL, started_at = NULL, \
+             progress_done = NULL, progress_total = NULL, progress_message = NULL, updated_at = ? \
+             WHERE status IN ('starting', 'running') AND attempt < max_attempts",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let failed = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = ?1, completed_at = ?2, updated_at = ?2, \
+             lease_expires_at = NULL WHERE status IN ('starting', 'running')",
+        )
+        .bind(error)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Recovery { requeued, failed })
+    }
+
+    async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled') \
+             AND completed_at < ? ORDER BY completed_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn active_pull(&self, model: &str, revision: Option<&str>) -> Result<Option<Job>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE kind = 'pull' AND status IN ('pending', 'starting', 'running') \
+             AND json_extract(input, '$.model') = ?1 \
+             AND (?2 IS NULL OR COALESCE(json_extract(input, '$.revision'), 'main') = ?2) \
+             ORDER BY id LIMIT 1"
+        ))
+        .bind(model)
+        .bind(revision)
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    async fn prune_jobs(&self, kind: JobKind, ended_before: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "DELETE FROM jobs WHERE kind = ?1 \
+             AND status IN ('completed', 'failed', 'timed_out', 'cancelled', 'cleaned') \
+             AND completed_at IS NOT NULL AND completed_at < ?2 RETURNING id",
+        )
+        .bind(kind.as_str())
+        .bind(ended_before)
+        .fetch_all(&mut *self.write_turn().await?)
+        .await?;
+        rows.iter().map(|r| Ok(sqlx::Row::try_get::<String, _>(r, "id")?)).collect()
+    }
+}

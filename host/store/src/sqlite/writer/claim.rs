@@ -1,0 +1,92 @@
+//! The claim statements: admission of pending jobs into the capacity the `starting`
+//! and `running` jobs leave, in queue order (priority, then age).
+//!
+//! Admission is arithmetic inside the statement (each claim subtracts what is live
+//! from the capacity and compares the job's declared CPUs and memory), so it stays
+//! exact however many claims share a batch: each sees the rows the ones before it
+//! moved. Apart from the other statements because the cost trade-off between the
+//! windowed head claim and the single claims is its own concern.
+
+use super::sql::{job_of, jobs_of, text};
+use crate::Result;
+use crate::sqlite::to_i64;
+use jobhost_model::{Job, Usage, ids};
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+/// Claims of this many jobs or more start with [`claim_head`]; its window query costs
+/// about as much as eight single claims.
+const HEAD_CLAIM_AT: usize = 8;
+
+/// Up to `max` claims. For a large `max`, first one conditional UPDATE takes the
+/// longest run at the head of the queue that fits in the room left (running sums over
+/// the queue order); then single claims, each seeing the ones before it, go on past a
+/// job too large for the room, as [`claim_one`] always does. Admission stays exact
+/// either way.
+pub(super) fn claim(conn: &Connection, lease_until: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
+    let now = ids::now();
+    let mut jobs = if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, capacity, max)? } else { Vec::new() };
+    while jobs.len() < max {
+        match claim_one(conn, lease_until, &now, capacity)? {
+            Some(job) => jobs.push(job),
+            None => break,
+        }
+    }
+    Ok(jobs)
+}
+
+/// Claims the longest prefix (at most `max` jobs) of the pending queue whose
+/// declared CPUs and memory fit in what the `starting` and `running` jobs leave, in
+/// queue order. The outer `+status` keeps SQLite from walking every pending job in
+/// the status index to find the few ids the subquery picked: it looks them up by id.
+fn claim_head(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
+    let mut jobs = jobs_of(
+        conn,
+        concat!(
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, updated_at = ?2 \
+             WHERE +status = 'pending' AND id IN (\
+               SELECT id FROM (\
+                 SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
+                   SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' \
+                   ORDER BY priority DESC, id LIMIT ?5) \
+                 WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) \
+               WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+                 AND memory_upto <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                          WHERE status IN ('starting', 'running'))) \
+             RETURNING ",
+            job_columns!()
+        ),
+        [
+            text(lease_until),
+            text(now),
+            Value::Integer(capacity.cpus.millis().into()),
+            Value::Integer(to_i64(capacity.memory_mb)),
+            Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)),
+        ],
+    )?;
+    jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+    Ok(jobs)
+}
+
+/// Claims the next pending job that fits in what `capacity` leaves: one conditional
+/// UPDATE. A job too large for the room left waits while smaller ones behind it start.
+fn claim_one(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
+    job_of(
+        conn,
+        concat!(
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
+             updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND millicpus <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+             AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running')) \
+             ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
+            job_columns!()
+        ),
+        [
+            text(lease_until),
+            text(now),
+            Value::Integer(capacity.cpus.millis().into()),
+            Value::Integer(to_i64(capacity.memory_mb)),
+        ],
+    )
+}
