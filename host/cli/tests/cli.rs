@@ -265,3 +265,40 @@ fn bench_refuses_sizes_it_cannot_run() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch must be between 1 and 1000"));
 }
+
+/// The precompiled components of `cache` (`XDG_CACHE_HOME`), each with its inode and
+/// modification time: a component compiled again is written anew (a new inode).
+fn compiled_in(cache: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = cache.join("jobhost").join("components");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), meta.ino(), meta.modified().unwrap())
+        })
+        .filter(|(name, _, _)| name.ends_with(".cwasm"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_second_embedded_run_of_a_component_compiles_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = Command::new(BIN)
+            .args(["run", "--server", NO_SERVER, PROBE_WASM, "--", "echo", "again"])
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("arg:again"));
+    };
+    run();
+    let first = compiled_in(cache.path());
+    assert_eq!(first.len(), 1, "the probe, compiled once into the user's cache: {first:?}");
+    run();
+    assert_eq!(compiled_in(cache.path()), first, "the second run found it compiled and wrote nothing");
+}

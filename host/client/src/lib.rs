@@ -9,8 +9,8 @@ pub use batch::submit_params;
 
 use base64::Engine as _;
 use jobhost_model::{
-    Artifact, GcReport, Health, Job, JobEvent, JobPage, JobStatus, LogPage, NewToken, Plugin, ResourceUsage, Scope,
-    SubmitRequest, Submitted, TokenInfo, Upload, User,
+    Artifact, GcReport, Health, Installed, Job, JobEvent, JobPage, JobStatus, LogPage, NewToken, Plugin, ResourceUsage,
+    Scope, SubmitRequest, Submitted, TokenInfo, Upload, User,
 };
 use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -289,9 +289,15 @@ impl Client {
     }
 
     /// `plugins.install` of raw wasm bytes.
-    pub async fn install(&self, name: &str, wasm: &[u8]) -> Result<Plugin> {
+    pub async fn install(&self, name: &str, wasm: &[u8]) -> Result<Installed> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
         self.call("plugins.install", json!({ "name": name, "wasm_base64": b64 })).await
+    }
+
+    /// `plugins.install` by digest: names a component the server already holds
+    /// (`not_found` when it does not).
+    pub async fn install_digest(&self, name: &str, digest: &str) -> Result<Installed> {
+        self.call("plugins.install", json!({ "name": name, "digest": digest })).await
     }
 
     /// `plugins.list`.

@@ -122,6 +122,17 @@ pub struct PluginList {
     pub plugins: Vec<Plugin>,
 }
 
+/// `plugins.install` result: the component as installed, and whether this install
+/// compiled it (`false` when the server had these bytes compiled already).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Installed {
+    /// The installed component.
+    #[serde(flatten)]
+    pub plugin: Plugin,
+    /// Whether the server compiled it for this install.
+    pub compiled: bool,
+}
+
 /// `artifacts.list` result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ArtifactList {

@@ -24,6 +24,16 @@ pub(crate) enum Prepared {
     Plugin(host::JobPre<JobState>),
 }
 
+impl Prepared {
+    /// Which kind of component it is.
+    fn kind(&self) -> PluginKind {
+        match self {
+            Prepared::Command(_) => PluginKind::Command,
+            Prepared::Plugin(_) => PluginKind::Plugin,
+        }
+    }
+}
+
 impl Runtime {
     /// Validates, classifies and precompiles `wasm`, then stores it under its digest.
     /// Nothing is written unless the component compiles and links.
@@ -34,22 +44,69 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("install task: {e}")))?
     }
 
+    /// [`Runtime::install`] of bytes this runtime already holds, named by their
+    /// `digest`: [`RuntimeError::Missing`] when it does not hold them.
+    pub async fn install_digest(self: &Arc<Self>, digest: &str) -> Result<Installed> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_owned();
+        let (this, digest) = (self.clone(), digest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let wasm = std::fs::read(this.wasm_path(&hex)).map_err(|_| RuntimeError::Missing(digest))?;
+            this.install_blocking(&wasm)
+        })
+        .await
+        .map_err(|e| RuntimeError::Engine(format!("install task: {e}")))?
+    }
+
     fn install_blocking(&self, wasm: &[u8]) -> Result<Installed> {
         let hex = hex::encode(Sha256::digest(wasm));
-        let component = Component::new(&self.engine, wasm)
+        // The same bytes again: linked already, or precompiled on disk (an install
+        // before a restart, or another data dir sharing the cache) — nothing to compile.
+        if let Some(prepared) = self.compiled(&hex) {
+            if !self.wasm_path(&hex).exists() {
+                write_atomic(&self.wasm_path(&hex), wasm)?;
+            }
+            return Ok(Installed {
+                digest: format!("sha256:{hex}"),
+                kind: prepared.kind(),
+                size_bytes: wasm.len() as u64,
+                compiled: false,
+            });
+        }
+        let component = self
+            .compile(wasm)
             .map_err(|e| RuntimeError::Invalid(format!("not a valid WebAssembly component: {}", root_message(&e))))?;
         let prepared = self.prepare(&component)?;
-        let kind = match prepared {
-            Prepared::Command(_) => PluginKind::Command,
-            Prepared::Plugin(_) => PluginKind::Plugin,
-        };
+        let kind = prepared.kind();
         let cwasm = component
             .serialize()
             .map_err(|e| RuntimeError::Engine(format!("serializing compiled component: {e:#}")))?;
         write_atomic(&self.wasm_path(&hex), wasm)?;
         write_atomic(&self.cwasm_path(&hex), &cwasm)?;
         self.cache_put(&hex, prepared);
-        Ok(Installed { digest: format!("sha256:{hex}"), kind, size_bytes: wasm.len() as u64 })
+        Ok(Installed { digest: format!("sha256:{hex}"), kind, size_bytes: wasm.len() as u64, compiled: true })
+    }
+
+    /// The component `hex` if it needs no compiling: linked already, or precompiled in
+    /// the cache on disk (then linked and kept).
+    fn compiled(&self, hex: &str) -> Option<Arc<Prepared>> {
+        if let Some(p) = self.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(hex) {
+            return Some(p.clone());
+        }
+        let component = self.deserialize_cached(hex)?;
+        let prepared = self.prepare(&component).ok()?;
+        Some(self.cache_put(hex, prepared))
+    }
+
+    /// Compiles `wasm`, counting it (see [`Runtime::compilations`]).
+    fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        self.compilations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Component::new(&self.engine, wasm)
+    }
+
+    /// How many components this runtime has compiled (installs and cache misses): an
+    /// install or load that found a precompiled component adds nothing.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Links `component` and decides which kind it is.
@@ -88,8 +145,8 @@ impl Runtime {
             Some(c) => c,
             None => {
                 let wasm = std::fs::read(self.wasm_path(hex)).map_err(|_| RuntimeError::Missing(digest.to_owned()))?;
-                let component = Component::new(&self.engine, &wasm)
-                    .map_err(|e| RuntimeError::Engine(format!("compiling {digest}: {e:#}")))?;
+                let component =
+                    self.compile(&wasm).map_err(|e| RuntimeError::Engine(format!("compiling {digest}: {e:#}")))?;
                 if let Ok(cwasm) = component.serialize() {
                     // A failed cache write only costs a recompile next time.
                     let _ = write_atomic(&self.cwasm_path(hex), &cwasm);
@@ -126,7 +183,7 @@ impl Runtime {
     }
 
     fn cwasm_path(&self, hex: &str) -> PathBuf {
-        self.config.plugins_dir.join("cache").join(format!("{hex}-{}.cwasm", self.engine_key))
+        self.config.cache_dir.join(format!("{hex}-{}.cwasm", self.engine_key))
     }
 }
 

@@ -66,10 +66,10 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch thread: {e}")))?;
 
-        std::fs::create_dir_all(config.plugins_dir.join("cache")).map_err(|source| RuntimeError::Io {
-            context: format!("creating {}", config.plugins_dir.display()),
-            source,
-        })?;
+        for dir in [&config.plugins_dir, &config.cache_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| RuntimeError::Io { context: format!("creating {}", dir.display()), source })?;
+        }
         let spares = sandbox::Spares::new(&config.jobs_dir).map_err(|source| RuntimeError::Io {
             context: format!("preparing {}", config.jobs_dir.join(sandbox::SPARES).display()),
             source,
@@ -80,6 +80,7 @@ impl Runtime {
             config,
             engine_key,
             prepared: Mutex::new(HashMap::new()),
+            compilations: std::sync::atomic::AtomicU64::new(0),
             spares: Arc::new(spares),
         })
     }

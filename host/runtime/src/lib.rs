@@ -55,8 +55,12 @@ use wasmtime::component::Linker;
 /// Settings of the runtime, fixed for the life of the process.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Where installed components and the precompiled cache live (`<data>/plugins`).
+    /// Where installed components live (`<data>/plugins`).
     pub plugins_dir: PathBuf,
+    /// Where precompiled components are kept: `<data>/plugins/cache` for a server; a
+    /// directory several data dirs share (the user's cache dir for `jobhost run`'s
+    /// embedded servers), keyed the same way, so a component is compiled once.
+    pub cache_dir: PathBuf,
     /// Where jobs' directories live (`<data>/jobs`), and the pool of spare sandboxes.
     pub jobs_dir: PathBuf,
     /// Instances the pooling allocator holds slots for: the most jobs that can run at once.
@@ -106,6 +110,9 @@ pub struct Installed {
     pub kind: PluginKind,
     /// Bytes of wasm.
     pub size_bytes: u64,
+    /// Whether this install compiled it (`false`: it was compiled already, in memory
+    /// or in the cache on disk).
+    pub compiled: bool,
 }
 
 /// Everything a run needs to know about its job.
@@ -143,6 +150,8 @@ pub struct Runtime {
     /// Engine compatibility hash, part of every cwasm file name.
     engine_key: String,
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    /// Components compiled so far (see [`Runtime::compilations`]).
+    compilations: std::sync::atomic::AtomicU64,
     spares: Arc<sandbox::Spares>,
 }
 

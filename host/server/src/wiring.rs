@@ -55,6 +55,12 @@ pub struct ServerConfig {
     pub transport: TransportLimits,
     /// Allow listening on an address other than loopback.
     pub allow_remote: bool,
+    /// Where precompiled components are kept; none: `<data>/plugins/cache`. Several data
+    /// dirs may share one (entries are keyed by the wasm's hash and the engine's).
+    pub component_cache: Option<PathBuf>,
+    /// Whether to compile (or load from the cache) the built-in model puller at start,
+    /// in the background, so the first pull does not wait for it.
+    pub prepare_puller: bool,
 }
 
 impl ServerConfig {
@@ -77,6 +83,8 @@ impl ServerConfig {
             sweep_every: Duration::from_secs(60),
             transport: TransportLimits::default(),
             allow_remote: false,
+            component_cache: None,
+            prepare_puller: true,
         }
     }
 }
@@ -161,6 +169,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     auth.bootstrap(data).await.context("creating the first admin token")?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         plugins_dir: data.join("plugins"),
+        cache_dir: config.component_cache.clone().unwrap_or_else(|| data.join("plugins").join("cache")),
         jobs_dir: jobs_dir.clone(),
         max_instances: u32::try_from(config.concurrency).unwrap_or(u32::MAX),
         max_memory_mb: config.limits.max_memory_mb,
@@ -184,6 +193,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let models_dir = data.join("models");
     std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
     let models = Models::new(jobs.clone(), plugins.clone(), config.hub.clone(), models_dir);
+
+    if config.prepare_puller {
+        let models = models.clone();
+        tokio::spawn(async move {
+            if let Err(e) = models.prepare_puller().await {
+                tracing::warn!(error = %e, "preparing the model puller; the first pull will try again");
+            }
+        });
+    }
 
     let exec = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))

@@ -10,6 +10,7 @@ mod auth;
 mod core;
 mod discover;
 mod files;
+mod install;
 mod layers;
 mod lifecycle;
 mod pull;

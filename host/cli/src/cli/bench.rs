@@ -216,6 +216,8 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
 /// A server on `data`, listening on a free loopback port.
 async fn start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<RunningServer> {
     let mut config = ServerConfig::new(data.to_path_buf());
+    // The figures are of jobs: no model puller compiling beside them at start.
+    config.prepare_puller = false;
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     tweak(&mut config);
     server::start(config).await

@@ -24,7 +24,7 @@ pub(super) async fn exec(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let InstallArgs { conn, name, file } = args;
     let client = conn.client()?;
     let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let plugin = client.install(&name, &wasm).await?;
+    let plugin = client.install(&name, &wasm).await?.plugin;
     if conn.json {
         println!("{}", serde_json::to_string(&plugin)?);
     } else {

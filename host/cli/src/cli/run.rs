@@ -47,6 +47,10 @@ pub(super) async fn exec(args: RunArgs) -> anyhow::Result<ExitCode> {
         let dir = tempfile::tempdir().context("creating a temporary data dir")?;
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        // Compiled components outlive the temporary data dir, so a second `run` of the
+        // same component compiles nothing; a run needs no model puller.
+        config.component_cache = Some(component_cache()?);
+        config.prepare_puller = false;
         let server = server::start(config).await?;
         client = Client::with_token(&server.url(), Some(&server.admin_token()?))?;
         embedded = Some((server, dir));
@@ -60,7 +64,15 @@ pub(super) async fn exec(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_on(client: &Client, name: &str, wasm: &[u8], args: &RunArgs) -> anyhow::Result<ExitCode> {
-    client.install(name, wasm).await?;
+    // The bytes travel only when the server does not hold them already.
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm)));
+    match client.install_digest(name, &digest).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == Some("not_found") => {
+            client.install(name, wasm).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     let submitted = client.submit(&args.job.request(name.to_owned(), args.args.clone())?).await?;
     let id = submitted.job.id;
     stream_logs(client, &id, true, args.conn.json).await?;
@@ -71,6 +83,18 @@ async fn run_on(client: &Client, name: &str, wasm: &[u8], args: &RunArgs) -> any
         eprintln!("jobhost: job {} {}: {}", job.id, job.status, job.error.as_deref().unwrap_or(""));
     }
     Ok(exit_code_of(&job))
+}
+
+/// Where embedded servers keep compiled components: `$XDG_CACHE_HOME/jobhost/components`
+/// (`~/.cache/jobhost/components` when it is not set).
+fn component_cache() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?).join(".cache")
+        }
+    };
+    Ok(base.join("jobhost").join("components"))
 }
 
 /// A plugin name from a file name: its stem, lowercased, other characters as `-`.

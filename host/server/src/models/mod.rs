@@ -186,6 +186,12 @@ impl Models {
         Ok(())
     }
 
+    /// Compiles the embedded puller (or loads it from the cache on disk) without
+    /// installing it, so the first pull finds it ready; run at start, in the background.
+    pub async fn prepare_puller(&self) -> Result<()> {
+        self.plugins.prepare(MODEL_PULL_WASM.to_vec()).await
+    }
+
     /// Starts a pull; a pull of the same model and revision that has not ended is
     /// returned instead (`created: false`), and one of another revision or user is a
     /// conflict.

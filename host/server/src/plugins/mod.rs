@@ -4,8 +4,8 @@
 
 use crate::jobs::{Error, Result};
 use base64::Engine as _;
-use jobhost_model::Plugin;
 use jobhost_model::ids;
+use jobhost_model::{Installed, Plugin};
 use jobhost_runtime::{Runtime, RuntimeError};
 use jobhost_store::Store;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ impl Plugins {
     }
 
     /// Installs (or replaces) the component `name` from base64-encoded wasm.
-    pub async fn install(&self, name: &str, wasm_base64: &str) -> Result<Plugin> {
+    pub async fn install(&self, name: &str, wasm_base64: &str) -> Result<Installed> {
         validate_name(name)?;
         let wasm = base64::engine::general_purpose::STANDARD
             .decode(wasm_base64.trim())
@@ -41,8 +41,28 @@ impl Plugins {
         self.install_bytes(name, wasm).await
     }
 
+    /// Names the component `digest` that the server already holds `name`, without its
+    /// bytes: `not_found` when the server does not have it (send the bytes then).
+    pub async fn install_digest(&self, name: &str, digest: &str) -> Result<Installed> {
+        validate_name(name)?;
+        if RESERVED.contains(&name) {
+            return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
+        }
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err(Error::invalid("digest", "must be sha256: and 64 lower-case hex digits"));
+        }
+        let installed = self.runtime.install_digest(digest).await.map_err(|e| match e {
+            RuntimeError::Missing(_) => {
+                Error::NotFound(format!("component {digest} is not on this server; install it with its bytes"))
+            }
+            other => install_error(other),
+        })?;
+        self.record(name, installed).await
+    }
+
     /// Installs (or replaces) the component `name` from raw wasm bytes.
-    pub async fn install_bytes(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+    pub async fn install_bytes(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
         validate_name(name)?;
         if RESERVED.contains(&name) {
             return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
@@ -51,22 +71,21 @@ impl Plugins {
     }
 
     /// Installs a built-in component under its reserved name.
-    pub async fn install_reserved(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+    pub async fn install_reserved(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
         self.store_component(name, wasm).await
     }
 
-    async fn store_component(&self, name: &str, wasm: Vec<u8>) -> Result<Plugin> {
+    async fn store_component(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
         validate_name(name)?;
         if wasm.is_empty() {
             return Err(Error::invalid("wasm_base64", "is empty"));
         }
-        let installed = self.runtime.install(wasm).await.map_err(|e| match e {
-            RuntimeError::Invalid(msg) => Error::invalid("wasm_base64", msg),
-            other => {
-                tracing::error!(error = %other, "installing a component");
-                Error::Internal("the component could not be stored".into())
-            }
-        })?;
+        let installed = self.runtime.install(wasm).await.map_err(install_error)?;
+        self.record(name, installed).await
+    }
+
+    /// Records `installed` under `name`.
+    async fn record(&self, name: &str, installed: jobhost_runtime::Installed) -> Result<Installed> {
         let plugin = Plugin {
             name: name.to_owned(),
             digest: installed.digest,
@@ -75,12 +94,29 @@ impl Plugins {
             installed_at: ids::now(),
         };
         self.store.put_plugin(&plugin).await?;
-        Ok(plugin)
+        Ok(Installed { plugin, compiled: installed.compiled })
+    }
+
+    /// Compiles `wasm` (or loads it from the cache on disk) without installing it under
+    /// any name: a later install of the same bytes compiles nothing.
+    pub async fn prepare(&self, wasm: Vec<u8>) -> Result<()> {
+        self.runtime.install(wasm).await.map(|_| ()).map_err(install_error)
     }
 
     /// Every installed component.
     pub async fn list(&self) -> Result<Vec<Plugin>> {
         Ok(self.store.list_plugins().await?)
+    }
+}
+
+/// The API's error for a component the runtime refused or could not store.
+fn install_error(e: RuntimeError) -> Error {
+    match e {
+        RuntimeError::Invalid(msg) => Error::invalid("wasm_base64", msg),
+        other => {
+            tracing::error!(error = %other, "installing a component");
+            Error::Internal("the component could not be stored".into())
+        }
     }
 }
 

@@ -270,6 +270,7 @@ mod tests {
         let runtime = Arc::new(
             Runtime::new(RuntimeConfig {
                 plugins_dir: dir.join("plugins"),
+                cache_dir: dir.join("plugins").join("cache"),
                 jobs_dir: dir.join("jobs"),
                 max_instances: 1,
                 max_memory_mb: 64,

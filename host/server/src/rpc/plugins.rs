@@ -6,7 +6,7 @@
 use super::api::{Access, Api};
 use super::{Empty, to_rpc_error};
 use crate::auth::Scope;
-use jobhost_model::{Plugin, PluginList};
+use jobhost_model::{Installed, PluginList};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -14,11 +14,20 @@ use serde::Deserialize;
 pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
     use Access::Scope as Needs;
     use Scope::{Admin, Read};
-    api.method::<InstallRequest, Plugin, _, _>(
+    api.method::<InstallRequest, Installed, _, _>(
         "plugins.install",
-        "Installs a component (a `job`-world plugin or a WASI command) under a name.",
+        "Installs a component (a `job`-world plugin or a WASI command) under a name: from its bytes, or by \
+         the digest of bytes the server already holds (`not_found` when it does not). Bytes the server has \
+         compiled already are not compiled again (`compiled: false`).",
         Needs(Admin),
-        |req, _, ctx| async move { ctx.plugins.install(&req.name, &req.wasm_base64).await.map_err(to_rpc_error) },
+        |req, _, ctx| async move {
+            match (req.wasm_base64, req.digest) {
+                (Some(wasm), None) => ctx.plugins.install(&req.name, &wasm).await,
+                (None, Some(digest)) => ctx.plugins.install_digest(&req.name, &digest).await,
+                _ => Err(jobhost_model::Error::invalid("wasm_base64", "give either wasm_base64 or digest")),
+            }
+            .map_err(to_rpc_error)
+        },
     )?;
     api.method::<Empty, PluginList, _, _>(
         "plugins.list",
@@ -38,5 +47,9 @@ struct InstallRequest {
     /// 1–64 of `[a-z0-9._-]`, starting with a letter or digit.
     name: String,
     /// The component's wasm bytes, base64.
-    wasm_base64: String,
+    #[serde(default)]
+    wasm_base64: Option<String>,
+    /// Instead of the bytes: `sha256:<hex>` of a component the server already holds.
+    #[serde(default)]
+    digest: Option<String>,
 }
