@@ -302,3 +302,119 @@ fn a_second_embedded_run_of_a_component_compiles_nothing() {
     run();
     assert_eq!(compiled_in(cache.path()), first, "the second run found it compiled and wrote nothing");
 }
+
+/// A source tree for the search tests: two files that hold `needle` (one in a
+/// sub-directory) and one that does not.
+fn source_tree() -> tempfile::TempDir {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("sub/deeper")).unwrap();
+    std::fs::write(src.path().join("a.txt"), "a needle here\nnothing\n").unwrap();
+    std::fs::write(src.path().join("sub/deeper/b.rs"), "fn x() {}\n// needle too\n").unwrap();
+    std::fs::write(src.path().join("c.txt"), "no match\n").unwrap();
+    src
+}
+
+/// Asserts that `out` holds exactly the files of `src` that contain `needle`, byte for byte.
+fn assert_matches_copied(src: &std::path::Path, out: &std::path::Path) {
+    let files: Vec<_> = walk(out).into_iter().map(|p| p.strip_prefix(out).unwrap().to_path_buf()).collect();
+    assert_eq!(files, [std::path::PathBuf::from("a.txt"), "sub/deeper/b.rs".into()], "{}", out.display());
+    for rel in files {
+        assert_eq!(std::fs::read(out.join(&rel)).unwrap(), std::fs::read(src.join(&rel)).unwrap(), "{}", rel.display());
+    }
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { dirs.push(path) } else { files.push(path) }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn run_sends_a_tree_in_and_brings_every_artifact_back() {
+    let (src, out, cache) = (source_tree(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = Command::new(BIN)
+        .args(["run", "--server", NO_SERVER, "--files"])
+        .arg(src.path())
+        .arg("--artifacts")
+        .arg(out.path().join("found"))
+        .args([PROBE_WASM, "--", "grep", "needle"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("match:a.txt:a needle here"), "{stdout}");
+    assert!(stdout.contains("match:sub/deeper/b.rs:// needle too"), "{stdout}");
+    assert!(stdout.contains("grep-files:2"), "{stdout}");
+    assert_matches_copied(src.path(), &out.path().join("found"));
+
+    // A directory that is not one is refused before anything is submitted.
+    let missing = Command::new(BIN)
+        .args(["run", "--server", NO_SERVER, "--files", "/nonexistent/dir", PROBE_WASM, "--", "noop"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("is not a directory"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_submit_and_artifacts_move_files_through_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = jobhost_server::ServerConfig::new(dir.path().to_path_buf());
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.prepare_puller = false;
+    let server = jobhost_server::start(config).await.unwrap();
+    let client = Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let url = server.url();
+    let token_file = dir.path().join("token");
+    let jobhost = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(BIN);
+        // The connection flags go right after the command: anything after `--` is the job's.
+        cmd.arg(args[0]).arg("--server").arg(&url).arg("--token-file").arg(&token_file).args(&args[1..]);
+        async move {
+            let out = cmd.output().await.unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            stdout
+        }
+    };
+    let src = source_tree();
+    let upload_id = jobhost(&["upload", src.path().to_str().unwrap()]).await.trim().to_owned();
+    assert!(upload_id.starts_with("upl_"), "{upload_id}");
+    let job_id =
+        jobhost(&["submit", "--files-id", &upload_id, "probe", "--", "grep", "needle"]).await.trim().to_owned();
+    assert!(client.wait(&job_id, Duration::from_secs(60)).await.unwrap().status == JobStatus::Completed);
+
+    let listed = jobhost(&["artifacts", &job_id]).await;
+    let sha = sha256_of(&std::fs::read(src.path().join("a.txt")).unwrap());
+    assert!(listed.lines().any(|l| l.starts_with(&sha) && l.ends_with(" a.txt")), "{listed}");
+    assert!(listed.contains("sub/deeper/b.rs"), "{listed}");
+    let one = dir.path().join("one.txt");
+    jobhost(&["artifacts", &job_id, "--get", "a.txt", "-o", one.to_str().unwrap()]).await;
+    assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(src.path().join("a.txt")).unwrap());
+    let all = dir.path().join("all");
+    jobhost(&["artifacts", &job_id, "--all", "-o", all.to_str().unwrap()]).await;
+    assert_matches_copied(src.path(), &all);
+
+    // submit --files uploads and submits in one step.
+    let direct = jobhost(&["submit", "--files", src.path().to_str().unwrap(), "probe", "--", "grep", "needle"]).await;
+    let job = client.wait(direct.trim(), Duration::from_secs(60)).await.unwrap();
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(client.artifacts(&job.id).await.unwrap().len(), 2);
+    server.stop().await;
+}
+
+fn sha256_of(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
+}

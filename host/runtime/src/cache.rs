@@ -59,6 +59,9 @@ impl Runtime {
 
     fn install_blocking(&self, wasm: &[u8]) -> Result<Installed> {
         let hex = hex::encode(Sha256::digest(wasm));
+        // One install at a time: two installs of the same bytes (the puller prepared at
+        // start while the first pull installs it) compile once, and the second finds it.
+        let _one_at_a_time = self.installing.lock().unwrap_or_else(PoisonError::into_inner);
         // The same bytes again: linked already, or precompiled on disk (an install
         // before a restart, or another data dir sharing the cache) — nothing to compile.
         if let Some(prepared) = self.compiled(&hex) {

@@ -80,6 +80,7 @@ impl Runtime {
             config,
             engine_key,
             prepared: Mutex::new(HashMap::new()),
+            installing: Mutex::new(()),
             compilations: std::sync::atomic::AtomicU64::new(0),
             spares: Arc::new(spares),
         })

@@ -150,6 +150,8 @@ pub struct Runtime {
     /// Engine compatibility hash, part of every cwasm file name.
     engine_key: String,
     prepared: Mutex<HashMap<String, Arc<Prepared>>>,
+    /// Held for the whole of an install (see `install_blocking`).
+    installing: Mutex<()>,
     /// Components compiled so far (see [`Runtime::compilations`]).
     compilations: std::sync::atomic::AtomicU64,
     spares: Arc<sandbox::Spares>,

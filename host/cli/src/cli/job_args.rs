@@ -28,6 +28,12 @@ pub(super) struct JobArgs {
     /// Idempotency key.
     #[arg(long)]
     client_job_id: Option<String>,
+    /// Label for the caller's own bookkeeping (repeatable), `KEY=VALUE`.
+    #[arg(long = "label", value_parser = parse_env)]
+    labels: Vec<(String, String)>,
+    /// Higher runs first.
+    #[arg(long)]
+    priority: Option<i64>,
 }
 
 impl JobArgs {
@@ -46,6 +52,8 @@ impl JobArgs {
             memory_mb: self.memory_mb,
             cpus: self.cpus,
             client_job_id: self.client_job_id.clone(),
+            labels: self.labels.iter().cloned().collect(),
+            priority: self.priority,
             ..SubmitRequest::default()
         })
     }
@@ -61,4 +69,52 @@ fn parse_cpus(text: &str) -> Result<jobhost_model::Cpus, String> {
         .and_then(jobhost_model::Cpus::from_cpus)
         .filter(|cpus| cpus.millis() > 0)
         .ok_or_else(|| format!("{text:?} is not a number of CPUs: more than 0, in steps of 0.001"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        job: JobArgs,
+    }
+
+    /// Every field of the API's `jobs.submit` request can be set from the terminal: a
+    /// field added to `SubmitRequest` without a flag here fails this test. (`plugin`
+    /// and `args` are positional; `files_id` is `--files`/`--files-id` of `submit`
+    /// and `run`.)
+    #[test]
+    fn every_field_of_a_submit_request_has_a_flag() {
+        let flags = Flags::try_parse_from([
+            "t",
+            "--env",
+            "K=V",
+            "--input",
+            r#"{"x": 1}"#,
+            "--timeout-s",
+            "5",
+            "--memory-mb",
+            "64",
+            "--cpus",
+            "0.5",
+            "--client-job-id",
+            "k",
+            "--label",
+            "team=a",
+            "--priority",
+            "3",
+        ])
+        .unwrap();
+        let request = serde_json::to_value(flags.job.request("p".into(), vec!["a".into()]).unwrap()).unwrap();
+        let schema = serde_json::to_value(schemars::schema_for!(SubmitRequest)).unwrap();
+        let fields = schema["properties"].as_object().unwrap();
+        for field in fields.keys().filter(|f| f.as_str() != "files_id") {
+            let value = &request[field];
+            let set = !(value.is_null() || value.as_object().is_some_and(|o| o.is_empty()));
+            assert!(set, "no flag sets `{field}` of jobs.submit: {request}");
+        }
+    }
 }

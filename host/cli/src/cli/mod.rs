@@ -9,6 +9,7 @@
 //! options of `submit` and `run`), `output` (how a job and its output are printed, and
 //! the exit code a job's end maps to) and `progress` (the progress bar on a terminal).
 
+mod artifacts;
 mod bench;
 mod bench_pull;
 mod cancel;
@@ -26,6 +27,8 @@ mod pull;
 mod run;
 mod serve;
 mod submit;
+mod transfer;
+mod upload;
 mod wait;
 
 use anyhow::Context as _;
@@ -67,6 +70,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Cancel a job.
     Cancel(cancel::CancelArgs),
+    /// Send a directory as an upload and print its id (for `submit --files-id`).
+    Upload(upload::UploadArgs),
+    /// List a job's artifacts, or download one (`--get`) or all (`--all -o DIR`).
+    Artifacts(artifacts::ArtifactsArgs),
     /// Sweep now: expire stale uploads, clean jobs past the retention, prune their logs.
     Gc(gc::GcArgs),
     /// Serve MCP (Model Context Protocol) on stdin/stdout for agents, driving a server.
@@ -108,6 +115,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(args) => wait::exec(args).await,
         Command::Bench(args) => bench::exec(args).await,
         Command::Cancel(args) => cancel::exec(args).await,
+        Command::Upload(args) => upload::exec(args).await,
+        Command::Artifacts(args) => artifacts::exec(args).await,
         Command::Gc(args) => gc::exec(args).await,
         Command::Mcp(args) => mcp::exec(args).await,
         Command::Pull(args) => pull::exec(args).await,

@@ -7,6 +7,7 @@ use super::conn::Conn;
 use super::job_args::JobArgs;
 use super::logs::stream_logs;
 use super::output::{exit_code_of, print_job};
+use super::transfer::{download_all, upload_dir};
 use anyhow::Context as _;
 use clap::Args;
 use jobhost_client::Client;
@@ -23,6 +24,13 @@ pub(super) struct RunArgs {
     conn: Conn,
     #[command(flatten)]
     job: JobArgs,
+    /// Send this directory as the job's `/input` (read-only).
+    #[arg(long, value_name = "DIR")]
+    files: Option<PathBuf>,
+    /// Write every artifact of the job into this directory once it ends (sub-paths
+    /// kept, each checked against its size and SHA-256).
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
     /// Name to install it under [default: the file's stem].
     #[arg(long)]
     name: Option<String>,
@@ -73,10 +81,17 @@ async fn run_on(client: &Client, name: &str, wasm: &[u8], args: &RunArgs) -> any
         }
         Err(e) => return Err(e.into()),
     }
-    let submitted = client.submit(&args.job.request(name.to_owned(), args.args.clone())?).await?;
+    let mut request = args.job.request(name.to_owned(), args.args.clone())?;
+    if let Some(dir) = &args.files {
+        request.files_id = Some(upload_dir(client, dir).await?.id);
+    }
+    let submitted = client.submit(&request).await?;
     let id = submitted.job.id;
     stream_logs(client, &id, true, args.conn.json).await?;
     let job = client.get(&id).await?;
+    if let Some(dir) = &args.artifacts {
+        download_all(client, &id, dir).await?;
+    }
     if args.conn.json {
         print_job(&job, true)?;
     } else if job.status != JobStatus::Completed {

@@ -4,7 +4,9 @@
 
 use super::conn::Conn;
 use super::job_args::JobArgs;
+use super::transfer::upload_dir;
 use clap::Args;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `jobhost submit` options.
@@ -14,6 +16,12 @@ pub(super) struct SubmitArgs {
     conn: Conn,
     #[command(flatten)]
     job: JobArgs,
+    /// Send this directory as the job's `/input` (read-only).
+    #[arg(long, value_name = "DIR", conflicts_with = "files_id")]
+    files: Option<PathBuf>,
+    /// An upload already finalized (`jobhost upload`) as the job's `/input`.
+    #[arg(long, value_name = "ID")]
+    files_id: Option<String>,
     /// Installed component name.
     plugin: String,
     /// Arguments (argv[1..]).
@@ -23,9 +31,14 @@ pub(super) struct SubmitArgs {
 
 /// Submits the job and prints its id.
 pub(super) async fn exec(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let SubmitArgs { conn, job, plugin, args } = args;
+    let SubmitArgs { conn, job, files, files_id, plugin, args } = args;
     let client = conn.client()?;
-    let submitted = client.submit(&job.request(plugin, args)?).await?;
+    let mut request = job.request(plugin, args)?;
+    request.files_id = match files {
+        Some(dir) => Some(upload_dir(&client, &dir).await?.id),
+        None => files_id,
+    };
+    let submitted = client.submit(&request).await?;
     if conn.json {
         println!("{}", serde_json::to_string(&submitted)?);
     } else {

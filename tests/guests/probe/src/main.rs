@@ -18,6 +18,7 @@
 //! | `write-output-wasi MIB` | through WASI 0.2 itself (no libc): writes MIB MiB to `/output/deep/big.bin` with `blocking-write-and-flush`, then one positional `write` at its end; prints `wrote <n> MiB` or `write failed at <n> MiB: <error-code>`, then `positional write: ok` or `positional write failed: <error-code>`; exit 0 |
 //! | `move-to-output MIB` | the same to `/work/big.bin`, then renames it to `/output/big.bin` and prints `moved` |
 //! | `read-input` | `input:<path>:<len>` per file under `/input` (sorted), then `input-count:<n>` |
+//! | `grep PATTERN` | `match:<path>:<line>` per line of a file under `/input` holding PATTERN (paths relative to `/input`, sorted); copies each such file to the same path under `/output`; then `grep-files:<n>` |
 //! | `create PATH` | tries to create the file PATH; prints `create:<path>:ok` or `create:<path>:blocked:<err>`; exit 0 |
 //! | `env-dump` | `env:K=V` per env var (sorted), then `env-count:<n>` |
 //! | `escape [PORT]` | tries to get out of the sandbox; one line per attempt: `escape:<name>:blocked:<err>`, `escape:<name>:ESCAPED:<detail>` or `escape:<name>:skipped:<why>` |
@@ -35,7 +36,7 @@ const USAGE: &str = "usage: probe <mode> [args]
 modes: echo ARGS... | exit N | trap | sleep SECS | spin | alloc MB_PER_STEP | recurse
        open-files N | flood MIB | write-output MIB [ignore-errors] | write-work MIB
        write-output-wasi MIB
-       move-to-output MIB | read-input | create PATH | env-dump
+       move-to-output MIB | read-input | grep PATTERN | create PATH | env-dump
        escape [PORT] | noop";
 
 const MIB: usize = 1024 * 1024;
@@ -88,6 +89,7 @@ fn main() {
             println!("moved");
         }
         "read-input" => read_input(),
+        "grep" => grep(rest.first().map_or("", String::as_str)),
         "create" => {
             let path = rest.first().map_or("", String::as_str);
             match File::create(path) {
@@ -353,6 +355,32 @@ fn files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// A small ripgrep: searches `/input` and leaves the files that match in `/output`.
+fn grep(pattern: &str) {
+    let input = Path::new("/input");
+    let files = files_under(input).unwrap_or_else(|e| fail(&format!("listing /input: {e}")));
+    let mut matched = 0;
+    for path in &files {
+        let data = fs::read(path).unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
+        let text = String::from_utf8_lossy(&data);
+        let rel = path.strip_prefix(input).unwrap_or(path);
+        let mut hit = false;
+        for line in text.lines().filter(|l| l.contains(pattern)) {
+            println!("match:{}:{line}", rel.display());
+            hit = true;
+        }
+        if hit {
+            matched += 1;
+            let out = Path::new("/output").join(rel);
+            if let Some(parent) = out.parent() {
+                fs::create_dir_all(parent).unwrap_or_else(|e| fail(&format!("creating {}: {e}", parent.display())));
+            }
+            fs::write(&out, &data).unwrap_or_else(|e| fail(&format!("writing {}: {e}", out.display())));
+        }
+    }
+    println!("grep-files:{matched}");
 }
 
 fn read_input() {
