@@ -70,6 +70,12 @@ macro_rules! store_suite {
 /// A database with the user `u` and the plugin `p`.
 async fn seeded(fx: &Fixture) -> (Arc<dyn Store>, String) {
     let store = fx.open().await;
+    let user = seed(store.as_ref()).await;
+    (store, user)
+}
+
+/// Adds the user `u` and the plugin `p` to `store`; returns the user's id.
+pub async fn seed(store: &dyn Store) -> String {
     let user = store.ensure_user("u", false).await.unwrap_or_else(|e| panic!("{e}"));
     store
         .put_plugin(&Plugin {
@@ -81,7 +87,7 @@ async fn seeded(fx: &Fixture) -> (Arc<dyn Store>, String) {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    (store, user)
+    user
 }
 
 const ROOMY: Usage = Usage { cpus: Cpus::whole(64), memory_mb: 1 << 20 };

@@ -2,8 +2,8 @@
 //! migrations, settings and the async connection beside the writer).
 
 use super::*;
-use crate::suite::{Fixture, new_job};
-use crate::{AccessStore, JobQuery, JobStore, PluginStore};
+use crate::suite::{Fixture, new_job, seed};
+use crate::{AccessStore, JobQuery, JobStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::sync::Arc;
 
@@ -27,17 +27,7 @@ crate::store_suite!(fixture());
 async fn seeded() -> (tempfile::TempDir, SqliteStore, String) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap_or_else(|e| panic!("open: {e}"));
-    let user = store.ensure_user("u", false).await.unwrap_or_else(|e| panic!("{e}"));
-    store
-        .put_plugin(&Plugin {
-            name: "p".into(),
-            digest: "sha256:00".into(),
-            kind: PluginKind::Command,
-            size_bytes: 1,
-            installed_at: jobhost_model::ids::now(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let user = seed(&store).await;
     (dir, store, user)
 }
 
