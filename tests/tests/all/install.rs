@@ -37,7 +37,7 @@ async fn the_same_bytes_compile_once_and_a_digest_names_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_model_puller_is_compiled_at_start_without_being_installed() {
-    let t = TestServer::start().await;
+    let t = TestServer::start_with(|c| c.prepare_puller = true).await;
     let cache = t.dir.path().join("plugins").join("cache");
     eventually(120, || async { std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()) }).await;
     assert!(t.client.plugins().await.unwrap().is_empty(), "compiled, not installed under any name");

@@ -122,6 +122,9 @@ async fn start_at(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> RunningS
     let mut config = ServerConfig::new(dir.to_path_buf());
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.concurrency = 2;
+    // A test server compiles no model puller at start unless the test is about it
+    // (see `install.rs`): dozens of servers would each compile it.
+    config.prepare_puller = false;
     tweak(&mut config);
     server::start(config).await.unwrap()
 }

@@ -636,3 +636,19 @@ async fn an_ordinary_job_cannot_use_native_transfers() {
     let artifacts = t.client.artifacts(&job.id).await.unwrap();
     assert!(artifacts.iter().all(|a| a.size_bytes == 0), "nothing was copied: {artifacts:?}");
 }
+
+/// A pull submitted while the server is still compiling the puller at start installs
+/// it once, beside that compile, and runs (here against a hub that is not there).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_right_after_start_meets_the_puller_being_prepared() {
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let t = TestServer::start_with(|c| {
+        c.hub.endpoint = format!("http://{free}");
+        c.prepare_puller = true;
+    })
+    .await;
+    let job = pull_and_wait(&t, json!({"model": MODEL})).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap_or_default();
+    assert!(error.contains("is unreachable"), "{error}");
+}
