@@ -6,8 +6,10 @@
 //! and returns a [`RunOutcome`](jobhost_model::RunOutcome).
 //!
 //! - Components are compiled once, at install, and kept as `plugins/<hex>.wasm` plus
-//!   `plugins/cache/<hex>-<engine>.cwasm` (keyed by the wasm's hash and the engine's
-//!   compatibility hash; a cwasm that does not load is a cache miss, recompiled).
+//!   `<cache dir>/<hex>-<engine>.cwasm` (keyed by the wasm's hash and the engine's
+//!   compatibility hash; a cwasm that does not load is a cache miss, recompiled). The
+//!   cache dir is `plugins/cache` unless several data dirs share one; an install of
+//!   bytes found there (or already linked) compiles nothing.
 //! - Each run instantiates through a pre-linked `InstancePre` with the pooling
 //!   allocator, so per-job work is a slot from the pool plus a fresh WASI context.
 //! - Guests run with epoch interruption and yield to the async runtime on every tick,
