@@ -44,10 +44,7 @@ impl Plugins {
     /// Names the component `digest` that the server already holds `name`, without its
     /// bytes: `not_found` when the server does not have it (send the bytes then).
     pub async fn install_digest(&self, name: &str, digest: &str) -> Result<Installed> {
-        validate_name(name)?;
-        if RESERVED.contains(&name) {
-            return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
-        }
+        client_name(name)?;
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
             return Err(Error::invalid("digest", "must be sha256: and 64 lower-case hex digits"));
@@ -63,10 +60,7 @@ impl Plugins {
 
     /// Installs (or replaces) the component `name` from raw wasm bytes.
     pub async fn install_bytes(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
-        validate_name(name)?;
-        if RESERVED.contains(&name) {
-            return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
-        }
+        client_name(name)?;
         self.store_component(name, wasm).await
     }
 
@@ -118,6 +112,15 @@ fn install_error(e: RuntimeError) -> Error {
             Error::Internal("the component could not be stored".into())
         }
     }
+}
+
+/// A name a client may install under: valid, and not a built-in's.
+fn client_name(name: &str) -> Result<()> {
+    validate_name(name)?;
+    if RESERVED.contains(&name) {
+        return Err(Error::Forbidden(format!("{name:?} is reserved for a built-in component")));
+    }
+    Ok(())
 }
 
 /// A name is 1–64 of `[a-z0-9._-]`, starting with a letter or digit: safe in a URL,
