@@ -227,6 +227,7 @@ async fn a_killed_server_loses_no_job() {
 fn bench_prints_every_figure_as_one_json_line() {
     let out = Command::new(BIN)
         .args(["bench", "--jobs", "200", "--latency-jobs", "20", "--spawns", "20", "--concurrent", "20", "--json"])
+        .args(["--guest", jobhost_tests::PROBE_WASM, "--guest-arg", "noop"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -239,6 +240,7 @@ fn bench_prints_every_figure_as_one_json_line() {
         keys,
         [
             "cold_start_ms",
+            "guest_throughput_jobs_per_s",
             "idle_rss_mb",
             "latency_p50_ms",
             "latency_p99_ms",
@@ -257,6 +259,7 @@ fn bench_prints_every_figure_as_one_json_line() {
     assert!(f("latency_p50_ms") <= f("latency_p99_ms"));
     // The human table comes first, on the same stdout.
     assert!(stdout.contains("throughput (200 no-op jobs)"), "{stdout}");
+    assert!(stdout.contains("throughput (200 jobs of probe.wasm)"), "{stdout}");
 }
 
 #[test]
@@ -411,6 +414,47 @@ async fn upload_submit_and_artifacts_move_files_through_a_server() {
     let job = client.wait(direct.trim(), Duration::from_secs(60)).await.unwrap();
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(client.artifacts(&job.id).await.unwrap().len(), 2);
+    server.stop().await;
+}
+
+/// Transfers of 8 MiB or more draw a byte bar on a terminal, upload and download, and
+/// what streams through arrives whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_transfers_stream_with_a_byte_bar_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = jobhost_server::ServerConfig::new(dir.path().to_path_buf());
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.prepare_puller = false;
+    let server = jobhost_server::start(config).await.unwrap();
+    let client = Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let conn = format!("--server {} --token-file {}", server.url(), dir.path().join("token").display());
+
+    let src = tempfile::tempdir().unwrap();
+    let mut big = b"needle\n".to_vec();
+    big.extend((0..12u32 << 20).map(|i| if i % 1024 == 1023 { b'\n' } else { b'a' + (i % 26) as u8 }));
+    std::fs::write(src.path().join("big.txt"), &big).unwrap();
+
+    let up = format!("upload {conn} {}", src.path().display());
+    let shown = tokio::task::spawn_blocking(move || on_a_terminal(&up)).await.unwrap();
+    assert!(shown.contains("uploading") && shown.contains("MiB"), "no upload bar in {shown:?}");
+    // The id is printed once the bar is cleared, on the line the bar was drawn on.
+    let at = shown.find("upl_").unwrap_or_else(|| panic!("no upload id in {shown:?}"));
+    let upload_id: String = shown[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let req = SubmitRequest {
+        plugin: "probe".into(),
+        args: vec!["grep".into(), "needle".into()],
+        files_id: Some(upload_id),
+        ..SubmitRequest::default()
+    };
+    let job = client.submit(&req).await.unwrap().job;
+    assert_eq!(client.wait(&job.id, Duration::from_secs(60)).await.unwrap().status, JobStatus::Completed);
+
+    let got = dir.path().join("got.txt");
+    let down = format!("artifacts {conn} {} --get big.txt -o {}", job.id, got.display());
+    let shown = tokio::task::spawn_blocking(move || on_a_terminal(&down)).await.unwrap();
+    assert!(shown.contains("downloading") && shown.contains("MiB"), "no download bar in {shown:?}");
+    assert!(std::fs::read(&got).unwrap() == big, "the downloaded artifact differs from what was uploaded");
     server.stop().await;
 }
 

@@ -8,6 +8,7 @@ mod batch;
 pub use batch::submit_params;
 
 use base64::Engine as _;
+use http_body_util::BodyExt as _;
 use jobhost_model::{
     Artifact, GcReport, Health, Installed, Job, JobEvent, JobPage, JobStatus, LogPage, NewToken, Plugin, ResourceUsage,
     Scope, SubmitRequest, Submitted, TokenInfo, Upload, User,
@@ -102,8 +103,20 @@ pub struct Client {
     files: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, FileBody>,
 }
 
-/// A request body of the file routes.
-type FileBody = http_body_util::Full<bytes::Bytes>;
+/// A request body of the file routes: bytes in memory or a stream read as it is sent.
+type FileBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// Reads the whole answer of a file route.
+async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<FileResponse> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = resp.into_body().collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes().to_vec();
+    Ok(FileResponse { status, headers, body })
+}
 
 /// An answer of a file route.
 #[derive(Debug, Clone)]
@@ -155,24 +168,29 @@ impl Client {
 
     /// A raw HTTP request to `path` on the server, with this client's token.
     pub async fn http_request(&self, method: &str, path: &str, body: Vec<u8>) -> Result<FileResponse> {
+        let len = body.len() as u64;
+        let body = http_body_util::Full::new(bytes::Bytes::from(body)).map_err(|never| match never {}).boxed();
+        collect(self.send(method, path, body, Some(len)).await?).await
+    }
+
+    /// Sends a request with `body` (of `len` bytes when known) and returns the answer
+    /// with its body unread.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: FileBody,
+        len: Option<u64>,
+    ) -> Result<http::Response<hyper::body::Incoming>> {
         let mut req = http::Request::builder().method(method).uri(format!("{}{path}", self.url.trim_end_matches('/')));
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let req = req.body(FileBody::new(body.into())).map_err(|e| Error::Transport(e.to_string()))?;
-        let resp = self.files.request(req).await.map_err(|e| Error::Transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .to_bytes()
-            .to_vec();
-        Ok(FileResponse { status, headers, body })
+        if let Some(len) = len {
+            req = req.header(http::header::CONTENT_LENGTH, len);
+        }
+        let req = req.body(body).map_err(|e| Error::Transport(e.to_string()))?;
+        self.files.request(req).await.map_err(|e| Error::Transport(e.to_string()))
     }
 
     /// Fails with the server's error when a file route did not answer 2xx.
@@ -198,6 +216,46 @@ impl Client {
     /// `PUT /uploads/<id>/archive`: a tar archive unpacked into the upload.
     pub async fn put_archive(&self, upload_id: &str, tar: Vec<u8>) -> Result<Value> {
         Ok(Self::file_ok(self.http_request("PUT", &format!("/uploads/{upload_id}/archive"), tar).await?)?.json())
+    }
+
+    /// `PUT /uploads/<id>/archive` of `len` bytes read from `chunks` as they are sent:
+    /// an archive of any size without holding it in memory.
+    pub async fn put_archive_stream<S>(&self, upload_id: &str, len: u64, chunks: S) -> Result<Value>
+    where
+        S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Sync + 'static,
+    {
+        use futures::TryStreamExt as _;
+        let body = http_body_util::StreamBody::new(chunks.map_ok(hyper::body::Frame::data)).boxed();
+        let resp = self.send("PUT", &format!("/uploads/{upload_id}/archive"), body, Some(len)).await?;
+        Ok(Self::file_ok(collect(resp).await?)?.json())
+    }
+
+    /// `GET /jobs/<id>/artifacts/<name>`, each piece of the body handed to `sink` as it
+    /// arrives; the number of bytes received. An error answer is returned as the error,
+    /// and `sink` sees none of it.
+    pub async fn download_artifact_into(
+        &self,
+        job_id: &str,
+        name: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let path = format!("/jobs/{job_id}/artifacts/{}", encode_path(name));
+        let empty = http_body_util::Empty::new().map_err(|never| match never {}).boxed();
+        let resp = self.send("GET", &path, empty, None).await?;
+        if !resp.status().is_success() {
+            Self::file_ok(collect(resp).await?)?;
+            return Err(Error::Transport(format!("GET {path}: unexpected answer")));
+        }
+        let mut body = resp.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Error::Transport(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                sink(&data).map_err(|e| Error::Transport(format!("writing {name}: {e}")))?;
+                received += data.len() as u64;
+            }
+        }
+        Ok(received)
     }
 
     /// `GET /jobs/<id>/artifacts/<name>`: the artifact's bytes.

@@ -3,10 +3,9 @@
 //! download is checked against the artifact's recorded size and SHA-256.
 
 use super::conn::Conn;
-use super::transfer::{download_all, fetch};
-use anyhow::{Context as _, bail};
+use super::transfer::{bar, download_all, fetch, fetch_to};
+use anyhow::bail;
 use clap::Args;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,11 +35,12 @@ pub(super) async fn exec(args: ArtifactsArgs) -> anyhow::Result<ExitCode> {
         let Some(artifact) = artifacts.iter().find(|a| &a.name == name) else {
             bail!("job {} has no artifact {name:?}", args.id);
         };
-        let data = fetch(&client, &args.id, artifact).await?;
+        let bar = bar(artifact.size_bytes, "downloading");
         match &args.output {
-            Some(file) => std::fs::write(file, &data).with_context(|| format!("writing {}", file.display()))?,
-            None => std::io::stdout().write_all(&data)?,
+            Some(file) => fetch_to(&client, &args.id, artifact, file, &bar).await?,
+            None => fetch(&client, &args.id, artifact, std::io::stdout(), &bar).await?,
         }
+        bar.finish_and_clear();
         return Ok(ExitCode::SUCCESS);
     }
     let listed = match (&args.output, args.all) {

@@ -17,7 +17,10 @@
 //! - `rss_1000_concurrent_mb`: this process with `--concurrent` sleeping jobs running
 //!   at once (concurrency and capacity raised for that case);
 //! - `cold_start_ms` / `warm_start_ms`: server start → first job completed, with the
-//!   precompiled component cache emptied and with it warm.
+//!   precompiled component cache emptied and with it warm;
+//! - `guest_throughput_jobs_per_s`, with `--guest WASM`: the throughput run again with
+//!   that component (a real guest, built with `std`, pays for what the hand-written
+//!   no-op skips: its memory, its data segments, its start-up code and WASI calls).
 
 use anyhow::{Context as _, bail, ensure};
 use clap::Args;
@@ -116,6 +119,14 @@ pub struct BenchArgs {
     /// core].
     #[arg(long)]
     concurrency: Option<usize>,
+    /// A WASI command component to run the throughput once more with, such as the
+    /// repository's `std` probe (`cargo build -p probe --target wasm32-wasip2
+    /// --release`, then `--guest target/wasm32-wasip2/release/probe.wasm --guest-arg noop`).
+    #[arg(long, value_name = "WASM")]
+    guest: Option<PathBuf>,
+    /// An argument of every `--guest` job (repeat for several).
+    #[arg(long = "guest-arg", value_name = "ARG", allow_hyphen_values = true, requires = "guest")]
+    guest_args: Vec<String>,
     /// Print one JSON object with every figure as the last line.
     #[arg(long)]
     json: bool,
@@ -133,6 +144,8 @@ struct Report {
     rss_1000_concurrent_mb: f64,
     cold_start_ms: f64,
     warm_start_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guest_throughput_jobs_per_s: Option<f64>,
 }
 
 /// Runs the bench and prints its report.
@@ -147,6 +160,10 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let noop = wat::parse_str(NOOP_WAT).context("assembling the no-op component")?;
     let sleeper = wat::parse_str(SLEEP_WAT.replace("SLEEP_NS", &SLEEP_NS.to_string()))
         .context("assembling the sleeping component")?;
+    let guest = match &args.guest {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+        None => None,
+    };
     let tmp = tempfile::tempdir().context("creating a temporary data dir")?;
     let data = tmp.path().join("data");
     let began = Instant::now();
@@ -184,7 +201,18 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let latencies = latency(&events, args.latency_jobs).await?;
 
     say(&format!("throughput, {} jobs", args.jobs));
-    let throughput_jobs_per_s = throughput(&server, &events, &args).await?;
+    let throughput_jobs_per_s = throughput(&server, &events, &args, &noop_request()).await?;
+    let guest_throughput_jobs_per_s = match &guest {
+        Some(wasm) => {
+            say(&format!("throughput of the guest, {} jobs", args.jobs));
+            client_of(&server)?.install("guest", wasm).await?;
+            let req =
+                SubmitRequest { plugin: "guest".into(), args: args.guest_args.clone(), ..SubmitRequest::default() };
+            run_one_of(&client_of(&server)?, &req).await.context("the guest's first job")?;
+            Some(throughput(&server, &events, &args, &req).await?)
+        }
+        None => None,
+    };
     drop(events);
     server.stop().await;
 
@@ -205,6 +233,7 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
         rss_1000_concurrent_mb,
         cold_start_ms,
         warm_start_ms,
+        guest_throughput_jobs_per_s,
     };
     print_table(&report, &args);
     if args.json {
@@ -240,7 +269,12 @@ fn client_of(server: &RunningServer) -> anyhow::Result<Client> {
 
 /// Submits one no-op job and waits for it to complete.
 async fn run_one(client: &Client) -> anyhow::Result<()> {
-    let job = client.submit(&noop_request()).await?.job;
+    run_one_of(client, &noop_request()).await
+}
+
+/// Submits `req` and waits for its job to complete.
+async fn run_one_of(client: &Client, req: &SubmitRequest) -> anyhow::Result<()> {
+    let job = client.submit(req).await?.job;
     let done = client.wait(&job.id, PHASE_TIMEOUT).await?;
     ensure!(done.status == JobStatus::Completed, "job {} ended {}: {:?}", done.id, done.status, done.error);
     Ok(())
@@ -282,12 +316,17 @@ async fn latency(events: &Events, n: usize) -> anyhow::Result<Vec<f64>> {
     Ok(samples)
 }
 
-/// Submits `args.jobs` no-op jobs in pipelined batches and waits until none is
+/// Submits `args.jobs` jobs of `req` in pipelined batches and waits until none is
 /// pending or running; jobs per second from the first submit to the last completion.
-async fn throughput(server: &RunningServer, events: &Events, args: &BenchArgs) -> anyhow::Result<f64> {
+async fn throughput(
+    server: &RunningServer,
+    events: &Events,
+    args: &BenchArgs,
+    req: &SubmitRequest,
+) -> anyhow::Result<f64> {
     let client = client_of(server)?;
     let before = count(&client, JobStatus::Completed).await?;
-    let batch = vec![noop_request(); args.batch];
+    let batch = vec![req.clone(); args.batch];
     let sizes: Vec<usize> = (0..args.jobs).step_by(args.batch).map(|start| args.batch.min(args.jobs - start)).collect();
     let t0 = Instant::now();
     let mut submits = futures::stream::iter(sizes)
@@ -471,6 +510,15 @@ fn print_table(r: &Report, args: &BenchArgs) {
         ("cold start to first job".into(), format!("{:.1} ms", r.cold_start_ms)),
         ("warm start to first job".into(), format!("{:.1} ms", r.warm_start_ms)),
     ];
+    let guest = r.guest_throughput_jobs_per_s.map(|t| {
+        let name = args
+            .guest
+            .as_deref()
+            .and_then(Path::file_name)
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        (format!("throughput ({} jobs of {name})", args.jobs), format!("{t:.0} jobs/s"))
+    });
+    let rows: Vec<_> = rows.into_iter().chain(guest).collect();
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<width$}  {v:>14}");
