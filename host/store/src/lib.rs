@@ -5,7 +5,10 @@
 //! and each job's life), [`LogStore`] (output, progress, artifacts), [`AccessStore`]
 //! (users and tokens), [`UploadStore`], [`PluginStore`] — gathered in [`Store`], which
 //! the services hold as `Arc<dyn Store>`. A backend is a sibling module that implements
-//! them all and passes the same suite ([`suite`]); today there is [`sqlite`].
+//! them all and passes the same suite ([`suite`]): [`sqlite`], the default, and
+//! `postgres` (the cargo feature of that name), for several nodes sharing one queue.
+//! Their writers share the group commit's queue (`queue`), so what a caller sees of it
+//! is the same on both.
 //!
 //! Contracts every backend keeps: a transition is a single conditional
 //! `UPDATE … WHERE id = ? AND status = ? [AND attempt = ?]`, so two actors racing for
@@ -18,6 +21,9 @@ mod access;
 mod jobs;
 mod logs;
 mod plugins;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod queue;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
@@ -27,6 +33,8 @@ pub use access::{AccessStore, StoredToken};
 pub use jobs::{Claimed, Committed, Finish, JobQuery, JobStore, NewJob, Recovery};
 pub use logs::{Done, LogStore, StoredChunk};
 pub use plugins::PluginStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use uploads::UploadStore;
 
@@ -37,10 +45,11 @@ use std::pin::Pin;
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be opened or does not have the settings we rely on.
+    /// The database could not be opened, does not have the settings we rely on, or
+    /// has a schema this build does not know.
     #[error("database at {path}: {reason}")]
     Open {
-        /// The file.
+        /// The file, or the server and database (never a password).
         path: String,
         /// What is wrong.
         reason: String,
@@ -51,7 +60,7 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// A database error on the group-commit writer's connection.
+    /// A database error on the SQLite group-commit writer's connection.
     #[error("database error: {0}")]
     Writer(#[from] rusqlite::Error),
     /// A group commit did not happen (the write was not made).
@@ -94,6 +103,8 @@ pub trait Store: JobStore + LogStore + AccessStore + UploadStore + PluginStore +
     /// waiting for statements in flight. Writes queued afterwards fail.
     async fn close(&self);
 
-    /// `PRAGMA integrity_check` result (`"ok"` when healthy).
+    /// `"ok"` when the database is healthy, otherwise what is wrong: SQLite's
+    /// `PRAGMA integrity_check`; on Postgres, whether the server answers and the schema
+    /// is at this build's version.
     async fn integrity_check(&self) -> Result<String>;
 }

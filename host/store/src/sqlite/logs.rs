@@ -1,57 +1,40 @@
 //! Output chunks, progress and artifacts on SQLite.
 
 use super::{SqliteStore, artifact_from_row, to_i64, to_u64, writer};
+use crate::queue;
 use crate::{Done, LogStore, Queued, Result, StoreError, StoredChunk};
 use jobhost_model::{Artifact, LogChunk, LogStream, Progress};
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot};
 
 #[async_trait::async_trait]
 impl LogStore for SqliteStore {
     fn set_progress(&self, id: &str, progress: &Progress) -> Queued<()> {
-        let (tx, rx) = oneshot::channel();
-        self.set_progress_then(id, progress.clone(), Box::new(move |r| drop(tx.send(r))));
-        Box::pin(
-            async move { rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into()))) },
-        )
+        let (done, answer) = queue::done_future();
+        self.set_progress_then(id, progress.clone(), done);
+        answer
     }
 
     fn set_progress_then(&self, id: &str, progress: Progress, done: Done) {
-        if let Err(mpsc::error::SendError(op)) = self.ops.send(writer::Op::Progress(id.to_owned(), progress, done))
-            && let writer::Op::Progress(_, _, done) = op
-        {
-            done(Err(StoreError::Commit("the store is closed".into())));
-        }
+        queue::send(&self.ops, writer::Op::Progress(id.to_owned(), progress, done));
     }
 
     fn append_logs(&self, chunks: &[StoredChunk]) -> Queued<()> {
-        let (tx, rx) = oneshot::channel();
         if chunks.is_empty() {
-            drop(tx.send(Ok(())));
-        } else {
-            self.append_logs_then(chunks.to_vec(), Box::new(move |r| drop(tx.send(r))));
+            return Box::pin(async { Ok(()) });
         }
-        Box::pin(
-            async move { rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into()))) },
-        )
+        let (done, answer) = queue::done_future();
+        self.append_logs_then(chunks.to_vec(), done);
+        answer
     }
 
     fn append_logs_then(&self, chunks: Vec<StoredChunk>, done: Done) {
-        if let Err(mpsc::error::SendError(op)) = self.ops.send(writer::Op::AppendLogs(chunks, done))
-            && let writer::Op::AppendLogs(_, done) = op
-        {
-            done(Err(StoreError::Commit("the store is closed".into())));
-        }
+        queue::send(&self.ops, writer::Op::AppendLogs(chunks, done));
     }
 
     async fn flush(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(op)) = self.ops.send(writer::Op::Flush(Box::new(move |r| drop(tx.send(r)))))
-            && let writer::Op::Flush(done) = op
-        {
-            done(Err(StoreError::Commit("the store is closed".into())));
-        }
-        rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into())))
+        let (done, answer) = queue::done_future();
+        queue::send(&self.ops, writer::Op::Flush(done));
+        answer.await
     }
 
     async fn read_logs(&self, job_id: &str, since_seq: u64, limit: u32) -> Result<Vec<LogChunk>> {

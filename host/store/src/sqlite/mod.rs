@@ -146,13 +146,7 @@ impl SqliteStore {
     /// Hands `op` to the writer now; the future resolves with its answer (`rx`) after
     /// the commit.
     fn send<T: Send + 'static>(&self, op: writer::Op, rx: oneshot::Receiver<Result<T>>) -> Queued<T> {
-        let sent = self.ops.send(op).is_ok();
-        Box::pin(async move {
-            if !sent {
-                return Err(StoreError::Commit("the store is closed".into()));
-            }
-            rx.await.unwrap_or_else(|_| Err(StoreError::Commit("the store's writer stopped".into())))
-        })
+        crate::queue::send_for(&self.ops, op, rx)
     }
 
     async fn get_job_from(&self, pool: &SqlitePool, id: &str) -> Result<Option<Job>> {

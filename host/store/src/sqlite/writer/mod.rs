@@ -32,8 +32,9 @@
 //! statements runs inside a savepoint so it applies whole or not at all. If the commit
 //! fails, every op of the batch gets the error.
 //!
-//! Layout: this module owns the queue ([`Op`]), the thread (its loop, the gate, the
-//! commit) and the delivery of answers; [`batch`] plans and runs one batch inside its
+//! Layout: the queue's ops and answers, and how a batch's answers are delivered, are
+//! shared with the other backends (`crate::queue`); this module owns the thread (its
+//! loop, the gate, the commit); [`batch`] plans and runs one batch inside its
 //! transaction; [`claim`] holds the admission statements; [`sql`] the rest of the
 //! statements and the row values they bind.
 
@@ -42,16 +43,14 @@ mod claim;
 mod sql;
 
 use super::{BUSY_TIMEOUT, settings_ok};
-use crate::{Claimed, Committed, Done, Finish, NewJob, Observer, Result, StoreError, StoredChunk};
-use jobhost_model::{Artifact, Job, Progress, Usage};
+use crate::Observer;
+use crate::queue::{self, Answer, MAX_OPS, answer_err};
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 
-/// Most ops in one transaction: bounds how long the first op of a large batch waits
-/// for its answer, and the memory a batch holds.
-const MAX_OPS: usize = 2048;
+pub(super) use crate::queue::Op;
 
 /// Statements the writer keeps prepared (the bulk ones differ by their row count).
 const STATEMENT_CACHE: usize = 128;
@@ -60,71 +59,6 @@ const STATEMENT_CACHE: usize = 128;
 /// each of its transactions, the async connection for each of its writes. Fair (first
 /// come, first served), so neither side starves the other.
 pub(crate) type WriteGate = Arc<tokio::sync::Mutex<()>>;
-
-/// One write, with where its answer goes.
-pub(super) enum Op {
-    InsertJob(Box<NewJob>, oneshot::Sender<Result<Option<(Job, bool)>>>),
-    Claim {
-        lease_until: String,
-        capacity: Usage,
-        max: usize,
-        reply: oneshot::Sender<Result<Claimed>>,
-    },
-    MarkRunning {
-        id: String,
-        attempt: u32,
-        reply: oneshot::Sender<Result<Option<Job>>>,
-    },
-    Finish {
-        id: String,
-        attempt: u32,
-        finish: Finish,
-        artifacts: Vec<Artifact>,
-        reply: oneshot::Sender<Result<Option<Job>>>,
-    },
-    AppendLogs(Vec<StoredChunk>, Done),
-    Progress(String, Progress, Done),
-    /// Answered once everything queued before it is committed.
-    Flush(Done),
-    /// Commits what is queued before it, closes the connection and stops the thread;
-    /// answered once the connection is closed.
-    Close(oneshot::Sender<()>),
-}
-
-/// The answer of an op, held until the commit.
-enum Answer {
-    Inserted(oneshot::Sender<Result<Option<(Job, bool)>>>, Result<Option<(Job, bool)>>),
-    /// A claim that failed (answered after the commit, like any op).
-    Claimed(oneshot::Sender<Result<Claimed>>, StoreError),
-    /// A claim already answered before the commit: only its jobs are left to observe.
-    ClaimedEarly(Vec<Job>),
-    Job(oneshot::Sender<Result<Option<Job>>>, Result<Option<Job>>),
-    Done(Done, Result<()>),
-}
-
-impl Answer {
-    /// Tells `observer` of the jobs this answer moved (only after a commit).
-    fn observe(&self, observer: &Observer) {
-        match self {
-            Answer::Inserted(_, Ok(Some((job, true)))) => observer(job),
-            Answer::ClaimedEarly(jobs) => jobs.iter().for_each(observer),
-            Answer::Job(_, Ok(Some(job))) => observer(job),
-            _ => {}
-        }
-    }
-
-    /// Delivers the answer, or `failed` instead when the commit did not happen.
-    fn deliver(self, failed: Option<&str>) {
-        let err = |msg: &str| StoreError::Commit(msg.to_owned());
-        match self {
-            Answer::Inserted(tx, r) => drop(tx.send(failed.map_or(r, |m| Err(err(m))))),
-            Answer::Claimed(tx, e) => drop(tx.send(Err(failed.map_or(e, err)))),
-            Answer::ClaimedEarly(_) => {}
-            Answer::Job(tx, r) => drop(tx.send(failed.map_or(r, |m| Err(err(m))))),
-            Answer::Done(done, r) => done(failed.map_or(r, |m| Err(err(m)))),
-        }
-    }
-}
 
 /// Opens the writer's connection to the database at `path` (already created and
 /// migrated), checks its settings, and starts the writer thread; it ends at
@@ -178,22 +112,14 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>, gate: &WriteGa
         {
             ops.push(op);
         }
-        let close = match ops.iter().position(|op| matches!(op, Op::Close(_))) {
-            Some(at) => {
-                // Ops queued after the close are refused, as after it.
-                let Op::Close(reply) = ops.remove(at) else { unreachable!("the op at {at} is a close") };
-                ops.drain(at..).for_each(refuse);
-                Some(reply)
-            }
-            None => None,
-        };
+        let close = queue::take_close(&mut ops);
         if !ops.is_empty() {
             commit_batch(&mut conn, std::mem::take(&mut ops), gate, observer);
         }
         if let Some(reply) = close {
             rx.close();
             while let Ok(op) = rx.try_recv() {
-                refuse(op);
+                queue::refuse(op);
             }
             drop(conn);
             let _ = reply.send(());
@@ -205,8 +131,7 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>, gate: &WriteGa
 /// Runs one batch in one transaction, then tells the observer and answers.
 fn commit_batch(conn: &mut Connection, ops: Vec<Op>, gate: &WriteGate, observer: &OnceLock<Observer>) {
     let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
-    let (commit_tx, commit_rx) = watch::channel(None);
-    let committed = Committed(commit_rx);
+    let (commit, committed) = queue::commit_signal();
     let failed = {
         let _turn = gate.blocking_lock();
         match batch::apply(conn, ops, &mut answers, &committed) {
@@ -217,31 +142,5 @@ fn commit_batch(conn: &mut Connection, ops: Vec<Op>, gate: &WriteGate, observer:
             }
         }
     };
-    if let (None, Some(observer)) = (&failed, observer.get()) {
-        answers.iter().flatten().for_each(|a| a.observe(observer));
-    }
-    commit_tx.send_replace(Some(failed.clone().map_or(Ok(()), Err)));
-    for a in answers.into_iter().flatten() {
-        a.deliver(failed.as_deref());
-    }
-}
-
-/// Answers an op that came after [`Op::Close`].
-fn refuse(op: Op) {
-    if let Some(answer) = answer_err(op, "the store is closed") {
-        answer.deliver(None);
-    }
-}
-
-/// The answer `op` gets when it is not made; none for a close (whose sender learns
-/// of it when its reply is dropped).
-fn answer_err(op: Op, msg: &str) -> Option<Answer> {
-    let err = || StoreError::Commit(msg.to_owned());
-    Some(match op {
-        Op::InsertJob(_, reply) => Answer::Inserted(reply, Err(err())),
-        Op::Claim { reply, .. } => Answer::Claimed(reply, err()),
-        Op::MarkRunning { reply, .. } | Op::Finish { reply, .. } => Answer::Job(reply, Err(err())),
-        Op::AppendLogs(_, done) | Op::Progress(_, _, done) | Op::Flush(done) => Answer::Done(done, Err(err())),
-        Op::Close(_) => return None,
-    })
+    queue::settle(answers, failed, &commit, observer);
 }

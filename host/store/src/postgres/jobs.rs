@@ -1,0 +1,233 @@
+//! The queue and each job's life on Postgres: the group-committed writes go to the
+//! writer task; cleanup, cancel, leases and recovery use the pool.
+
+use super::{NOTIFY_CHANNEL, PgStore, job_from_row, no_nul, to_u64};
+use crate::queue::{self, Op};
+use crate::{Claimed, Finish, JobQuery, JobStore, NewJob, Queued, Recovery, Result};
+use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage, ids};
+use sqlx::Row;
+use tokio::sync::oneshot;
+
+#[async_trait::async_trait]
+impl JobStore for PgStore {
+    fn insert_job(&self, job: &NewJob) -> Queued<Option<(Job, bool)>> {
+        let (reply, rx) = oneshot::channel();
+        queue::send_for(&self.ops, Op::InsertJob(Box::new(job.clone()), reply), rx)
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>> {
+        self.get_job_from(id).await
+    }
+
+    async fn list_jobs(&self, q: &JobQuery) -> Result<Vec<Job>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2) \
+             AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(&q.user_id)
+        .bind(q.status.map(JobStatus::as_str))
+        .bind(&q.before_id)
+        .bind(i64::from(q.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
+    }
+
+    async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>> {
+        Ok(self.claim(lease_until, capacity, 1).await?.pop())
+    }
+
+    fn claim(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Vec<Job>> {
+        let claimed = self.claim_early(lease_until, capacity, max);
+        Box::pin(async move {
+            let claimed = claimed.await?;
+            claimed.committed.wait().await?;
+            Ok(claimed.jobs)
+        })
+    }
+
+    fn claim_early(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Claimed> {
+        let (reply, rx) = oneshot::channel();
+        let op = Op::Claim { lease_until: lease_until.to_owned(), capacity: *capacity, max, reply };
+        queue::send_for(&self.ops, op, rx)
+    }
+
+    async fn usage(&self) -> Result<(Usage, u64)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(millicpus), 0)::BIGINT AS millicpus, COALESCE(SUM(memory_mb), 0)::BIGINT AS memory_mb, \
+             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            Usage {
+                cpus: Cpus::from_millis(u32::try_from(row.try_get::<i64, _>("millicpus")?).unwrap_or(u32::MAX)),
+                memory_mb: to_u64(row.try_get("memory_mb")?),
+            },
+            to_u64(row.try_get("jobs")?),
+        ))
+    }
+
+    fn mark_running(&self, id: &str, attempt: u32) -> Queued<Option<Job>> {
+        let (reply, rx) = oneshot::channel();
+        queue::send_for(&self.ops, Op::MarkRunning { id: id.to_owned(), attempt, reply }, rx)
+    }
+
+    async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1::timestamptz WHERE id = $2 AND attempt = $3 \
+             AND status IN ('starting', 'running')",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    fn finish(&self, id: &str, attempt: u32, finish: &Finish, artifacts: &[Artifact]) -> Queued<Option<Job>> {
+        let (reply, rx) = oneshot::channel();
+        let (id, finish, artifacts) = (id.to_owned(), finish.clone(), artifacts.to_vec());
+        queue::send_for(&self.ops, Op::Finish { id, attempt, finish, artifacts, reply }, rx)
+    }
+
+    async fn cancel(&self, id: &str, reason: &str) -> Result<Option<Job>> {
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cancelled', error = $1, completed_at = $2::timestamptz, \
+             updated_at = $2::timestamptz, lease_expires_at = NULL \
+             WHERE id = $3 AND status IN ('pending', 'starting', 'running') RETURNING ",
+            job_columns!()
+        ))
+        .bind(no_nul(reason))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    async fn begin_cleanup(&self, id: &str) -> Result<Option<Job>> {
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cleaning', updated_at = $1::timestamptz WHERE id = $2 \
+             AND status IN ('completed', 'failed', 'timed_out', 'cancelled') RETURNING ",
+            job_columns!()
+        ))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()
+    }
+
+    async fn finish_cleanup(&self, id: &str) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM artifacts WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
+        let job = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'cleaned', updated_at = $1::timestamptz WHERE id = $2 \
+             AND status = 'cleaning' RETURNING ",
+            job_columns!()
+        ))
+        .bind(ids::now())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| job_from_row(&row))
+        .transpose()?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn recover_orphans(&self, error: &str) -> Result<Recovery> {
+        let now = ids::now();
+        let mut tx = self.pool.begin().await?;
+        let requeued = sqlx::query(
+            "UPDATE jobs SET status = 'pending', lease_expires_at = NULL, started_at = NULL, \
+             progress_done = NULL, progress_total = NULL, progress_message = NULL, updated_at = $1::timestamptz \
+             WHERE status IN ('starting', 'running') AND attempt < max_attempts",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let failed = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = $1, completed_at = $2::timestamptz, \
+             updated_at = $2::timestamptz, lease_expires_at = NULL WHERE status IN ('starting', 'running')",
+        )
+        .bind(no_nul(error))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if requeued > 0 {
+            // The requeued jobs are pending again: wake whoever waits for work.
+            sqlx::query("SELECT pg_notify($1, current_schema())").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Recovery { requeued, failed })
+    }
+
+    async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled') \
+             AND completed_at < $1::timestamptz ORDER BY completed_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The input is matched here rather than in SQL: Postgres cannot read a field of a
+    /// JSON value that holds the escape `\u0000` anywhere, and a client's input may.
+    async fn active_pull(&self, model: &str, revision: Option<&str>) -> Result<Option<Job>> {
+        let jobs = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE kind = 'pull' AND status IN ('pending', 'starting', 'running') ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &jobs {
+            let job = job_from_row(row)?;
+            if pulls(&job, model, revision) {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn prune_jobs(&self, kind: JobKind, ended_before: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM jobs WHERE kind = $1 \
+             AND status IN ('completed', 'failed', 'timed_out', 'cancelled', 'cleaned') \
+             AND completed_at IS NOT NULL AND completed_at < $2::timestamptz RETURNING id",
+        )
+        .bind(kind.as_str())
+        .bind(ended_before)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// Whether the pull `job` fetches `model` at `revision` (any revision when `None`),
+/// as SQLite's `json_extract` reads the input: `model` a string equal to `model`,
+/// `revision` a string equal to `revision`, a missing or null one meaning `main`.
+fn pulls(job: &Job, model: &str, revision: Option<&str>) -> bool {
+    let Some(input) = &job.input else { return false };
+    if input.get("model").and_then(serde_json::Value::as_str) != Some(model) {
+        return false;
+    }
+    match (revision, input.get("revision")) {
+        (None, _) => true,
+        (Some(want), None | Some(serde_json::Value::Null)) => want == "main",
+        (Some(want), Some(got)) => got.as_str() == Some(want),
+    }
+}

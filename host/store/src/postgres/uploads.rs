@@ -1,0 +1,103 @@
+//! Upload records on Postgres.
+
+use super::{PgStore, to_i64, to_u64};
+use crate::{Result, StoreError, UploadStore};
+use jobhost_model::{Upload, UploadState, ids};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+/// Every column of an upload row.
+macro_rules! upload_columns {
+    () => {
+        concat!("id, user_id, state, size_bytes, file_count, job_id, ", ts!("expires_at"), ", ", ts!("created_at"))
+    };
+}
+
+#[async_trait::async_trait]
+impl UploadStore for PgStore {
+    async fn insert_upload(&self, u: &Upload) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, user_id, state, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $5::timestamptz)",
+        )
+        .bind(&u.id)
+        .bind(&u.user_id)
+        .bind(u.state.as_str())
+        .bind(&u.expires_at)
+        .bind(&u.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, id: &str) -> Result<Option<Upload>> {
+        let sql = concat!("SELECT ", upload_columns!(), " FROM uploads WHERE id = $1");
+        sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.map(|r| upload_from_row(&r)).transpose()
+    }
+
+    async fn live_uploads_of(&self, user_id: &str) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0)::BIGINT AS bytes FROM uploads \
+             WHERE user_id = $1 AND state IN ('open', 'finalized')",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((to_u64(row.try_get("n")?), to_u64(row.try_get("bytes")?)))
+    }
+
+    async fn set_upload_size(&self, id: &str, bytes: u64, files: u64) -> Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET size_bytes = $1, file_count = $2, updated_at = $3::timestamptz \
+             WHERE id = $4 AND state = 'open'",
+        )
+        .bind(to_i64(bytes))
+        .bind(to_i64(files))
+        .bind(ids::now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finalize_upload(&self, id: &str, bytes: u64, files: u64) -> Result<Option<Upload>> {
+        let sql = concat!(
+            "UPDATE uploads SET state = 'finalized', size_bytes = $1, file_count = $2, updated_at = $3::timestamptz \
+             WHERE id = $4 AND state = 'open' RETURNING ",
+            upload_columns!()
+        );
+        sqlx::query(sql)
+            .bind(to_i64(bytes))
+            .bind(to_i64(files))
+            .bind(ids::now())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| upload_from_row(&r))
+            .transpose()
+    }
+
+    async fn expire_uploads(&self, now: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE uploads SET state = 'expired', updated_at = $1::timestamptz \
+             WHERE state IN ('open', 'finalized') AND expires_at <= $1::timestamptz RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+fn upload_from_row(row: &PgRow) -> Result<Upload> {
+    let state: String = row.try_get("state")?;
+    Ok(Upload {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        state: UploadState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("upload state {state:?}")))?,
+        size_bytes: to_u64(row.try_get("size_bytes")?),
+        file_count: to_u64(row.try_get("file_count")?),
+        job_id: row.try_get("job_id")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -1,0 +1,97 @@
+//! The claim statements: admission of pending jobs into the capacity the `starting`
+//! and `running` jobs leave, in queue order (priority, then age), as on SQLite.
+//!
+//! Admission is arithmetic inside the statement, so it stays exact however many
+//! claims share a batch: each sees the rows the ones before it moved. What Postgres
+//! adds is other writers: the rows a claim picks are locked `FOR UPDATE SKIP LOCKED`,
+//! so a claim of another node running at the same moment passes over them (and this
+//! one over its), and the outer `status = 'pending'` guard still holds after the lock,
+//! so no job is ever taken twice. A claim does not wait for another node's claim to
+//! commit; what that one takes counts against the capacity once it has committed.
+
+use super::sql::jobs_of;
+use crate::Result;
+use crate::postgres::to_i64;
+use jobhost_model::{Job, Usage, ids};
+use sqlx::postgres::PgConnection;
+
+/// Claims of this many jobs or more start with [`claim_head`], as on SQLite.
+const HEAD_CLAIM_AT: usize = 8;
+
+/// Up to `max` claims. For a large `max`, first one conditional UPDATE takes the
+/// longest run at the head of the queue that fits in the room left (running sums over
+/// the queue order); then single claims, each seeing the ones before it, go on past a
+/// job too large for the room, as [`claim_one`] always does.
+pub(super) async fn claim(
+    conn: &mut PgConnection,
+    lease_until: &str,
+    capacity: &Usage,
+    max: usize,
+) -> Result<Vec<Job>> {
+    let now = ids::now();
+    let mut jobs =
+        if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, capacity, max).await? } else { Vec::new() };
+    while jobs.len() < max {
+        match claim_one(conn, lease_until, &now, capacity).await? {
+            Some(job) => jobs.push(job),
+            None => break,
+        }
+    }
+    Ok(jobs)
+}
+
+/// Claims the longest prefix (at most `max` jobs) of the pending jobs no other writer
+/// holds whose declared CPUs and memory fit in what the `starting` and `running` jobs
+/// leave, in queue order. The head is locked before the sums are taken, so the
+/// prefix is made of rows this transaction holds.
+async fn claim_head(
+    conn: &mut PgConnection,
+    lease_until: &str,
+    now: &str,
+    capacity: &Usage,
+    max: usize,
+) -> Result<Vec<Job>> {
+    let query = sqlx::query(concat!(
+        "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
+         updated_at = $2::timestamptz \
+         WHERE status = 'pending' AND id IN (\
+           SELECT id FROM (\
+             SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
+               SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' \
+               ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) AS head \
+             WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) AS sums \
+           WHERE cpus_upto <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+             AND memory_upto <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                      WHERE status IN ('starting', 'running'))) \
+         RETURNING ",
+        job_columns!()
+    ))
+    .bind(lease_until)
+    .bind(now)
+    .bind(i64::from(capacity.cpus.millis()))
+    .bind(to_i64(capacity.memory_mb))
+    .bind(i64::try_from(max).unwrap_or(i64::MAX));
+    let mut jobs = jobs_of(conn, query).await?;
+    jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+    Ok(jobs)
+}
+
+/// Claims the next pending job no other writer holds that fits in what `capacity`
+/// leaves: one conditional UPDATE. A job too large for the room left waits while
+/// smaller ones behind it start.
+async fn claim_one(conn: &mut PgConnection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
+    let query = sqlx::query(concat!(
+        "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
+         updated_at = $2::timestamptz WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+         AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+         AND memory_mb <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                WHERE status IN ('starting', 'running')) \
+         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'pending' RETURNING ",
+        job_columns!()
+    ))
+    .bind(lease_until)
+    .bind(now)
+    .bind(i64::from(capacity.cpus.millis()))
+    .bind(to_i64(capacity.memory_mb));
+    Ok(jobs_of(conn, query).await?.pop())
+}
