@@ -29,4 +29,4 @@ pub mod scheduler;
 pub mod uploads;
 mod wiring;
 
-pub use wiring::{DB_FILE, RunningServer, ServerConfig, start};
+pub use wiring::{DB_FILE, DatabaseUrl, RunningServer, ServerConfig, start};

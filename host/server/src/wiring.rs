@@ -14,7 +14,7 @@ use jobhost_executors::Executors;
 use jobhost_executors::wasm::WasmExecutor;
 use jobhost_model::JobKind;
 use jobhost_runtime::{Runtime, RuntimeConfig};
-use jobhost_store::{SqliteStore, Store};
+use jobhost_store::{PgStore, SqliteStore, Store};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +61,29 @@ pub struct ServerConfig {
     /// Whether to compile (or load from the cache) the built-in model puller at start,
     /// in the background, so the first pull does not wait for it.
     pub prepare_puller: bool,
+    /// The PostgreSQL database holding the records (`DATABASE_URL`); none: SQLite in
+    /// the data dir.
+    pub database_url: Option<DatabaseUrl>,
+}
+
+/// A `postgres://` URL. Its `Debug` form hides the password, so a logged config never
+/// shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = &self.0;
+        let shown = match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let user = &url[scheme + 3..at];
+                let user = user.split_once(':').map_or(user, |(name, _)| name);
+                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.clone(),
+        };
+        f.write_str(&shown)
+    }
 }
 
 impl ServerConfig {
@@ -85,6 +108,7 @@ impl ServerConfig {
             allow_remote: false,
             component_cache: None,
             prepare_puller: true,
+            database_url: None,
         }
     }
 }
@@ -164,7 +188,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join(DB_FILE)).await?);
+    let store: Arc<dyn Store> = match &config.database_url {
+        Some(url) => Arc::new(PgStore::connect(&url.0).await?),
+        None => Arc::new(SqliteStore::open(&data.join(DB_FILE)).await?),
+    };
     let auth = Auth::new(store.clone());
     auth.bootstrap(data).await.context("creating the first admin token")?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
@@ -240,4 +267,24 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");
     Ok(RunningServer { local_addr: rpc.local_addr, data_dir: data.clone(), rpc, shutdown, exec: Some(exec), store })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_never_shows_its_password() {
+        let shown = |url: &str| format!("{:?}", DatabaseUrl(url.into()));
+        assert_eq!(shown("postgres://jobhost:s3cret@127.0.0.1:5432/db"), "postgres://jobhost:***@127.0.0.1:5432/db");
+        assert_eq!(shown("postgres://jobhost@127.0.0.1/db"), "postgres://jobhost:***@127.0.0.1/db");
+        assert_eq!(shown("postgres://127.0.0.1/db?sslmode=disable"), "postgres://127.0.0.1/db?sslmode=disable");
+        // An `@` in the password itself is hidden with the rest of it.
+        assert_eq!(shown("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        let config = ServerConfig {
+            database_url: Some(DatabaseUrl("postgres://u:pw@h/d".into())),
+            ..ServerConfig::new("d".into())
+        };
+        assert!(!format!("{config:?}").contains("pw@"));
+    }
 }

@@ -27,6 +27,8 @@ mod queue;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
+#[cfg(all(feature = "postgres", any(test, feature = "suite")))]
+pub mod testdb;
 mod uploads;
 
 pub use access::{AccessStore, StoredToken};

@@ -1,12 +1,13 @@
 //! The group commit's queue, shared by the backends' writers: the ops callers hand
 //! over ([`Op`]), the answers a writer holds until its commit ([`Answer`]), and what
-//! happens to them at the end of a batch ([`settle`]: observe in commit order, then
-//! answer) and at close ([`take_close`], [`refuse`]).
+//! happens to them at the end of a batch ([`settle`]: op by op in commit order, observe
+//! then answer) and at close ([`take_close`], [`refuse`]).
 //!
 //! Each backend plans and runs a batch its own way (SQLite on a thread of its own,
 //! Postgres on an async connection); what a caller sees of the queue is kept in this
 //! one place, so the backends cannot drift apart on it: an answer means "committed",
-//! the observer sees the moved jobs after the commit and before any answer, and an op
+//! the observer sees an op's moved jobs after the commit and before that op's answer,
+//! a job's log events come before the status its end moves it to, and an op
 //! queued after a close is refused with "the store is closed".
 
 use crate::{Claimed, Committed, Done, Finish, NewJob, Observer, Queued, Result, StoreError, StoredChunk};
@@ -151,20 +152,24 @@ pub(crate) fn commit_signal() -> (watch::Sender<Option<Result<(), String>>>, Com
     (tx, Committed(rx))
 }
 
-/// Ends a batch: when it was committed (`failed` is none), tells the observer of every
-/// job it moved, in op order; then resolves the early claims' handle and delivers every
-/// answer (each replaced by the commit's error when the commit failed).
+/// Ends a batch: op by op, in op order, when it was committed (`failed` is none) tells
+/// the observer of the jobs the op moved and then delivers its answer (replaced by the
+/// commit's error when the commit failed); then resolves the early claims' handle.
+/// One op at a time, so what an op's answer publishes (a log chunk's event) comes
+/// before the status events of the ops queued after it in the same batch (that job's
+/// end).
 pub(crate) fn settle(
     answers: Vec<Option<Answer>>,
     failed: Option<String>,
     commit: &watch::Sender<Option<Result<(), String>>>,
     observer: &OnceLock<Observer>,
 ) {
-    if let (None, Some(observer)) = (&failed, observer.get()) {
-        answers.iter().flatten().for_each(|a| a.observe(observer));
-    }
-    commit.send_replace(Some(failed.clone().map_or(Ok(()), Err)));
+    let observer = if failed.is_none() { observer.get() } else { None };
     for a in answers.into_iter().flatten() {
+        if let Some(observer) = observer {
+            a.observe(observer);
+        }
         a.deliver(failed.as_deref());
     }
+    commit.send_replace(Some(failed.map_or(Ok(()), Err)));
 }

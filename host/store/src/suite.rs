@@ -54,7 +54,8 @@ macro_rules! store_suite {
             an_early_claim_answers_before_its_commit_and_says_when_it_is_on_disk,
             a_start_and_an_end_queued_together_are_both_recorded,
             close_commits_what_was_queued_and_refuses_what_comes_after,
-            fractional_cpus_are_admitted_exactly);
+            fractional_cpus_are_admitted_exactly,
+            output_queued_before_an_end_is_answered_before_the_end_is_observed);
     };
     (@tests $fixture:expr; $($name:ident),*) => {
         $(
@@ -363,5 +364,53 @@ pub async fn fractional_cpus_are_admitted_exactly(fx: &Fixture) -> Result<()> {
     assert_eq!((used.cpus, running), (Cpus::from_millis(1500), 5));
     assert!(store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.is_empty(), "1.75 > 1.5");
     assert_eq!(store.get_job(&head[0].id).await?.map(|j| j.cpus), Some(Cpus::from_millis(500)));
+    Ok(())
+}
+
+/// A job's last output and its end often share a commit: the output's answer (which
+/// publishes its log events) still comes before the observer hears of the end, so a
+/// subscriber sees every line of a job before its final status.
+pub async fn output_queued_before_an_end_is_answered_before_the_end_is_observed(fx: &Fixture) -> Result<()> {
+    let (store, user) = seeded(fx).await;
+    let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = told.clone();
+    assert!(store.observe(Box::new(move |job| seen.lock().unwrap().push(format!("{:?} {}", job.status, job.id)))));
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let mut ends = Vec::new();
+    for _ in 0..20 {
+        let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
+        ends.push(job.id);
+    }
+    assert_eq!(
+        store
+            .claim("2099-01-01T00:00:00Z", &Usage { cpus: Cpus::from_millis(u32::MAX), memory_mb: 1 << 40 }, 20)
+            .await?
+            .len(),
+        20
+    );
+    // Queued back to back without waiting, behind other writes, so most pairs land in
+    // one batch.
+    let mut answers = Vec::new();
+    for id in &ends {
+        let chunk = StoredChunk {
+            job_id: id.clone(),
+            chunk: LogChunk { seq: 0, stream: LogStream::Stdout, data: "last line".into(), at: ids::now() },
+        };
+        let (log_told, id2) = (told.clone(), id.clone());
+        store.append_logs_then(
+            vec![chunk],
+            Box::new(move |r| log_told.lock().unwrap().push(format!("log {} {id2}", r.is_ok()))),
+        );
+        answers.push(store.finish(id, 1, &done, &[]));
+    }
+    for a in answers {
+        assert!(a.await?.is_some(), "the end was recorded");
+    }
+    let told = told.lock().unwrap().clone();
+    for id in &ends {
+        let at = |what: &str| told.iter().position(|t| t == &format!("{what} {id}"));
+        let (log, end) = (at("log true"), at("Completed"));
+        assert!(log.is_some() && end.is_some() && log < end, "{id}: the log after the end in {told:#?}");
+    }
     Ok(())
 }

@@ -137,13 +137,18 @@ async fn tokens_are_stored_hashed_and_the_token_file_is_private() {
     let listed = t.client.tokens().await.unwrap();
     assert!(listed.iter().any(|tk| tk.id == minted.id && minted.token.starts_with(&tk.prefix)));
     t.stop().await;
-    let mut db = Vec::new();
-    for name in ["jobhost.db", "jobhost.db-wal"] {
-        if let Ok(bytes) = std::fs::read(t.dir.path().join(name)) {
-            db.extend(bytes);
+    let db = match &t.database {
+        Some(pg) => pg.table_text("tokens").await,
+        None => {
+            let mut db = Vec::new();
+            for name in ["jobhost.db", "jobhost.db-wal"] {
+                if let Ok(bytes) = std::fs::read(t.dir.path().join(name)) {
+                    db.extend(bytes);
+                }
+            }
+            String::from_utf8_lossy(&db).into_owned()
         }
-    }
-    let db = String::from_utf8_lossy(&db);
+    };
     assert!(!db.contains(&admin) && !db.contains(&minted.token), "a token is stored in clear");
     assert!(db.contains(&sha256_hex(admin.as_bytes())), "its hash is what is stored");
 

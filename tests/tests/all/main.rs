@@ -29,11 +29,25 @@ pub fn admin_client(server: &RunningServer) -> Client {
     Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap()
 }
 
-/// A server on a temporary data dir, stopped when the test ends.
+/// A server on a temporary data dir, stopped when the test ends. With
+/// `JOBHOST_TEST_BACKEND=postgres` its records are in a Postgres schema of its own (in
+/// the database `JOBHOST_TEST_DATABASE_URL` names), kept across restarts and dropped
+/// with the server; otherwise in SQLite in the data dir, as by default.
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub client: Client,
     pub dir: tempfile::TempDir,
+    pub database: Option<jobhost_store::testdb::PgSchema>,
+}
+
+/// Whether the suite runs against Postgres (`JOBHOST_TEST_BACKEND=postgres`) rather
+/// than SQLite; any other value is refused, so a typo cannot run the wrong backend.
+pub fn on_postgres() -> bool {
+    match std::env::var("JOBHOST_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("JOBHOST_TEST_BACKEND is sqlite or postgres, not {other:?}"),
+    }
 }
 
 impl TestServer {
@@ -45,9 +59,10 @@ impl TestServer {
     /// A fresh server with settings adjusted by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let server = start_at(dir.path(), tweak).await;
+        let database = if on_postgres() { Some(jobhost_store::testdb::PgSchema::new().await) } else { None };
+        let server = start_at(dir.path(), database.as_ref(), tweak).await;
         let client = admin_client(&server);
-        TestServer { server: Some(server), client, dir }
+        TestServer { server: Some(server), client, dir, database }
     }
 
     pub fn server(&self) -> &RunningServer {
@@ -64,7 +79,7 @@ impl TestServer {
     /// Starts a new server on the same data dir.
     pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut ServerConfig)) {
         self.stop().await;
-        let server = start_at(self.dir.path(), tweak).await;
+        let server = start_at(self.dir.path(), self.database.as_ref(), tweak).await;
         self.client = admin_client(&server);
         self.server = Some(server);
     }
@@ -118,8 +133,13 @@ impl TestServer {
     }
 }
 
-async fn start_at(dir: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> RunningServer {
+async fn start_at(
+    dir: &Path,
+    database: Option<&jobhost_store::testdb::PgSchema>,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> RunningServer {
     let mut config = ServerConfig::new(dir.to_path_buf());
+    config.database_url = database.map(|d| server::DatabaseUrl(d.url()));
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.concurrency = 2;
     // A test server compiles no model puller at start unless the test is about it

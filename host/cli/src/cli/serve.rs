@@ -26,6 +26,10 @@ pub(super) struct ServeArgs {
     /// default `cpus` of 0.25].
     #[arg(long)]
     concurrency: Option<usize>,
+    /// PostgreSQL database for the records (`postgres://user:password@host/db`)
+    /// [default: SQLite in the data dir].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Allow listening on an address other than loopback (other machines can connect).
     #[arg(long)]
     allow_remote: bool,
@@ -59,6 +63,12 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
     config.allow_remote = args.allow_remote;
+    if let Some(url) = args.database_url {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            bail!("--database-url must be a postgres:// URL (without it, records are kept in SQLite in the data dir)");
+        }
+        config.database_url = Some(server::DatabaseUrl(url));
+    }
     if args.retention_days == 0 {
         bail!("--retention-days must be at least 1");
     }

@@ -8,73 +8,12 @@
 
 use super::*;
 use crate::suite::{Fixture, new_job, seed};
+use crate::testdb::PgSchema as Schema;
 use crate::{AccessStore, Finish, JobQuery, JobStore, LogStore, StoredChunk};
 use jobhost_model::{JobKind, LogChunk, LogStream, Usage, User, ids};
-use sqlx::ConnectOptions;
 use sqlx::postgres::PgListener;
 use std::collections::HashSet;
 use std::time::Duration;
-
-/// The server's URL, or a failed test saying how to give one.
-fn base_url() -> String {
-    std::env::var("JOBHOST_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "set JOBHOST_TEST_DATABASE_URL to a Postgres database the tests may create schemas in, \
-             e.g. postgres://jobhost:jobhost@127.0.0.1:5432/jobhost_test (.ci/test sets it up)"
-        )
-    })
-}
-
-/// A schema of its own for one test; dropped (with everything in it) when this is.
-struct Schema {
-    name: String,
-    base: String,
-}
-
-impl Schema {
-    async fn new() -> Schema {
-        let base = base_url();
-        let name = ids::new("jobhost_test_");
-        let mut conn = PgConnectOptions::from_str(&base)
-            .unwrap_or_else(|e| panic!("JOBHOST_TEST_DATABASE_URL: {e}"))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connecting to JOBHOST_TEST_DATABASE_URL: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("creating schema {name}: {e}"));
-        let _ = sqlx::Connection::close(conn).await;
-        Schema { name, base }
-    }
-
-    /// The URL of the test database with this schema first on the search path.
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options[search_path]={}", self.base, self.name)
-    }
-
-    /// The URL with an application name of its own, to find the store's connections.
-    fn url_named(&self, app: &str) -> String {
-        format!("{}&application_name={app}", self.url())
-    }
-}
-
-impl Drop for Schema {
-    /// Best effort, on a thread of its own: the test's runtime may be ending.
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async move {
-                let mut conn = PgConnectOptions::from_str(&base).ok()?.connect().await.ok()?;
-                let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.ok()
-            })
-        });
-        let _ = dropped.join();
-    }
-}
 
 async fn connect(schema: &Schema) -> PgStore {
     PgStore::connect(&schema.url()).await.unwrap_or_else(|e| panic!("connect: {e}"))
