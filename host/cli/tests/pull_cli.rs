@@ -46,14 +46,21 @@ fn pull_reports_an_unreachable_hub_and_fails() {
 }
 
 /// The benchmark pulls a generated repo from its own local hub and times curl on the
-/// same files.
+/// same files, after a warm-up pull and, with `--first`, as a fresh server's first pull.
 #[test]
 fn bench_pull_times_the_pull_and_curl() {
-    let out = Command::new(BIN).args(["bench-pull", "--size-mb", "4", "--files", "2", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["bytes"].as_u64().is_some_and(|b| b >= 4 << 20), "{report}");
-    for key in ["pull_s", "curl_s", "curl_sha256sum_s", "ratio"] {
-        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+    for first in [false, true] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["bench-pull", "--size-mb", "4", "--files", "2", "--json"]);
+        if first {
+            cmd.arg("--first");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(report["bytes"].as_u64().is_some_and(|b| b >= 4 << 20), "{report}");
+        for key in ["pull_s", "curl_s", "curl_sha256sum_s", "ratio"] {
+            assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+        }
     }
 }

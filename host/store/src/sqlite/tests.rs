@@ -97,3 +97,13 @@ async fn whole_cpu_requests_survive_the_move_to_thousandths() -> Result<()> {
     assert_eq!(store.get_job("job_1").await?.map(|j| j.cpus), Some(Cpus::whole(2)));
     Ok(())
 }
+
+/// Job rows are read by position: the names listed for that must be the columns
+/// `job_columns!` selects, in its order.
+#[test]
+fn job_rows_are_read_in_the_order_they_are_selected() {
+    let selected: Vec<&str> = job_columns!().split(',').map(str::trim).collect();
+    assert_eq!(selected, JOB_COLUMNS);
+    assert_eq!(job_column("detail"), 26);
+    assert_eq!(job_column("no_such_column"), JOB_COLUMNS.len());
+}
