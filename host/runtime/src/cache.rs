@@ -48,6 +48,14 @@ impl Runtime {
     /// `digest`: [`RuntimeError::Missing`] when it does not hold them.
     pub async fn install_digest(self: &Arc<Self>, digest: &str) -> Result<Installed> {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_owned();
+        // Linked already (it was installed, or has run, since the start): the bytes were
+        // checked then, so there is nothing to read, hash or compile. `jobhost run` asks
+        // this before every run; reading and hashing a 20 MB component each time cost
+        // more than the run.
+        let linked = self.prepared.lock().unwrap_or_else(PoisonError::into_inner).get(&hex).map(|p| p.kind());
+        if let (Some(kind), Ok(meta)) = (linked, std::fs::metadata(self.wasm_path(&hex))) {
+            return Ok(Installed { digest: format!("sha256:{hex}"), kind, size_bytes: meta.len(), compiled: false });
+        }
         let (this, digest) = (self.clone(), digest.to_owned());
         tokio::task::spawn_blocking(move || {
             let wasm = std::fs::read(this.wasm_path(&hex)).map_err(|_| RuntimeError::Missing(digest))?;

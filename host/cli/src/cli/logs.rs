@@ -35,6 +35,10 @@ pub(super) async fn stream_logs(client: &Client, id: &str, follow: bool, json: b
     let mut view = ProgressView::for_terminal(json);
     let mut looked: Option<Instant> = None;
     let mut next = 0;
+    // How long to wait before asking again when nothing new came: short at first, so
+    // the end of a job of a few milliseconds is seen within a few milliseconds, then
+    // doubling up to `MAX_IDLE` while a long job stays quiet.
+    let mut idle = FIRST_IDLE;
     loop {
         let page = client.logs(id, next, None).await?;
         next = page.next_seq;
@@ -50,7 +54,15 @@ pub(super) async fn stream_logs(client: &Client, id: &str, follow: bool, json: b
             looked = Some(Instant::now());
         }
         if page.chunks.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(idle).await;
+            idle = (idle * 2).min(MAX_IDLE);
+        } else {
+            idle = FIRST_IDLE;
         }
     }
 }
+
+/// The first wait of `stream_logs` after a page with nothing new.
+const FIRST_IDLE: Duration = Duration::from_millis(2);
+/// The longest wait of `stream_logs` between two asks.
+const MAX_IDLE: Duration = Duration::from_millis(100);
