@@ -409,6 +409,10 @@ async fn upload_submit_and_artifacts_move_files_through_a_server() {
     jobhost(&["artifacts", &job_id, "--all", "-o", all.to_str().unwrap()]).await;
     assert_matches_copied(src.path(), &all);
 
+    // The node this server is, as `jobhost workers` lists it.
+    let workers = jobhost(&["workers"]).await;
+    assert!(workers.starts_with(server.node_id()) && workers.contains(" online "), "{workers}");
+
     // submit --files uploads and submits in one step.
     let direct = jobhost(&["submit", "--files", src.path().to_str().unwrap(), "probe", "--", "grep", "needle"]).await;
     let job = client.wait(direct.trim(), Duration::from_secs(60)).await.unwrap();

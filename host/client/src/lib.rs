@@ -11,7 +11,7 @@ use base64::Engine as _;
 use http_body_util::BodyExt as _;
 use jobhost_model::{
     Artifact, GcReport, Health, Installed, Job, JobEvent, JobPage, JobStatus, LogPage, NewToken, Plugin, ResourceUsage,
-    Scope, SubmitRequest, Submitted, TokenInfo, Upload, User,
+    Scope, SubmitRequest, Submitted, TokenInfo, Upload, User, Worker, WorkerList,
 };
 use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
@@ -445,6 +445,11 @@ impl Client {
                 return Ok(data);
             }
         }
+    }
+
+    /// `workers.list`: every node on the server's database.
+    pub async fn workers(&self) -> Result<Vec<Worker>> {
+        Ok(self.call::<WorkerList>("workers.list", Value::Null).await?.workers)
     }
 
     /// `resources.usage`.

@@ -23,6 +23,7 @@ mod job;
 mod outcome;
 mod sink;
 mod upload;
+mod worker;
 
 pub use access::*;
 pub use api::*;
@@ -32,6 +33,7 @@ pub use job::*;
 pub use outcome::*;
 pub use sink::*;
 pub use upload::*;
+pub use worker::*;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

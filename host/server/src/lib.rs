@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod jobs;
 pub mod models;
+pub mod nodes;
 pub mod plugins;
 pub mod rpc;
 pub mod scheduler;

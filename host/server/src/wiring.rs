@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// The PostgreSQL database holding the records (`DATABASE_URL`); none: SQLite in
     /// the data dir.
     pub database_url: Option<DatabaseUrl>,
+    /// What this node says of itself in `workers.list`.
+    pub node: crate::nodes::NodeConfig,
 }
 
 /// A `postgres://` URL. Its `Debug` form hides the password, so a logged config never
@@ -109,6 +111,7 @@ impl ServerConfig {
             component_cache: None,
             prepare_puller: true,
             database_url: None,
+            node: crate::nodes::NodeConfig::default(),
         }
     }
 }
@@ -124,6 +127,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     exec: Option<tokio::runtime::Runtime>,
     store: Arc<dyn Store>,
+    nodes: crate::nodes::Nodes,
 }
 
 impl RunningServer {
@@ -156,7 +160,13 @@ impl RunningServer {
         if let Some(exec) = self.exec.take() {
             exec.shutdown_background();
         }
+        self.nodes.leave().await;
         self.store.close().await;
+    }
+
+    /// This node's id in `workers.list`.
+    pub fn node_id(&self) -> &str {
+        self.nodes.id()
     }
 }
 
@@ -237,6 +247,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .build()
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
+    let nodes = crate::nodes::Nodes::register(
+        store.clone(),
+        &config.node,
+        config.concurrency,
+        config.limits.capacity_cpus.saturating_mul(1000),
+        u64::from(config.limits.capacity_memory_mb),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
+    tokio::spawn(nodes.clone().heartbeat(shutdown.clone()));
     // Every kind runs as a component today; what differs is the grant its service gives.
     let mut executors = Executors::default();
     let wasm = Arc::new(WasmExecutor::new(runtime));
@@ -261,12 +281,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    let ctx = rpc::Context::new(jobs, plugins, uploads, auth, sweeper, models, &config.transport);
+    let services = rpc::Services { jobs, plugins, uploads, auth, sweeper, models, nodes: nodes.clone() };
+    let ctx = rpc::Context::new(services, &config.transport);
     let rpc = rpc::serve(config.listen, ctx, &config.transport)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");
-    Ok(RunningServer { local_addr: rpc.local_addr, data_dir: data.clone(), rpc, shutdown, exec: Some(exec), store })
+    Ok(RunningServer {
+        local_addr: rpc.local_addr,
+        data_dir: data.clone(),
+        rpc,
+        shutdown,
+        exec: Some(exec),
+        store,
+        nodes,
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! The domain sees the store through traits, one per area — [`JobStore`] (the queue
 //! and each job's life), [`LogStore`] (output, progress, artifacts), [`AccessStore`]
-//! (users and tokens), [`UploadStore`], [`PluginStore`] — gathered in [`Store`], which
+//! (users and tokens), [`UploadStore`], [`PluginStore`], [`WorkerStore`] (nodes) — gathered in [`Store`], which
 //! the services hold as `Arc<dyn Store>`. A backend is a sibling module that implements
 //! them all and passes the same suite ([`suite`]): [`sqlite`], the default, and
 //! `postgres` (the cargo feature of that name), for several nodes sharing one queue.
@@ -30,6 +30,7 @@ pub mod suite;
 #[cfg(all(feature = "postgres", any(test, feature = "suite")))]
 pub mod testdb;
 mod uploads;
+mod workers;
 
 pub use access::{AccessStore, StoredToken};
 pub use jobs::{Claimed, Committed, Finish, JobQuery, JobStore, NewJob, Recovery};
@@ -39,6 +40,7 @@ pub use plugins::PluginStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use uploads::UploadStore;
+pub use workers::WorkerStore;
 
 use jobhost_model::Job;
 use std::future::Future;
@@ -92,7 +94,9 @@ pub type Observer = Box<dyn Fn(&Job) + Send + Sync>;
 
 /// The whole store: every area, and the handle's own life.
 #[async_trait::async_trait]
-pub trait Store: JobStore + LogStore + AccessStore + UploadStore + PluginStore + std::fmt::Debug + Send + Sync {
+pub trait Store:
+    JobStore + LogStore + AccessStore + UploadStore + PluginStore + WorkerStore + std::fmt::Debug + Send + Sync
+{
     /// Sets the one observer of group-committed transitions: it is called with every
     /// job that an insert, claim, `running` transition or end moved, right after the
     /// commit and in commit order (so in the order of the transitions), before the

@@ -55,7 +55,8 @@ macro_rules! store_suite {
             a_start_and_an_end_queued_together_are_both_recorded,
             close_commits_what_was_queued_and_refuses_what_comes_after,
             fractional_cpus_are_admitted_exactly,
-            output_queued_before_an_end_is_answered_before_the_end_is_observed);
+            output_queued_before_an_end_is_answered_before_the_end_is_observed,
+            nodes_register_heartbeat_and_are_listed_newest_first);
     };
     (@tests $fixture:expr; $($name:ident),*) => {
         $(
@@ -412,5 +413,40 @@ pub async fn output_queued_before_an_end_is_answered_before_the_end_is_observed(
         let (log, end) = (at("log true"), at("Completed"));
         assert!(log.is_some() && end.is_some() && log < end, "{id}: the log after the end in {told:#?}");
     }
+    Ok(())
+}
+
+/// A node's record: registered at start, its heartbeat and status changes kept, every
+/// node listed with the most recently started first.
+pub async fn nodes_register_heartbeat_and_are_listed_newest_first(fx: &Fixture) -> Result<()> {
+    use jobhost_model::{Worker, WorkerStatus};
+    let store = fx.open().await;
+    let node = |id: &str, started: &str| Worker {
+        id: id.into(),
+        name: format!("node-{id}"),
+        labels: vec!["linux".into(), "gpu".into()],
+        status: WorkerStatus::Online,
+        version: "1.2.3".into(),
+        advertise: Some("http://127.0.0.1:7717".into()),
+        concurrency: 8,
+        millicpus: 2000,
+        memory_mb: 4096,
+        started_at: started.into(),
+        last_seen: started.into(),
+    };
+    let (old, new) = (node("wrk_a", "2026-01-01T00:00:00.000Z"), node("wrk_b", "2026-01-02T00:00:00.000Z"));
+    store.register_worker(&old).await?;
+    store.register_worker(&new).await?;
+    assert!(store.register_worker(&old).await.is_err(), "an id is registered once");
+    assert!(store.heartbeat("wrk_b", "2026-01-02T00:00:05.000Z").await?);
+    assert!(store.set_worker_status("wrk_a", WorkerStatus::Offline, "2026-01-01T00:01:00.000Z").await?);
+    assert!(!store.heartbeat("wrk_missing", "2026-01-02T00:00:05.000Z").await?);
+    let listed = store.list_workers().await?;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0], Worker { last_seen: "2026-01-02T00:00:05.000Z".into(), ..new });
+    assert_eq!(
+        listed[1],
+        Worker { status: WorkerStatus::Offline, last_seen: "2026-01-01T00:01:00.000Z".into(), ..old }
+    );
     Ok(())
 }

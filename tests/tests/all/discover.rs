@@ -58,6 +58,7 @@ async fn rpc_discover_validates_against_the_openrpc_meta_schema_and_lists_every_
         "tokens.create",
         "tokens.list",
         "tokens.revoke",
+        "workers.list",
         "system.gc",
     ] {
         assert!(names.contains(&method), "rpc.discover lacks {method}: {names:?}");

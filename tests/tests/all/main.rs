@@ -15,6 +15,7 @@ mod layers;
 mod lifecycle;
 mod pull;
 mod sandbox;
+mod workers;
 
 use jobhost_client::Client;
 use jobhost_model::SubmitRequest;

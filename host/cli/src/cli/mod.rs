@@ -30,6 +30,7 @@ mod submit;
 mod transfer;
 mod upload;
 mod wait;
+mod workers;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -82,6 +83,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Benchmark a model pull from a local hub against curl of the same files.
     BenchPull(bench_pull::BenchPullArgs),
+    /// List the nodes on the server's database, with their status and capacity.
+    Workers(workers::WorkersArgs),
 }
 
 /// Entry point of the binary.
@@ -121,6 +124,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mcp(args) => mcp::exec(args).await,
         Command::Pull(args) => pull::exec(args).await,
         Command::BenchPull(args) => bench_pull::exec(args).await,
+        Command::Workers(args) => workers::exec(args).await,
     }
 }
 

@@ -30,6 +30,15 @@ pub(super) struct ServeArgs {
     /// [default: SQLite in the data dir].
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// This node's name in `workers.list` [default: the host name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Labels jobs may require of this node (comma-separated: `linux,gpu`).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// The URL other nodes reach this one at.
+    #[arg(long)]
+    advertise: Option<String>,
     /// Allow listening on an address other than loopback (other machines can connect).
     #[arg(long)]
     allow_remote: bool,
@@ -63,6 +72,10 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
     config.allow_remote = args.allow_remote;
+    if let Some(bad) = args.labels.iter().find(|l| l.is_empty() || l.len() > 64 || l.chars().any(char::is_whitespace)) {
+        bail!("--labels: {bad:?} is not a label (1 to 64 characters, no spaces)");
+    }
+    config.node = server::nodes::NodeConfig { name: args.name, labels: args.labels, advertise: args.advertise };
     if let Some(url) = args.database_url {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("--database-url must be a postgres:// URL (without it, records are kept in SQLite in the data dir)");

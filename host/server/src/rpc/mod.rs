@@ -28,6 +28,7 @@ mod plugins;
 mod rate;
 mod system;
 mod uploads;
+mod workers;
 
 use crate::auth::{Auth, Scope};
 use crate::jobs::{Caller, Error, Jobs};
@@ -90,23 +91,37 @@ pub struct Context {
     pub auth: Auth,
     /// Retention and expiry, for `system.gc`.
     pub sweeper: Sweeper,
+    /// This node and the others on the database.
+    pub nodes: crate::nodes::Nodes,
     /// Per-token request rates.
     pub rate: rate::RateLimiter,
 }
 
+/// The services the API calls into.
+#[derive(Clone)]
+pub struct Services {
+    /// The jobs domain.
+    pub jobs: Jobs,
+    /// Installed components.
+    pub plugins: Plugins,
+    /// Uploads.
+    pub uploads: Uploads,
+    /// Users and tokens.
+    pub auth: Auth,
+    /// Retention and expiry.
+    pub sweeper: Sweeper,
+    /// Model pulls and the model cache.
+    pub models: Models,
+    /// This node and the others on the database.
+    pub nodes: crate::nodes::Nodes,
+}
+
 impl Context {
-    /// The context of a server with `limits`.
-    pub fn new(
-        jobs: Jobs,
-        plugins: Plugins,
-        uploads: Uploads,
-        auth: Auth,
-        sweeper: Sweeper,
-        models: Models,
-        limits: &TransportLimits,
-    ) -> Context {
+    /// The context of a server over these services, its rate limits those of `limits`.
+    pub fn new(services: Services, limits: &TransportLimits) -> Context {
+        let Services { jobs, plugins, uploads, auth, sweeper, models, nodes } = services;
         let rate = rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst);
-        Context { jobs, plugins, uploads, models, auth, sweeper, rate }
+        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, rate }
     }
 }
 
@@ -181,6 +196,7 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
     models::register(&mut api)?;
     uploads::register(&mut api)?;
     access::register(&mut api)?;
+    workers::register(&mut api)?;
     api.finish()
 }
 
@@ -291,6 +307,7 @@ mod tests {
             every: Duration::from_secs(3600),
         };
         let auth = Auth::new(store.clone());
+        let store_for_nodes = store.clone();
         let plugins = Plugins::new(store, runtime);
         let models = crate::models::Models::new(
             jobs.clone(),
@@ -298,7 +315,10 @@ mod tests {
             crate::models::HubConfig::default(),
             dir.join("models"),
         );
-        Context::new(jobs, plugins, uploads, auth, sweeper, models, &TransportLimits::default())
+        let nodes = crate::nodes::Nodes::register(store_for_nodes, &crate::nodes::NodeConfig::default(), 1, 1000, 1024)
+            .await
+            .unwrap();
+        Context::new(Services { jobs, plugins, uploads, auth, sweeper, models, nodes }, &TransportLimits::default())
     }
 
     /// The document `rpc.discover` returns, from a module over a fresh context.

@@ -72,6 +72,7 @@ mod plugins;
 #[cfg(test)]
 mod tests;
 mod uploads;
+mod workers;
 mod writer;
 
 /// The embedded, numbered migrations under `migrations/postgres/`.

@@ -42,6 +42,7 @@ mod plugins;
 #[cfg(test)]
 mod tests;
 mod uploads;
+mod workers;
 mod writer;
 
 use std::collections::HashMap;

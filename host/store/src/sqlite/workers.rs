@@ -1,0 +1,83 @@
+//! Nodes on SQLite (one node per SQLite file, but the same records as on Postgres).
+
+use super::{SqliteStore, to_i64, to_u64};
+use crate::{Result, StoreError, WorkerStore};
+use jobhost_model::{Worker, WorkerStatus};
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+
+#[async_trait::async_trait]
+impl WorkerStore for SqliteStore {
+    async fn register_worker(&self, w: &Worker) -> Result<()> {
+        let labels = serde_json::to_string(&w.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO workers (id, name, labels, status, version, advertise, concurrency, millicpus, \
+             memory_mb, started_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(&w.name)
+        .bind(labels)
+        .bind(w.status.as_str())
+        .bind(&w.version)
+        .bind(&w.advertise)
+        .bind(i64::from(w.concurrency))
+        .bind(i64::from(w.millicpus))
+        .bind(to_i64(w.memory_mb))
+        .bind(&w.started_at)
+        .bind(&w.last_seen)
+        .execute(&mut *self.write_turn().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, id: &str, at: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE workers SET last_seen = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.write_turn().await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_worker_status(&self, id: &str, status: WorkerStatus, at: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE workers SET status = ?, last_seen = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(at)
+            .bind(id)
+            .execute(&mut *self.write_turn().await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_workers(&self) -> Result<Vec<Worker>> {
+        sqlx::query(
+            "SELECT id, name, labels, status, version, advertise, concurrency, millicpus, memory_mb, \
+             started_at, last_seen FROM workers ORDER BY started_at DESC, id DESC",
+        )
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(worker_from_row)
+        .collect()
+    }
+}
+
+fn worker_from_row(row: &SqliteRow) -> Result<Worker> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("worker {id}: {what}"));
+    let labels: String = row.try_get("labels")?;
+    let status: String = row.try_get("status")?;
+    Ok(Worker {
+        name: row.try_get("name")?,
+        labels: serde_json::from_str(&labels).map_err(|e| corrupt(&format!("labels: {e}")))?,
+        status: WorkerStatus::parse(&status).ok_or_else(|| corrupt(&format!("status {status:?}")))?,
+        version: row.try_get("version")?,
+        advertise: row.try_get("advertise")?,
+        concurrency: u32::try_from(row.try_get::<i64, _>("concurrency")?).unwrap_or(u32::MAX),
+        millicpus: u32::try_from(row.try_get::<i64, _>("millicpus")?).unwrap_or(u32::MAX),
+        memory_mb: to_u64(row.try_get("memory_mb")?),
+        started_at: row.try_get("started_at")?,
+        last_seen: row.try_get("last_seen")?,
+        id,
+    })
+}
