@@ -369,8 +369,9 @@ fn run_sends_a_tree_in_and_brings_every_artifact_back() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("is not a directory"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn upload_submit_and_artifacts_move_files_through_a_server() {
+/// A server in this process on a temporary data dir (its token in `DIR/token`), with
+/// the probe installed, and an admin client of it.
+async fn probe_server() -> (tempfile::TempDir, jobhost_server::RunningServer, Client) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = jobhost_server::ServerConfig::new(dir.path().to_path_buf());
     config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -378,6 +379,12 @@ async fn upload_submit_and_artifacts_move_files_through_a_server() {
     let server = jobhost_server::start(config).await.unwrap();
     let client = Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap();
     client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    (dir, server, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_submit_and_artifacts_move_files_through_a_server() {
+    let (dir, server, client) = probe_server().await;
     let url = server.url();
     let token_file = dir.path().join("token");
     let jobhost = |args: &[&str]| {
@@ -425,13 +432,7 @@ async fn upload_submit_and_artifacts_move_files_through_a_server() {
 /// what streams through arrives whole.
 #[tokio::test(flavor = "multi_thread")]
 async fn large_transfers_stream_with_a_byte_bar_on_a_terminal() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = jobhost_server::ServerConfig::new(dir.path().to_path_buf());
-    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.prepare_puller = false;
-    let server = jobhost_server::start(config).await.unwrap();
-    let client = Client::with_token(&server.url(), Some(&server.admin_token().unwrap())).unwrap();
-    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let (dir, server, client) = probe_server().await;
     let conn = format!("--server {} --token-file {}", server.url(), dir.path().join("token").display());
 
     let src = tempfile::tempdir().unwrap();
