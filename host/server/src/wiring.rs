@@ -31,7 +31,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Root of all state.
     pub data_dir: PathBuf,
-    /// Most jobs running at once.
+    /// Most jobs running at once; 0: an API-only node, which runs none.
     pub concurrency: usize,
     /// Per-job defaults and maxima.
     pub limits: Limits,
@@ -272,7 +272,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         concurrency: config.concurrency,
         exec: exec.handle().clone(),
     };
-    tokio::spawn(scheduler.run(shutdown.clone()));
+    // An API-only node (`concurrency` 0) claims nothing: other nodes run what it takes.
+    if config.concurrency > 0 {
+        tokio::spawn(scheduler.run(shutdown.clone()));
+    }
     let sweeper = Sweeper {
         jobs: jobs.clone(),
         uploads: uploads.clone(),

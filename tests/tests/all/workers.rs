@@ -3,6 +3,7 @@
 
 use crate::*;
 use jobhost_model::WorkerStatus;
+use jobhost_tests::PROBE_WASM;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_registers_at_start_and_reads_offline_after_it_stops() {
@@ -34,4 +35,41 @@ async fn a_node_registers_at_start_and_reads_offline_after_it_stops() {
     // Listing needs a token with `read`.
     let anonymous = jobhost_client::Client::new(&t.server().url()).unwrap();
     assert_eq!(anonymous.workers().await.unwrap_err().kind(), Some("unauthorized"));
+}
+
+/// Two nodes on one PostgreSQL database: an API-only node (`concurrency` 0) takes a
+/// submit and runs nothing; the other node runs the job, and the API-only node reports
+/// its end. (Postgres whatever the suite's backend: two nodes need one database.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_only_node_takes_submits_that_another_node_runs() {
+    let db = jobhost_store::testdb::PgSchema::new().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let api_only = start_at(dir_a.path(), Some(&db), |c| c.concurrency = 0).await;
+    let a = admin_client(&api_only);
+    // Each node holds the bytes of what it runs (fetching them from another node is
+    // still to come): installed through both, one record.
+    let wasm = std::fs::read(PROBE_WASM).unwrap();
+    a.install("probe", &wasm).await.unwrap();
+    let req = SubmitRequest { plugin: "probe".into(), args: vec!["noop".into()], ..SubmitRequest::default() };
+    let id = a.submit(&req).await.unwrap().job.id;
+    // Alone, the API-only node leaves it pending (past its claim loop's idle poll).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.get(&id).await.unwrap().status, JobStatus::Pending);
+    // Withdrawn: a node starting now would claim it before it has the component.
+    assert_eq!(a.cancel(&id).await.unwrap().status, JobStatus::Cancelled);
+
+    let runner = start_at(dir_b.path(), Some(&db), |_| {}).await;
+    let b = admin_client(&runner);
+    b.install("probe", &wasm).await.unwrap();
+    let workers = a.workers().await.unwrap();
+    let concurrency = |id: &str| workers.iter().find(|w| w.id == id).map(|w| w.concurrency);
+    assert_eq!((concurrency(api_only.node_id()), concurrency(runner.node_id())), (Some(0), Some(2)));
+
+    let id = a.submit(&req).await.unwrap().job.id;
+    eventually(30, || async { a.get(&id).await.unwrap().status.is_terminal() }).await;
+    assert_eq!(a.get(&id).await.unwrap().status, JobStatus::Completed);
+    assert_eq!(b.get(&id).await.unwrap().status, JobStatus::Completed);
+    assert_eq!(a.usage().await.unwrap().running_jobs, 0);
+    runner.stop().await;
+    api_only.stop().await;
 }

@@ -22,8 +22,9 @@ pub(super) struct ServeArgs {
     /// Data directory [default: $XDG_DATA_HOME/jobhost].
     #[arg(long, env = "JOBHOST_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Most jobs running at once [default: 4 per core, as many as the cores hold at the
-    /// default `cpus` of 0.25].
+    /// Most jobs running at once; 0 makes an API-only node, which takes submits for the
+    /// other nodes on its database and runs none [default: 4 per core, as many as the
+    /// cores hold at the default `cpus` of 0.25].
     #[arg(long)]
     concurrency: Option<usize>,
     /// PostgreSQL database for the records (`postgres://user:password@host/db`)
@@ -102,9 +103,6 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.hub = jobhost_server::models::HubConfig::from_vars(|k| std::env::var(k).ok());
     if let Some(n) = args.concurrency {
-        if n == 0 {
-            bail!("--concurrency must be at least 1");
-        }
         config.concurrency = n;
     }
     let server = server::start(config).await?;
