@@ -21,24 +21,24 @@ pub(crate) const MAX_OPS: usize = 2048;
 
 /// One write, with where its answer goes.
 pub(crate) enum Op {
-    InsertJob(Box<NewJob>, oneshot::Sender<Result<Option<(Job, bool)>>>),
+    InsertJob(Box<NewJob>, InsertReply),
     Claim {
         lease_until: String,
         capacity: Usage,
         max: usize,
-        reply: oneshot::Sender<Result<Claimed>>,
+        reply: ClaimReply,
     },
     MarkRunning {
         id: String,
         attempt: u32,
-        reply: oneshot::Sender<Result<Option<Job>>>,
+        reply: JobReply,
     },
     Finish {
         id: String,
         attempt: u32,
         finish: Finish,
         artifacts: Vec<Artifact>,
-        reply: oneshot::Sender<Result<Option<Job>>>,
+        reply: JobReply,
     },
     AppendLogs(Vec<StoredChunk>, Done),
     Progress(String, Progress, Done),
@@ -49,14 +49,57 @@ pub(crate) enum Op {
     Close(oneshot::Sender<()>),
 }
 
+/// Where the answers of the ops go.
+type JobReply = oneshot::Sender<Result<Option<Job>>>;
+type InsertReply = oneshot::Sender<Result<Option<(Job, bool)>>>;
+type ClaimReply = oneshot::Sender<Result<Claimed>>;
+
+/// One batch's ops by kind, each with its position in the batch (where its answer
+/// goes): what both writers run, kind by kind, in their dependency order. A flush is
+/// answered while sorting (it only waits for the commit); a close never reaches here.
+#[derive(Default)]
+pub(crate) struct Sorted {
+    pub(crate) inserts: Vec<(usize, Box<NewJob>, InsertReply)>,
+    pub(crate) logs: Vec<(usize, Vec<StoredChunk>, Done)>,
+    pub(crate) marks: Vec<(usize, String, u32, JobReply)>,
+    pub(crate) finishes: Vec<(usize, String, u32, Finish, Vec<Artifact>, JobReply)>,
+    pub(crate) claims: Vec<(usize, String, Usage, usize, ClaimReply)>,
+    pub(crate) progress: Vec<(usize, String, Progress, Done)>,
+}
+
+impl Sorted {
+    /// Sorts `ops`, answering flushes in `answers` (which has a slot per op).
+    pub(crate) fn new(ops: Vec<Op>, answers: &mut [Option<Answer>]) -> Sorted {
+        let mut s = Sorted::default();
+        for (i, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::InsertJob(job, reply) => s.inserts.push((i, job, reply)),
+                Op::AppendLogs(chunks, done) => s.logs.push((i, chunks, done)),
+                Op::MarkRunning { id, attempt, reply } => s.marks.push((i, id, attempt, reply)),
+                Op::Finish { id, attempt, finish, artifacts, reply } => {
+                    s.finishes.push((i, id, attempt, finish, artifacts, reply))
+                }
+                Op::Claim { lease_until, capacity, max, reply } => {
+                    s.claims.push((i, lease_until, capacity, max, reply))
+                }
+                Op::Progress(id, p, done) => s.progress.push((i, id, p, done)),
+                Op::Flush(done) => answers[i] = Some(Answer::Done(done, Ok(()))),
+                // A writer takes every close out of a batch before it gets here.
+                Op::Close(reply) => drop(reply),
+            }
+        }
+        s
+    }
+}
+
 /// The answer of an op, held until the commit.
 pub(crate) enum Answer {
-    Inserted(oneshot::Sender<Result<Option<(Job, bool)>>>, Result<Option<(Job, bool)>>),
+    Inserted(InsertReply, Result<Option<(Job, bool)>>),
     /// A claim that failed (answered after the commit, like any op).
-    Claimed(oneshot::Sender<Result<Claimed>>, StoreError),
+    Claimed(ClaimReply, StoreError),
     /// A claim already answered before the commit: only its jobs are left to observe.
     ClaimedEarly(Vec<Job>),
-    Job(oneshot::Sender<Result<Option<Job>>>, Result<Option<Job>>),
+    Job(JobReply, Result<Option<Job>>),
     Done(Done, Result<()>),
 }
 

@@ -1,6 +1,6 @@
 //! Nodes sharing the database (see `jobhost_model::Worker`).
 
-use crate::Result;
+use crate::{Result, StoreError};
 use jobhost_model::{Worker, WorkerStatus};
 
 /// The `workers` table: each node's own record, written by that node.
@@ -18,4 +18,34 @@ pub trait WorkerStore: Send + Sync {
 
     /// Every node as recorded, the most recently started first.
     async fn list_workers(&self) -> Result<Vec<Worker>>;
+}
+
+/// A `workers` row of either backend, its columns selected by these names (timestamps
+/// and labels as text), decoded the same way from both.
+pub(crate) fn worker_from_row<R>(row: &R) -> Result<Worker>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = row.try_get("id")?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("worker {id}: {what}"));
+    let labels: String = row.try_get("labels")?;
+    let status: String = row.try_get("status")?;
+    let number = |name: &str| -> Result<i64> { Ok(row.try_get(name)?) };
+    Ok(Worker {
+        name: row.try_get("name")?,
+        labels: serde_json::from_str(&labels).map_err(|e| corrupt(&format!("labels: {e}")))?,
+        status: WorkerStatus::parse(&status).ok_or_else(|| corrupt(&format!("status {status:?}")))?,
+        version: row.try_get("version")?,
+        advertise: row.try_get("advertise")?,
+        concurrency: u32::try_from(number("concurrency")?).unwrap_or(u32::MAX),
+        millicpus: u32::try_from(number("millicpus")?).unwrap_or(u32::MAX),
+        memory_mb: u64::try_from(number("memory_mb")?).unwrap_or(0),
+        started_at: row.try_get("started_at")?,
+        last_seen: row.try_get("last_seen")?,
+        id,
+    })
 }

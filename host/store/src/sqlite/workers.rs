@@ -1,10 +1,9 @@
 //! Nodes on SQLite (one node per SQLite file, but the same records as on Postgres).
 
-use super::{SqliteStore, to_i64, to_u64};
+use super::{SqliteStore, to_i64};
+use crate::workers::worker_from_row;
 use crate::{Result, StoreError, WorkerStore};
 use jobhost_model::{Worker, WorkerStatus};
-use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
 
 #[async_trait::async_trait]
 impl WorkerStore for SqliteStore {
@@ -60,24 +59,4 @@ impl WorkerStore for SqliteStore {
         .map(worker_from_row)
         .collect()
     }
-}
-
-fn worker_from_row(row: &SqliteRow) -> Result<Worker> {
-    let id: String = row.try_get("id")?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("worker {id}: {what}"));
-    let labels: String = row.try_get("labels")?;
-    let status: String = row.try_get("status")?;
-    Ok(Worker {
-        name: row.try_get("name")?,
-        labels: serde_json::from_str(&labels).map_err(|e| corrupt(&format!("labels: {e}")))?,
-        status: WorkerStatus::parse(&status).ok_or_else(|| corrupt(&format!("status {status:?}")))?,
-        version: row.try_get("version")?,
-        advertise: row.try_get("advertise")?,
-        concurrency: u32::try_from(row.try_get::<i64, _>("concurrency")?).unwrap_or(u32::MAX),
-        millicpus: u32::try_from(row.try_get::<i64, _>("millicpus")?).unwrap_or(u32::MAX),
-        memory_mb: to_u64(row.try_get("memory_mb")?),
-        started_at: row.try_get("started_at")?,
-        last_seen: row.try_get("last_seen")?,
-        id,
-    })
 }

@@ -18,7 +18,7 @@ use super::claim::claim;
 use super::sql::{
     append_logs, bulk_finish, bulk_insert, bulk_mark_running, finish_job, insert_job, notify_pending, set_progress,
 };
-use crate::queue::{Answer, Op, answer_err};
+use crate::queue::{Answer, Op, Sorted, answer_err};
 use crate::{Claimed, Committed, Result, StoreError, StoredChunk};
 use jobhost_model::{Job, JobStatus, Progress};
 use sqlx::postgres::PgConnection;
@@ -81,29 +81,9 @@ pub(super) async fn apply(
         return Err(e.into());
     }
     let mut tx = Tx { conn, broken: None };
-    let mut inserts = Vec::new();
-    let mut logs = Vec::new();
-    let mut marks = Vec::new();
-    let mut finishes = Vec::new();
-    let mut claims = Vec::new();
-    let mut progress: Vec<(usize, String, Progress, crate::Done)> = Vec::new();
-    for (i, op) in ops.into_iter().enumerate() {
-        match op {
-            Op::InsertJob(job, reply) => inserts.push((i, job, reply)),
-            Op::AppendLogs(chunks, done) => logs.push((i, chunks, done)),
-            Op::MarkRunning { id, attempt, reply } => marks.push((i, id, attempt, reply)),
-            Op::Finish { id, attempt, finish, artifacts, reply } => {
-                finishes.push((i, id, attempt, finish, artifacts, reply))
-            }
-            Op::Claim { lease_until, capacity, max, reply } => claims.push((i, lease_until, capacity, max, reply)),
-            Op::Progress(id, p, done) => progress.push((i, id, p, done)),
-            Op::Flush(done) => answers[i] = Some(Answer::Done(done, Ok(()))),
-            // `run` takes every close out of a batch before it gets here.
-            Op::Close(reply) => drop(reply),
-        }
-    }
+    let Sorted { inserts, logs, marks, finishes, claims, progress } = Sorted::new(ops, answers);
 
-    // Progress first, as SQLite's writer records it while it sorts the ops; a job
+    // Progress first, as on SQLite; a job
     // reported twice keeps its last report.
     if !progress.is_empty() {
         let mut last: HashMap<&str, &Progress> = HashMap::new();

@@ -14,6 +14,7 @@ use super::sql::{
     mark_running, set_progress,
 };
 use super::{Answer, Op, answer_err};
+use crate::queue::Sorted;
 use crate::{Claimed, Committed, Result, StoredChunk};
 use jobhost_model::{Job, JobStatus};
 use rusqlite::{Connection, TransactionBehavior};
@@ -46,27 +47,10 @@ pub(super) fn apply(
         }
     };
     let conn: &Connection = &tx;
-    let mut inserts = Vec::new();
-    let mut logs = Vec::new();
-    let mut marks = Vec::new();
-    let mut finishes = Vec::new();
-    let mut claims = Vec::new();
-    for (i, op) in ops.into_iter().enumerate() {
-        match op {
-            Op::InsertJob(job, reply) => inserts.push((i, job, reply)),
-            Op::AppendLogs(chunks, done) => logs.push((i, chunks, done)),
-            Op::MarkRunning { id, attempt, reply } => marks.push((i, id, attempt, reply)),
-            Op::Finish { id, attempt, finish, artifacts, reply } => {
-                finishes.push((i, id, attempt, finish, artifacts, reply))
-            }
-            Op::Claim { lease_until, capacity, max, reply } => claims.push((i, lease_until, capacity, max, reply)),
-            Op::Progress(id, progress, done) => {
-                answers[i] = Some(Answer::Done(done, set_progress(conn, &id, &progress)));
-            }
-            Op::Flush(done) => answers[i] = Some(Answer::Done(done, Ok(()))),
-            // `run` takes every close out of a batch before it gets here.
-            Op::Close(reply) => drop(reply),
-        }
+    let Sorted { inserts, logs, marks, finishes, claims, progress } = Sorted::new(ops, answers);
+    // Progress first, each report as it came (the last of a job's reports wins).
+    for (i, id, progress, done) in progress {
+        answers[i] = Some(Answer::Done(done, set_progress(conn, &id, &progress)));
     }
 
     // A job that consumes an upload inserts alone (the upload's row changes with it).
