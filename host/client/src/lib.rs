@@ -452,6 +452,11 @@ impl Client {
         Ok(self.call::<WorkerList>("workers.list", Value::Null).await?.workers)
     }
 
+    /// `workers.drain`: node `id` takes no new job and stops once its runs end.
+    pub async fn drain(&self, id: &str) -> Result<Worker> {
+        self.call("workers.drain", serde_json::json!({ "id": id })).await
+    }
+
     /// `resources.usage`.
     pub async fn usage(&self) -> Result<ResourceUsage> {
         self.call("resources.usage", Value::Null).await

@@ -53,6 +53,11 @@ pub struct SubmitRequest {
     /// Higher runs first.
     #[serde(default)]
     pub priority: Option<i64>,
+    /// Labels a node must have, all of them, to run the job (`jobhost serve --labels`);
+    /// each 1–64 characters without spaces or commas, at most 16. While no online node has them the job
+    /// stays pending, and `jobs.get` says so in `waiting`.
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// `jobs.submit` result.

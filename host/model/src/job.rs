@@ -259,6 +259,16 @@ pub struct Job {
     /// error context, or the component's backtrace when it trapped).
     #[serde(default)]
     pub detail: Option<String>,
+    /// Labels a node must have, all of them, to run it (`requires` at submit).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// The node (`workers.list` id) that took its latest attempt; none before a claim.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Why a pending job is not starting, when the host can tell (`jobs.get` only):
+    /// "no online worker has labels [gpu]".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Which output stream a log chunk came from.

@@ -54,4 +54,7 @@ pub struct Upload {
     pub expires_at: String,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// The node holding its files (the one it was created through).
+    #[serde(default)]
+    pub worker_id: Option<String>,
 }

@@ -12,6 +12,16 @@ pub const HEARTBEAT_SECS: u64 = 5;
 /// A node not heard from for this many heartbeats is shown `offline`.
 pub const MISSED_HEARTBEATS: u64 = 3;
 
+/// Most labels a job may require.
+pub const MAX_REQUIRES: usize = 16;
+
+/// Why `label` is not a label, if it is not: a node's labels and a job's `requires`
+/// are 1–64 characters without whitespace or commas (the CLI takes them comma-separated).
+pub fn label_error(label: &str) -> Option<String> {
+    let bad = label.is_empty() || label.chars().count() > 64 || label.chars().any(|c| c.is_whitespace() || c == ',');
+    bad.then(|| format!("{label:?} is not a label (1 to 64 characters, no spaces or commas)"))
+}
+
 /// What a node is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -48,7 +58,8 @@ impl WorkerStatus {
 /// One node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Worker {
-    /// `wrk_…`, new at every start of the node.
+    /// `wrk_…`, made at a data dir's first start and kept in it (`<data>/worker-id`):
+    /// a restart is the same node.
     pub id: String,
     /// The node's name (`--name`, default the host name).
     pub name: String,
@@ -71,9 +82,23 @@ pub struct Worker {
     pub started_at: String,
     /// Its last heartbeat, RFC 3339.
     pub last_seen: String,
+    /// Jobs it has `starting` or `running` now.
+    #[serde(default)]
+    pub running_jobs: u64,
+    /// CPUs those jobs declared, in thousandths.
+    #[serde(default)]
+    pub used_millicpus: u32,
+    /// Memory those jobs declared, MiB.
+    #[serde(default)]
+    pub used_memory_mb: u64,
 }
 
 impl Worker {
+    /// Whether it has every label of `required`.
+    pub fn has_labels(&self, required: &[String]) -> bool {
+        required.iter().all(|l| self.labels.contains(l))
+    }
+
     /// The record as a reader at `now` should see it: a node whose last heartbeat is
     /// older than [`MISSED_HEARTBEATS`] heartbeats reads `offline`, whatever it last said.
     pub fn seen_within(mut self, now: chrono::DateTime<chrono::Utc>) -> Worker {
@@ -111,6 +136,9 @@ mod tests {
             memory_mb: 1,
             started_at: last_seen.into(),
             last_seen: last_seen.into(),
+            running_jobs: 0,
+            used_millicpus: 0,
+            used_memory_mb: 0,
         }
     }
 

@@ -44,6 +44,13 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("install task: {e}")))?
     }
 
+    /// Whether component `digest` is linked (installed, or run, since the start): a
+    /// look-up in memory, no file system.
+    pub fn is_linked(&self, digest: &str) -> bool {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.prepared.lock().unwrap_or_else(PoisonError::into_inner).contains_key(hex)
+    }
+
     /// [`Runtime::install`] of bytes this runtime already holds, named by their
     /// `digest`: [`RuntimeError::Missing`] when it does not hold them.
     pub async fn install_digest(self: &Arc<Self>, digest: &str) -> Result<Installed> {

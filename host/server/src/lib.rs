@@ -14,6 +14,8 @@
 //!   [`auth`]: users and API tokens; [`models`]: model pulls and the local cache.
 //! - [`scheduler`]: claims pending jobs, grants each its kind's [`scheduler::Grants`]
 //!   and runs it on its kind's executor; sweepers.
+//! - [`nodes`]: this process as one node of several on a database; [`cluster`]: files
+//!   held by other nodes.
 //! - [`rpc`]: the JSON-RPC server (the only module that speaks jsonrpsee).
 //! - [`start`]: wires the above into a running server on a data dir.
 //!
@@ -21,6 +23,7 @@
 //! knows no job kind's special needs (a kind's service registers its grant).
 
 pub mod auth;
+pub mod cluster;
 pub mod jobs;
 pub mod models;
 pub mod nodes;

@@ -66,6 +66,10 @@ pub struct ServerConfig {
     pub database_url: Option<DatabaseUrl>,
     /// What this node says of itself in `workers.list`.
     pub node: crate::nodes::NodeConfig,
+    /// The secret nodes on one database prove themselves to each other with when one
+    /// fetches files another holds (`--cluster-secret-file`); none: files held by
+    /// another node cannot be fetched through this one.
+    pub cluster_secret: Option<String>,
 }
 
 /// A `postgres://` URL. Its `Debug` form hides the password, so a logged config never
@@ -112,6 +116,7 @@ impl ServerConfig {
             prepare_puller: true,
             database_url: None,
             node: crate::nodes::NodeConfig::default(),
+            cluster_secret: None,
         }
     }
 }
@@ -204,6 +209,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let auth = Auth::new(store.clone());
     auth.bootstrap(data).await.context("creating the first admin token")?;
+    let worker_id = crate::nodes::worker_id(data).context("reading this node's id")?;
+    let mut nodes = crate::nodes::Nodes::register(
+        store.clone(),
+        &worker_id,
+        &config.node,
+        config.concurrency,
+        config.limits.capacity_cpus.saturating_mul(1000),
+        u64::from(config.limits.capacity_memory_mb),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         plugins_dir: data.join("plugins"),
         cache_dir: config.component_cache.clone().unwrap_or_else(|| data.join("plugins").join("cache")),
@@ -215,16 +231,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);
-    let jobs = Jobs::new(store.clone(), config.limits.clone(), jobs_dir, uploads_dir.clone());
-    let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir);
+    let here = crate::jobs::Here { worker_id: worker_id.clone().into(), labels: config.node.labels.clone().into() };
+    let jobs = Jobs::new(store.clone(), here, config.limits.clone(), jobs_dir, uploads_dir.clone());
+    let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir, worker_id.into());
     uploads.reset_staging().context("preparing the uploads directory")?;
-    let recovered = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
-    if recovered.requeued + recovered.failed > 0 {
-        tracing::warn!(
-            requeued = recovered.requeued,
-            failed = recovered.failed,
-            "recovered jobs left running by a previous process"
-        );
+    let (requeued, failed) = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
+    if requeued + failed > 0 {
+        tracing::warn!(requeued, failed, "recovered jobs left running by a previous process");
     }
     let plugins = Plugins::new(store.clone(), runtime.clone());
     let models_dir = data.join("models");
@@ -247,16 +260,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .build()
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
-    let nodes = crate::nodes::Nodes::register(
-        store.clone(),
-        &config.node,
-        config.concurrency,
-        config.limits.capacity_cpus.saturating_mul(1000),
-        u64::from(config.limits.capacity_memory_mb),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
-    tokio::spawn(nodes.clone().heartbeat(shutdown.clone()));
+    tokio::spawn(nodes.clone().heartbeat(jobs.clone(), shutdown.clone()));
     // Every kind runs as a component today; what differs is the grant its service gives.
     let mut executors = Executors::default();
     let wasm = Arc::new(WasmExecutor::new(runtime));
@@ -271,6 +275,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         grants,
         concurrency: config.concurrency,
         exec: exec.handle().clone(),
+        plugins: plugins.clone(),
+        uploads: uploads.clone(),
+        cluster: crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone()),
+        draining: nodes.draining().clone(),
     };
     // An API-only node (`concurrency` 0) claims nothing: other nodes run what it takes.
     if config.concurrency > 0 {
@@ -284,11 +292,34 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    let services = rpc::Services { jobs, plugins, uploads, auth, sweeper, models, nodes: nodes.clone() };
+    // Bound first: a node that was given no address advertises the one it listens on.
+    let listener =
+        std::net::TcpListener::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
+    listener.set_nonblocking(true).context("setting up the listening socket")?;
+    let local_addr = listener.local_addr().context("reading the listening address")?;
+    if config.node.advertise.is_none() && !local_addr.ip().is_unspecified() {
+        nodes
+            .advertise(format!("http://{local_addr}"))
+            .await
+            .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
+    }
+    let cluster = crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone());
+    let services =
+        rpc::Services { jobs: jobs.clone(), plugins, uploads, auth, sweeper, models, nodes: nodes.clone(), cluster };
     let ctx = rpc::Context::new(services, &config.transport);
-    let rpc = rpc::serve(config.listen, ctx, &config.transport)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let rpc = rpc::serve(listener, ctx, &config.transport).await.with_context(|| format!("serving on {local_addr}"))?;
+    // A drained node stops serving once its runs have ended; `RunningServer::stopped`
+    // then resolves, and `jobhost serve` exits.
+    let (handle, drained) = (rpc.handle.clone(), nodes.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = drained.drained(&jobs) => {
+                tracing::info!("drained: every run has ended; stopping");
+                let _ = handle.stop();
+            }
+            _ = handle.clone().stopped() => {}
+        }
+    });
     tracing::info!(addr = %rpc.local_addr, data_dir = %data.display(), "jobhost serving");
     Ok(RunningServer {
         local_addr: rpc.local_addr,

@@ -38,6 +38,20 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// A finalized upload the job consumes as its `/input`.
     pub files_id: Option<String>,
+    /// Labels a node must have to claim it, sorted, without repeats.
+    pub requires: Vec<String>,
+}
+
+/// The node a claim is made for: only what it has `starting` or `running` counts
+/// against its capacity, and it takes only jobs whose `requires` its labels cover.
+#[derive(Debug, Clone)]
+pub struct Claimant {
+    /// Its `workers` id, recorded on every job it claims.
+    pub worker_id: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// What it offers jobs.
+    pub capacity: Usage,
 }
 
 /// How a run ended, as the store records it.
@@ -97,14 +111,17 @@ pub struct JobQuery {
     pub limit: u32,
 }
 
-/// What start-up recovery did with jobs a previous process left running.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Put back in the queue.
-    pub requeued: u64,
-    /// Failed because their attempts were used up.
-    pub failed: u64,
+/// A change other processes made, as a store shared with them hears of it.
+#[derive(Debug, Clone)]
+pub enum Remote {
+    /// These jobs moved to these statuses (in commit order).
+    Moved(Vec<(String, JobStatus)>),
+    /// Changes may have been missed (the listening connection was lost meanwhile).
+    Missed,
 }
+
+/// What a store shared with other processes calls with their changes.
+pub type RemoteHook = Box<dyn Fn(Remote) + Send + Sync>;
 
 /// The jobs table: the queue and every transition of a job's life.
 #[async_trait::async_trait]
@@ -123,22 +140,28 @@ pub trait JobStore: Send + Sync {
     /// Jobs matching `q`, newest first.
     async fn list_jobs(&self, q: &JobQuery) -> Result<Vec<Job>>;
 
-    /// Claims the next pending job that fits in what `capacity` leaves after the
-    /// `starting` and `running` jobs: `starting`, attempt + 1, lease until `lease_until`.
-    /// A job too large for the room left waits while smaller ones behind it start.
-    async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>>;
+    /// The jobs among `ids` that exist, in no particular order.
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>>;
+
+    /// Claims the next pending job that `node` may run (its labels cover the job's
+    /// `requires`) and that fits in what its capacity leaves after its own `starting`
+    /// and `running` jobs: `starting`, attempt + 1, `worker_id` = the node, lease until
+    /// `lease_until`. A job too large for the room left waits while smaller ones
+    /// behind it start.
+    async fn claim_next(&self, lease_until: &str, node: &Claimant) -> Result<Option<Job>>;
 
     /// Claims up to `max` pending jobs, as [`JobStore::claim_next`] would one after the
     /// other, in one transaction. Queued at once (group commit); resolves after the
     /// commit.
-    fn claim(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Vec<Job>>;
+    fn claim(&self, lease_until: &str, node: &Claimant, max: usize) -> Queued<Vec<Job>>;
 
     /// [`JobStore::claim`], answered as soon as the claim's statement has run, before the
     /// commit: see [`Claimed`].
-    fn claim_early(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Claimed>;
+    fn claim_early(&self, lease_until: &str, node: &Claimant, max: usize) -> Queued<Claimed>;
 
-    /// CPUs and memory declared by the `starting` and `running` jobs, and how many.
-    async fn usage(&self) -> Result<(Usage, u64)>;
+    /// CPUs and memory declared by the `starting` and `running` jobs of node
+    /// `worker_id`, and how many.
+    async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)>;
 
     /// `starting` → `running` for the current attempt; `None` if the job moved on
     /// (cancelled meanwhile, or the attempt is stale). Queued at once (group commit).
@@ -163,9 +186,20 @@ pub trait JobStore: Send + Sync {
     /// idempotency key is free from this commit on.
     async fn finish_cleanup(&self, id: &str) -> Result<Option<Job>>;
 
-    /// Deals with jobs a previous process left `starting` or `running`: back to
-    /// `pending` while attempts remain, otherwise `failed` with `error`.
-    async fn recover_orphans(&self, error: &str) -> Result<Recovery>;
+    /// Deals with the jobs a previous process of node `worker_id` (or one from before
+    /// nodes were recorded) left `starting` or `running`: back to `pending` while
+    /// attempts remain, otherwise `failed` with `error`. Returns the jobs it moved.
+    async fn recover_orphans(&self, worker_id: &str, error: &str) -> Result<Vec<Job>>;
+
+    /// Deals likewise with every `starting` or `running` job whose lease lapsed before
+    /// `now` (its node was lost, or cannot reach the database): those out of attempts
+    /// fail with "worker <name> lost". Returns the jobs it moved.
+    async fn recover_lapsed(&self, now: &str) -> Result<Vec<Job>>;
+
+    /// Calls `hook` with the changes other processes make to jobs, for a store shared
+    /// with them (Postgres listens for them); a store no other process writes never
+    /// calls it. `false` when a hook was set already.
+    fn on_remote(&self, hook: RemoteHook) -> bool;
 
     /// Ids of jobs that ended (or were cancelled) before `before` and are not yet
     /// cleaned, oldest first, at most `limit`.

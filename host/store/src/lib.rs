@@ -17,6 +17,29 @@
 //! ([`StoreError`] keeps the detail for logs and says "internal database error"
 //! outward).
 
+/// The UPDATE that takes back `starting` and `running` jobs (the caller adds which):
+/// each goes back to `pending` while it has attempts left, otherwise fails with the SQL
+/// expression `$error`, ending at `$now`. Both backends recover with it, so a job
+/// taken back looks the same on either.
+macro_rules! recover_sql {
+    ($error:literal, $now:literal) => {
+        concat!(
+            "UPDATE jobs SET status = CASE WHEN attempt < max_attempts THEN 'pending' ELSE 'failed' END, \
+             error = CASE WHEN attempt < max_attempts THEN error ELSE ",
+            $error,
+            " END, completed_at = CASE WHEN attempt < max_attempts THEN NULL ELSE ",
+            $now,
+            " END, started_at = CASE WHEN attempt < max_attempts THEN NULL ELSE started_at END, \
+             progress_done = CASE WHEN attempt < max_attempts THEN NULL ELSE progress_done END, \
+             progress_total = CASE WHEN attempt < max_attempts THEN NULL ELSE progress_total END, \
+             progress_message = CASE WHEN attempt < max_attempts THEN NULL ELSE progress_message END, \
+             lease_expires_at = NULL, updated_at = ",
+            $now,
+            " WHERE status IN ('starting', 'running')"
+        )
+    };
+}
+
 mod access;
 mod jobs;
 mod logs;
@@ -33,7 +56,7 @@ mod uploads;
 mod workers;
 
 pub use access::{AccessStore, StoredToken};
-pub use jobs::{Claimed, Committed, Finish, JobQuery, JobStore, NewJob, Recovery};
+pub use jobs::{Claimant, Claimed, Committed, Finish, JobQuery, JobStore, NewJob, Remote, RemoteHook};
 pub use logs::{Done, LogStore, StoredChunk};
 pub use plugins::PluginStore;
 #[cfg(feature = "postgres")]

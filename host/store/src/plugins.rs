@@ -16,4 +16,14 @@ pub trait PluginStore: Send + Sync {
 
     /// Every installed plugin, by name.
     async fn list_plugins(&self) -> Result<Vec<Plugin>>;
+
+    /// Whether the bytes of component `digest` are kept.
+    async fn has_component(&self, digest: &str) -> Result<bool>;
+
+    /// Keeps the bytes of component `digest` (`sha256:<hex>`), so that every node
+    /// sharing the store can run it; bytes kept already stay as they are.
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<()>;
+
+    /// The bytes of component `digest`, if kept.
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
 }

@@ -10,8 +10,8 @@
 //! a job's log events come before the status its end moves it to, and an op
 //! queued after a close is refused with "the store is closed".
 
-use crate::{Claimed, Committed, Done, Finish, NewJob, Observer, Queued, Result, StoreError, StoredChunk};
-use jobhost_model::{Artifact, Job, Progress, Usage};
+use crate::{Claimant, Claimed, Committed, Done, Finish, NewJob, Observer, Queued, Result, StoreError, StoredChunk};
+use jobhost_model::{Artifact, Job, Progress};
 use std::sync::OnceLock;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -24,7 +24,7 @@ pub(crate) enum Op {
     InsertJob(Box<NewJob>, InsertReply),
     Claim {
         lease_until: String,
-        capacity: Usage,
+        node: Box<Claimant>,
         max: usize,
         reply: ClaimReply,
     },
@@ -63,7 +63,7 @@ pub(crate) struct Sorted {
     pub(crate) logs: Vec<(usize, Vec<StoredChunk>, Done)>,
     pub(crate) marks: Vec<(usize, String, u32, JobReply)>,
     pub(crate) finishes: Vec<(usize, String, u32, Finish, Vec<Artifact>, JobReply)>,
-    pub(crate) claims: Vec<(usize, String, Usage, usize, ClaimReply)>,
+    pub(crate) claims: Vec<(usize, String, Box<Claimant>, usize, ClaimReply)>,
     pub(crate) progress: Vec<(usize, String, Progress, Done)>,
 }
 
@@ -79,9 +79,7 @@ impl Sorted {
                 Op::Finish { id, attempt, finish, artifacts, reply } => {
                     s.finishes.push((i, id, attempt, finish, artifacts, reply))
                 }
-                Op::Claim { lease_until, capacity, max, reply } => {
-                    s.claims.push((i, lease_until, capacity, max, reply))
-                }
+                Op::Claim { lease_until, node, max, reply } => s.claims.push((i, lease_until, node, max, reply)),
                 Op::Progress(id, p, done) => s.progress.push((i, id, p, done)),
                 Op::Flush(done) => answers[i] = Some(Answer::Done(done, Ok(()))),
                 // A writer takes every close out of a batch before it gets here.
@@ -125,6 +123,23 @@ impl Answer {
             Answer::Done(done, r) => done(failed.map_or(r, |m| Err(err(m)))),
         }
     }
+}
+
+/// Every job the answers moved, with its new status, in op order: what a batch tells
+/// other processes sharing the database.
+#[cfg(feature = "postgres")]
+pub(crate) fn moved(answers: &[Option<Answer>]) -> Vec<(&str, jobhost_model::JobStatus)> {
+    let mut jobs = Vec::new();
+    for answer in answers.iter().flatten() {
+        match answer {
+            Answer::Inserted(_, Ok(Some((job, true)))) | Answer::Job(_, Ok(Some(job))) => {
+                jobs.push((job.id.as_str(), job.status))
+            }
+            Answer::ClaimedEarly(claimed) => jobs.extend(claimed.iter().map(|j| (j.id.as_str(), j.status))),
+            _ => {}
+        }
+    }
+    jobs
 }
 
 /// The answer `op` gets when it is not made; none for a close (whose sender learns

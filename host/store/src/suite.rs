@@ -5,7 +5,7 @@
 // Test code: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::{Finish, JobQuery, NewJob, Recovery, Result, Store, StoreError, StoredChunk};
+use crate::{Claimant, Finish, JobQuery, NewJob, Result, Store, StoreError, StoredChunk};
 use jobhost_model::{Cpus, JobKind, JobStatus, LogChunk, LogStream, Plugin, PluginKind, Usage, ids};
 use std::future::Future;
 use std::pin::Pin;
@@ -56,7 +56,10 @@ macro_rules! store_suite {
             close_commits_what_was_queued_and_refuses_what_comes_after,
             fractional_cpus_are_admitted_exactly,
             output_queued_before_an_end_is_answered_before_the_end_is_observed,
-            nodes_register_heartbeat_and_are_listed_newest_first);
+            nodes_register_heartbeat_and_are_listed_newest_first,
+            claims_count_each_nodes_own_jobs_and_honour_requires,
+            lapsed_leases_are_taken_back_naming_the_lost_node,
+            component_bytes_are_kept_by_digest);
     };
     (@tests $fixture:expr; $($name:ident),*) => {
         $(
@@ -94,6 +97,14 @@ pub async fn seed(store: &dyn Store) -> String {
 
 const ROOMY: Usage = Usage { cpus: Cpus::whole(64), memory_mb: 1 << 20 };
 
+/// The node the suite's claims are made for.
+const NODE: &str = "wrk_suite";
+
+/// A claim for [`NODE`], without labels, within `capacity`.
+fn node(capacity: Usage) -> Claimant {
+    Claimant { worker_id: NODE.into(), labels: vec![], capacity }
+}
+
 /// A pending job of `user` running `p`.
 pub fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
     NewJob {
@@ -113,6 +124,7 @@ pub fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         client_job_id: key.map(str::to_owned),
         max_attempts: 2,
         files_id: None,
+        requires: vec![],
     }
 }
 
@@ -131,18 +143,18 @@ pub async fn claims_take_priority_then_age_and_bump_the_attempt(fx: &Fixture) ->
     let (store, user) = seeded(fx).await;
     let (low, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let (high, _) = store.insert_job(&new_job(&user, None, 5)).await?.expect("no upload to consume");
-    let first = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| (j.id, j.status, j.attempt));
+    let first = store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.map(|j| (j.id, j.status, j.attempt));
     assert_eq!(first, Some((high.id, JobStatus::Starting, 1)));
-    let second = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.id);
+    let second = store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.map(|j| j.id);
     assert_eq!(second, Some(low.id));
-    assert!(store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.is_none());
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.is_none());
     Ok(())
 }
 
 pub async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled(fx: &Fixture) -> Result<()> {
     let (store, user) = seeded(fx).await;
     let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
-    let claimed = store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?.map(|j| j.attempt);
+    let claimed = store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.map(|j| j.attempt);
     assert_eq!(claimed, Some(1));
     assert!(store.mark_running(&job.id, 1).await?.is_some());
     let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
@@ -157,11 +169,13 @@ pub async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled(
 pub async fn orphans_are_requeued_while_attempts_remain_then_failed(fx: &Fixture) -> Result<()> {
     let (store, user) = seeded(fx).await;
     let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
-    store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?;
-    assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 1, failed: 0 });
+    store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?;
+    assert!(store.recover_orphans("wrk_other", "host stopped").await?.is_empty(), "another node's job");
+    let statuses = |jobs: Vec<jobhost_model::Job>| jobs.into_iter().map(|j| (j.id, j.status)).collect::<Vec<_>>();
+    assert_eq!(statuses(store.recover_orphans(NODE, "host stopped").await?), [(job.id.clone(), JobStatus::Pending)]);
     assert_eq!(store.get_job(&job.id).await?.map(|j| j.status), Some(JobStatus::Pending));
-    store.claim_next("2099-01-01T00:00:00Z", &ROOMY).await?;
-    assert_eq!(store.recover_orphans("host stopped").await?, Recovery { requeued: 0, failed: 1 });
+    store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?;
+    assert_eq!(statuses(store.recover_orphans(NODE, "host stopped").await?), [(job.id.clone(), JobStatus::Failed)]);
     let failed = store.get_job(&job.id).await?;
     assert_eq!(failed.as_ref().map(|j| j.status), Some(JobStatus::Failed));
     assert_eq!(failed.and_then(|j| j.error).as_deref(), Some("host stopped"));
@@ -188,12 +202,12 @@ pub async fn a_claim_admits_only_what_fits_beside_the_running_jobs(fx: &Fixture)
     let capacity = Usage { cpus: Cpus::whole(2), memory_mb: 100 };
     let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume"); // 64 MiB each
     let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
-    assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(a.id.clone()));
-    assert!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.is_none(), "128 MiB > 100");
-    assert_eq!(store.usage().await?, (Usage { cpus: Cpus::ONE, memory_mb: 64 }, 1));
+    assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &node(capacity)).await?.map(|j| j.id), Some(a.id.clone()));
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &node(capacity)).await?.is_none(), "128 MiB > 100");
+    assert_eq!(store.usage(NODE).await?, (Usage { cpus: Cpus::ONE, memory_mb: 64 }, 1));
     let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
     store.finish(&a.id, 1, &done, &[]).await?;
-    assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &capacity).await?.map(|j| j.id), Some(b.id));
+    assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &node(capacity)).await?.map(|j| j.id), Some(b.id));
     Ok(())
 }
 
@@ -204,7 +218,7 @@ pub async fn queued_writes_share_a_commit_and_answer_each_op(fx: &Fixture) -> Re
     let inserts: Vec<_> = (0..50).map(|_| store.insert_job(&new_job(&user, None, 0))).collect();
     let twin_a = store.insert_job(&new_job(&user, Some("twin"), 0));
     let twin_b = store.insert_job(&new_job(&user, Some("twin"), 0));
-    let claimed = store.claim("2099-01-01T00:00:00Z", &ROOMY, 10);
+    let claimed = store.claim("2099-01-01T00:00:00Z", &node(ROOMY), 10);
     let mut ids = Vec::new();
     for i in inserts {
         let (job, created) = i.await?.expect("no upload to consume");
@@ -248,10 +262,10 @@ pub async fn a_claim_of_several_admits_exactly_what_fits(fx: &Fixture) -> Result
     let (c, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let (_d2, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let got: Vec<String> =
-        store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.into_iter().map(|j| j.id).collect();
+        store.claim("2099-01-01T00:00:00Z", &node(capacity), 10).await?.into_iter().map(|j| j.id).collect();
     assert_eq!(got, [a.id, b.id, c.id], "three 1-CPU jobs fit in 3 CPUs; the 3-CPU job waits");
-    assert_eq!(store.usage().await?.0.cpus, Cpus::whole(3));
-    assert!(store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.is_empty());
+    assert_eq!(store.usage(NODE).await?.0.cpus, Cpus::whole(3));
+    assert!(store.claim("2099-01-01T00:00:00Z", &node(capacity), 10).await?.is_empty());
     Ok(())
 }
 
@@ -285,7 +299,7 @@ pub async fn an_early_claim_answers_before_its_commit_and_says_when_it_is_on_dis
     let (store, user) = seeded(fx).await;
     let a = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
     let b = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
-    let claimed = store.claim_early("2099-01-01T00:00:00Z", &ROOMY, 5).await?;
+    let claimed = store.claim_early("2099-01-01T00:00:00Z", &node(ROOMY), 5).await?;
     let ids: Vec<&str> = claimed.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids, [a.id.as_str(), b.id.as_str()]);
     assert!(claimed.jobs.iter().all(|j| j.status == JobStatus::Starting && j.attempt == 1));
@@ -295,7 +309,7 @@ pub async fn an_early_claim_answers_before_its_commit_and_says_when_it_is_on_dis
         assert_eq!(store.get_job(id).await?.map(|j| j.status), Some(JobStatus::Starting));
     }
     // A later claim sees them taken.
-    assert!(store.claim_early("2099-01-01T00:00:00Z", &ROOMY, 5).await?.jobs.is_empty());
+    assert!(store.claim_early("2099-01-01T00:00:00Z", &node(ROOMY), 5).await?.jobs.is_empty());
     Ok(())
 }
 
@@ -306,7 +320,7 @@ pub async fn a_start_and_an_end_queued_together_are_both_recorded(fx: &Fixture) 
     let (store, user) = seeded(fx).await;
     let job = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
     let stale = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
-    let claimed = store.claim("2099-01-01T00:00:00Z", &ROOMY, 2).await?;
+    let claimed = store.claim("2099-01-01T00:00:00Z", &node(ROOMY), 2).await?;
     assert_eq!(claimed.len(), 2);
     let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
     let started = store.mark_running(&job.id, 1);
@@ -357,13 +371,13 @@ pub async fn fractional_cpus_are_admitted_exactly(fx: &Fixture) -> Result<()> {
         store.insert_job(&job(millis)).await?;
     }
     // Single claims (fewer than a head claim's threshold).
-    assert_eq!(store.claim("2099-01-01T00:00:00Z", &capacity, 2).await?.len(), 2);
+    assert_eq!(store.claim("2099-01-01T00:00:00Z", &node(capacity), 2).await?.len(), 2);
     // A head claim takes the rest that fits: 0.5 + 0.25 + 0.25 more.
-    let head = store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?;
+    let head = store.claim("2099-01-01T00:00:00Z", &node(capacity), 10).await?;
     assert_eq!(head.iter().map(|j| j.cpus.millis()).collect::<Vec<_>>(), [500, 250, 250]);
-    let (used, running) = store.usage().await?;
+    let (used, running) = store.usage(NODE).await?;
     assert_eq!((used.cpus, running), (Cpus::from_millis(1500), 5));
-    assert!(store.claim("2099-01-01T00:00:00Z", &capacity, 10).await?.is_empty(), "1.75 > 1.5");
+    assert!(store.claim("2099-01-01T00:00:00Z", &node(capacity), 10).await?.is_empty(), "1.75 > 1.5");
     assert_eq!(store.get_job(&head[0].id).await?.map(|j| j.cpus), Some(Cpus::from_millis(500)));
     Ok(())
 }
@@ -384,7 +398,7 @@ pub async fn output_queued_before_an_end_is_answered_before_the_end_is_observed(
     }
     assert_eq!(
         store
-            .claim("2099-01-01T00:00:00Z", &Usage { cpus: Cpus::from_millis(u32::MAX), memory_mb: 1 << 40 }, 20)
+            .claim("2099-01-01T00:00:00Z", &node(Usage { cpus: Cpus::from_millis(u32::MAX), memory_mb: 1 << 40 }), 20)
             .await?
             .len(),
         20
@@ -433,14 +447,20 @@ pub async fn nodes_register_heartbeat_and_are_listed_newest_first(fx: &Fixture) 
         memory_mb: 4096,
         started_at: started.into(),
         last_seen: started.into(),
+        running_jobs: 0,
+        used_millicpus: 0,
+        used_memory_mb: 0,
     };
     let (old, new) = (node("wrk_a", "2026-01-01T00:00:00.000Z"), node("wrk_b", "2026-01-02T00:00:00.000Z"));
+    // A node started again under its id (its data dir keeps it) replaces its record.
+    store.register_worker(&Worker { name: "before".into(), status: WorkerStatus::Offline, ..old.clone() }).await?;
     store.register_worker(&old).await?;
     store.register_worker(&new).await?;
-    assert!(store.register_worker(&old).await.is_err(), "an id is registered once");
-    assert!(store.heartbeat("wrk_b", "2026-01-02T00:00:05.000Z").await?);
+    assert_eq!(store.heartbeat("wrk_b", "2026-01-02T00:00:05.000Z").await?, Some(WorkerStatus::Online));
+    assert!(store.set_worker_status("wrk_a", WorkerStatus::Draining, "2026-01-01T00:00:30.000Z").await?);
+    assert_eq!(store.heartbeat("wrk_a", "2026-01-01T00:00:40.000Z").await?, Some(WorkerStatus::Draining));
     assert!(store.set_worker_status("wrk_a", WorkerStatus::Offline, "2026-01-01T00:01:00.000Z").await?);
-    assert!(!store.heartbeat("wrk_missing", "2026-01-02T00:00:05.000Z").await?);
+    assert_eq!(store.heartbeat("wrk_missing", "2026-01-02T00:00:05.000Z").await?, None);
     let listed = store.list_workers().await?;
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0], Worker { last_seen: "2026-01-02T00:00:05.000Z".into(), ..new });
@@ -449,4 +469,93 @@ pub async fn nodes_register_heartbeat_and_are_listed_newest_first(fx: &Fixture) 
         Worker { status: WorkerStatus::Offline, last_seen: "2026-01-01T00:01:00.000Z".into(), ..old }
     );
     Ok(())
+}
+
+pub async fn claims_count_each_nodes_own_jobs_and_honour_requires(fx: &Fixture) -> Result<()> {
+    let (store, user) = seeded(fx).await;
+    let one_cpu = Usage { cpus: Cpus::ONE, memory_mb: 1024 };
+    let on = |id: &str, labels: &[&str]| Claimant {
+        worker_id: id.into(),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        capacity: one_cpu,
+    };
+    let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload"); // 1 CPU each
+    let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
+    let gpu = NewJob { requires: vec!["fast".into(), "gpu".into()], ..new_job(&user, None, 9) };
+    let (gpu, _) = store.insert_job(&gpu).await?.expect("no upload");
+    assert_eq!(gpu.requires, ["fast", "gpu"]);
+    // The highest-priority job needs labels node 1 lacks: it takes the next one.
+    let first = store.claim_next("2099-01-01T00:00:00Z", &on("wrk_1", &["gpu"])).await?.expect("a job fits");
+    assert_eq!((first.id.as_str(), first.worker_id.as_deref()), (a.id.as_str(), Some("wrk_1")));
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &on("wrk_1", &["gpu"])).await?.is_none(), "node 1 is full");
+    // Node 2's capacity is its own: node 1's job does not count against it.
+    let second = store.claim("2099-01-01T00:00:00Z", &on("wrk_2", &[]), 10).await?;
+    assert_eq!(second.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), [b.id.as_str()]);
+    assert_eq!(store.usage("wrk_1").await?.1, 1);
+    assert_eq!(store.usage("wrk_2").await?, (Usage { cpus: Cpus::ONE, memory_mb: 64 }, 1));
+    // A node recorded draining claims nothing.
+    store.register_worker(&worker("wrk_3", "node-3")).await?;
+    store.set_worker_status("wrk_3", jobhost_model::WorkerStatus::Draining, &ids::now()).await?;
+    assert!(store.claim("2099-01-01T00:00:00Z", &on("wrk_3", &["gpu", "fast"]), 5).await?.is_empty());
+    store.set_worker_status("wrk_3", jobhost_model::WorkerStatus::Online, &ids::now()).await?;
+    let third = store.claim_next("2099-01-01T00:00:00Z", &on("wrk_3", &["gpu", "fast", "x"])).await?;
+    assert_eq!(third.map(|j| (j.id, j.worker_id)), Some((gpu.id.clone(), Some("wrk_3".into()))));
+    assert_eq!(store.get_job(&gpu.id).await?.and_then(|j| j.worker_id).as_deref(), Some("wrk_3"));
+    Ok(())
+}
+
+pub async fn lapsed_leases_are_taken_back_naming_the_lost_node(fx: &Fixture) -> Result<()> {
+    let (store, user) = seeded(fx).await;
+    let now = ids::now();
+    store.register_worker(&worker("wrk_lost", "node-b")).await?;
+    let on = |id: &str| Claimant { worker_id: id.into(), labels: vec![], capacity: ROOMY };
+    let (job, _) = store.insert_job(&new_job(&user, None, 1)).await?.expect("no upload");
+    let (live, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
+    assert!(store.claim_next("2000-01-01T00:00:00.000Z", &on("wrk_lost")).await?.is_some());
+    assert!(store.claim_next("2099-01-01T00:00:00.000Z", &on("wrk_live")).await?.is_some());
+    let moved = store.recover_lapsed(&now).await?;
+    assert_eq!(
+        moved.iter().map(|j| (j.id.as_str(), j.status)).collect::<Vec<_>>(),
+        [(job.id.as_str(), JobStatus::Pending)]
+    );
+    assert_eq!(store.get_job(&live.id).await?.map(|j| j.status), Some(JobStatus::Starting), "its lease holds");
+    // The second attempt is the last (max_attempts 2): it fails, naming the node.
+    assert!(store.claim_next("2000-01-01T00:00:00.000Z", &on("wrk_lost")).await?.is_some());
+    let moved = store.recover_lapsed(&ids::now()).await?;
+    assert_eq!(moved.len(), 1);
+    assert_eq!((moved[0].status, moved[0].error.as_deref()), (JobStatus::Failed, Some("worker node-b lost")));
+    assert!(store.recover_lapsed(&ids::now()).await?.is_empty());
+    Ok(())
+}
+
+pub async fn component_bytes_are_kept_by_digest(fx: &Fixture) -> Result<()> {
+    let store = fx.open().await;
+    assert!(!store.has_component("sha256:aa").await?);
+    assert_eq!(store.component("sha256:aa").await?, None);
+    store.put_component("sha256:aa", b"\0asm bytes").await?;
+    store.put_component("sha256:aa", b"other").await?;
+    assert!(store.has_component("sha256:aa").await?);
+    assert_eq!(store.component("sha256:aa").await?.as_deref(), Some(&b"\0asm bytes"[..]), "the first bytes stay");
+    Ok(())
+}
+
+/// An online node `id` named `name`, registered now.
+fn worker(id: &str, name: &str) -> jobhost_model::Worker {
+    let now = ids::now();
+    jobhost_model::Worker {
+        id: id.into(),
+        name: name.into(),
+        labels: vec![],
+        status: jobhost_model::WorkerStatus::Online,
+        version: "0".into(),
+        advertise: None,
+        concurrency: 1,
+        millicpus: 1000,
+        memory_mb: 1024,
+        started_at: now.clone(),
+        last_seen: now,
+        running_jobs: 0,
+        used_millicpus: 0,
+        used_memory_mb: 0,
+    }
 }

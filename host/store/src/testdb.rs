@@ -7,7 +7,7 @@
 // Test support: a failed setup step is a failed test.
 #![allow(clippy::panic)]
 
-use jobhost_model::ids;
+use crate::postgres::scratch::Scratch;
 use sqlx::ConnectOptions as _;
 use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr as _;
@@ -24,34 +24,21 @@ pub fn base_url() -> String {
 
 /// A schema of its own for one test; dropped (with everything in it) when this is.
 pub struct PgSchema {
-    /// The schema's name.
-    pub(crate) name: String,
-    /// `JOBHOST_TEST_DATABASE_URL`.
-    pub(crate) base: String,
+    /// The schema, in `JOBHOST_TEST_DATABASE_URL`; dropped when this is.
+    pub(crate) scratch: Scratch,
 }
 
 impl PgSchema {
     /// Creates the schema, failing the test when there is no server to make it on.
     pub async fn new() -> PgSchema {
-        let base = base_url();
-        let name = ids::new("jobhost_test_");
-        let mut conn = PgConnectOptions::from_str(&base)
-            .unwrap_or_else(|e| panic!("JOBHOST_TEST_DATABASE_URL: {e}"))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("connecting to JOBHOST_TEST_DATABASE_URL: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("creating schema {name}: {e}"));
-        let _ = sqlx::Connection::close(conn).await;
-        PgSchema { name, base }
+        let scratch =
+            Scratch::create(&base_url(), "jobhost_test_").await.unwrap_or_else(|e| panic!("creating a schema: {e}"));
+        PgSchema { scratch }
     }
 
     /// The URL of the test database with this schema first on the search path.
     pub fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options[search_path]={}", self.base, self.name)
+        self.scratch.url()
     }
 
     /// Every row of `table` in this schema as text (`row::text`), one per line: what a
@@ -62,7 +49,7 @@ impl PgSchema {
             .connect()
             .await
             .unwrap_or_else(|e| panic!("connecting to JOBHOST_TEST_DATABASE_URL: {e}"));
-        let sql = format!("SELECT t::text FROM {}.{table} t", self.name);
+        let sql = format!("SELECT t::text FROM {}.{table} t", self.scratch.name);
         let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .fetch_all(&mut conn)
             .await
@@ -74,21 +61,5 @@ impl PgSchema {
     /// The URL with an application name of its own, to find the store's connections.
     pub fn url_named(&self, app: &str) -> String {
         format!("{}&application_name={app}", self.url())
-    }
-}
-
-impl Drop for PgSchema {
-    /// Best effort, on a thread of its own: the test's runtime may be ending.
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async move {
-                let mut conn = PgConnectOptions::from_str(&base).ok()?.connect().await.ok()?;
-                let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.ok()
-            })
-        });
-        let _ = dropped.join();
     }
 }

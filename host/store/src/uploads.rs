@@ -1,8 +1,8 @@
 //! Uploads: their records and states (their files live on disk, owned by the uploads
 //! service).
 
-use crate::Result;
-use jobhost_model::Upload;
+use crate::{Result, StoreError};
+use jobhost_model::{Upload, UploadState};
 
 /// Upload records.
 #[async_trait::async_trait]
@@ -25,4 +25,29 @@ pub trait UploadStore: Send + Sync {
     /// Marks every open or finalized upload whose time is past `now` expired; returns
     /// their ids (their files are to be deleted).
     async fn expire_uploads(&self, now: &str) -> Result<Vec<String>>;
+}
+
+/// An `uploads` row of either backend, its columns selected by these names (timestamps
+/// as text), decoded the same way from both.
+pub(crate) fn upload_from_row<R>(row: &R) -> Result<Upload>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let state: String = row.try_get("state")?;
+    let size = |name: &str| -> Result<u64> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
+    Ok(Upload {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        state: UploadState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("upload state {state:?}")))?,
+        size_bytes: size("size_bytes")?,
+        file_count: size("file_count")?,
+        job_id: row.try_get("job_id")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        worker_id: row.try_get("worker_id")?,
+    })
 }

@@ -6,17 +6,20 @@ use jobhost_model::{Worker, WorkerStatus};
 /// The `workers` table: each node's own record, written by that node.
 #[async_trait::async_trait]
 pub trait WorkerStore: Send + Sync {
-    /// Records a node that has just started.
+    /// Records a node that has just started: a new row, or the row of the same id
+    /// (the same node started again) replaced.
     async fn register_worker(&self, worker: &Worker) -> Result<()>;
 
-    /// Sets `last_seen` of node `id` to `at`; `false` when there is no such node.
-    async fn heartbeat(&self, id: &str, at: &str) -> Result<bool>;
+    /// Sets `last_seen` of node `id` to `at`; returns the status recorded (another
+    /// node may have asked it to drain), none when there is no such node.
+    async fn heartbeat(&self, id: &str, at: &str) -> Result<Option<WorkerStatus>>;
 
     /// Sets the status of node `id` (and `last_seen` to `at`); `false` when there is no
     /// such node.
     async fn set_worker_status(&self, id: &str, status: WorkerStatus, at: &str) -> Result<bool>;
 
-    /// Every node as recorded, the most recently started first.
+    /// Every node as recorded, the most recently started first, with what it has
+    /// `starting` or `running` now.
     async fn list_workers(&self) -> Result<Vec<Worker>>;
 }
 
@@ -46,6 +49,9 @@ where
         memory_mb: u64::try_from(number("memory_mb")?).unwrap_or(0),
         started_at: row.try_get("started_at")?,
         last_seen: row.try_get("last_seen")?,
+        running_jobs: u64::try_from(number("running_jobs")?).unwrap_or(0),
+        used_millicpus: u32::try_from(number("used_millicpus")?).unwrap_or(u32::MAX),
+        used_memory_mb: u64::try_from(number("used_memory_mb")?).unwrap_or(0),
         id,
     })
 }

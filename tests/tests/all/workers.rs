@@ -1,12 +1,13 @@
 //! Nodes: a server registers itself at start with what it offers, is listed `online`,
-//! and reads `offline` once it has stopped.
+//! and reads `offline` once it has stopped; a restart on the same data dir is the same
+//! node.
 
 use crate::*;
 use jobhost_model::WorkerStatus;
 use jobhost_tests::PROBE_WASM;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_node_registers_at_start_and_reads_offline_after_it_stops() {
+async fn a_node_registers_at_start_counts_its_jobs_and_a_restart_is_the_same_node() {
     let mut t = TestServer::start_with(|c| {
         c.node.name = Some("node-a".into());
         c.node.labels = vec!["linux".into(), "fast".into()];
@@ -23,14 +24,25 @@ async fn a_node_registers_at_start_and_reads_offline_after_it_stops() {
     assert_eq!((me.concurrency, me.version.as_str()), (2, jobhost_model::VERSION));
     assert!(me.millicpus >= 1000 && me.memory_mb > 0, "{me:?}");
 
-    // A restart is a new node; the one before stopped cleanly and says so.
+    assert_eq!((me.running_jobs, me.used_millicpus), (0, 0));
+
+    // A job it runs is counted against it while it runs, and records the node.
+    t.install("probe", PROBE_WASM).await;
+    let running = t.submit("probe", &["sleep", "2"]).await;
+    eventually(20, || async { t.client.workers().await.unwrap()[0].running_jobs == 1 }).await;
+    assert_eq!(t.client.workers().await.unwrap()[0].used_millicpus, 250);
+    let done = t.wait(&running.id).await;
+    assert_eq!(done.worker_id.as_deref(), Some(first.as_str()));
+
+    // A restart on the same data dir is the same node, with what this start was given.
     t.restart_with(|_| {}).await;
-    let second = t.server().node_id().to_owned();
-    assert_ne!(first, second);
+    assert_eq!(t.server().node_id(), first);
     let workers = t.client.workers().await.unwrap();
     let status: Vec<(&str, WorkerStatus)> = workers.iter().map(|w| (w.id.as_str(), w.status)).collect();
-    assert_eq!(status, [(second.as_str(), WorkerStatus::Online), (first.as_str(), WorkerStatus::Offline)]);
+    assert_eq!(status, [(first.as_str(), WorkerStatus::Online)]);
     assert!(workers[0].labels.is_empty(), "labels are what each start is given");
+    let dir = t.server().data_dir.clone();
+    assert_eq!(std::fs::read_to_string(dir.join("worker-id")).unwrap(), first);
 
     // Listing needs a token with `read`.
     let anonymous = jobhost_client::Client::new(&t.server().url()).unwrap();
@@ -46,8 +58,8 @@ async fn an_api_only_node_takes_submits_that_another_node_runs() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let api_only = start_at(dir_a.path(), Some(&db), |c| c.concurrency = 0).await;
     let a = admin_client(&api_only);
-    // Each node holds the bytes of what it runs (fetching them from another node is
-    // still to come): installed through both, one record.
+    // Installed through the API-only node only: the runner fetches the bytes from the
+    // database.
     let wasm = std::fs::read(PROBE_WASM).unwrap();
     a.install("probe", &wasm).await.unwrap();
     let req = SubmitRequest { plugin: "probe".into(), args: vec!["noop".into()], ..SubmitRequest::default() };
@@ -55,19 +67,22 @@ async fn an_api_only_node_takes_submits_that_another_node_runs() {
     // Alone, the API-only node leaves it pending (past its claim loop's idle poll).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(a.get(&id).await.unwrap().status, JobStatus::Pending);
-    // Withdrawn: a node starting now would claim it before it has the component.
-    assert_eq!(a.cancel(&id).await.unwrap().status, JobStatus::Cancelled);
+    let waiting = a.get(&id).await.unwrap();
+    assert_eq!(waiting.waiting, None, "nothing is required of a node: it waits for one to start");
 
     let runner = start_at(dir_b.path(), Some(&db), |_| {}).await;
     let b = admin_client(&runner);
-    b.install("probe", &wasm).await.unwrap();
     let workers = a.workers().await.unwrap();
     let concurrency = |id: &str| workers.iter().find(|w| w.id == id).map(|w| w.concurrency);
     assert_eq!((concurrency(api_only.node_id()), concurrency(runner.node_id())), (Some(0), Some(2)));
 
+    // The job submitted before the runner started runs now; jobs.wait on the API-only
+    // node hears of its end from the runner.
+    let done = a.wait(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((done.status, done.worker_id.as_deref()), (JobStatus::Completed, Some(runner.node_id())));
     let id = a.submit(&req).await.unwrap().job.id;
-    eventually(30, || async { a.get(&id).await.unwrap().status.is_terminal() }).await;
-    assert_eq!(a.get(&id).await.unwrap().status, JobStatus::Completed);
+    let done = a.wait(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(b.get(&id).await.unwrap().status, JobStatus::Completed);
     assert_eq!(a.usage().await.unwrap().running_jobs, 0);
     runner.stop().await;

@@ -98,10 +98,10 @@ const POLL: Duration = Duration::from_millis(5);
 pub struct BenchArgs {
     /// No-op jobs in the throughput run.
     #[arg(long, default_value_t = 20_000)]
-    jobs: usize,
+    pub(super) jobs: usize,
     /// Jobs run one at a time for the latency percentiles.
     #[arg(long, default_value_t = 1_000)]
-    latency_jobs: usize,
+    pub(super) latency_jobs: usize,
     /// Native processes spawned for the baseline.
     #[arg(long, default_value_t = 4_000)]
     spawns: usize,
@@ -110,15 +110,15 @@ pub struct BenchArgs {
     concurrent: usize,
     /// Submits per JSON-RPC batch (at most 1,000, the server's limit).
     #[arg(long, default_value_t = 500)]
-    batch: usize,
+    pub(super) batch: usize,
     /// Batches in flight at once on the WebSocket.
     #[arg(long, default_value_t = 4)]
-    pipeline: usize,
+    pub(super) pipeline: usize,
     /// Most jobs running at once in the throughput and latency runs, the CPU capacity
     /// raised to hold that many default jobs if needed [default: the server's, 4 per
     /// core].
     #[arg(long)]
-    concurrency: Option<usize>,
+    pub(super) concurrency: Option<usize>,
     /// A WASI command component to run the throughput once more with, such as the
     /// repository's `std` probe (`cargo build -p probe --target wasm32-wasip2
     /// --release`, then `--guest target/wasm32-wasip2/release/probe.wasm --guest-arg noop`).
@@ -129,7 +129,15 @@ pub struct BenchArgs {
     guest_args: Vec<String>,
     /// Print one JSON object with every figure as the last line.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
+    /// A PostgreSQL database to measure several nodes on (a schema of its own is made
+    /// there for the run and dropped after it): throughput and latency across
+    /// `--nodes` servers sharing it, beside one server on SQLite in the same run.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Nodes on the `--database-url` database.
+    #[arg(long, default_value_t = 2, requires = "database_url")]
+    nodes: usize,
 }
 
 /// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
@@ -158,6 +166,10 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(args.pipeline > 0, "--pipeline must be at least 1");
     ensure!(args.concurrency != Some(0), "--concurrency must be at least 1");
     let noop = wat::parse_str(NOOP_WAT).context("assembling the no-op component")?;
+    if let Some(url) = &args.database_url {
+        ensure!(args.nodes > 0, "--nodes must be at least 1");
+        return super::bench_nodes::exec(&args, url, args.nodes, &noop).await;
+    }
     let sleeper = wat::parse_str(SLEEP_WAT.replace("SLEEP_NS", &SLEEP_NS.to_string()))
         .context("assembling the sleeping component")?;
     let guest = match &args.guest {
@@ -172,13 +184,7 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
             eprintln!("bench: {:>6.1} s  {what}", began.elapsed().as_secs_f64());
         }
     };
-    let tweak = |c: &mut ServerConfig| {
-        if let Some(n) = args.concurrency {
-            c.concurrency = n;
-            let held = (n as u64).saturating_mul(u64::from(c.limits.default_cpus.millis())).div_ceil(1000);
-            c.limits.capacity_cpus = c.limits.capacity_cpus.max(u32::try_from(held).unwrap_or(u32::MAX));
-        }
-    };
+    let tweak = |c: &mut ServerConfig| concurrency(c, &args);
 
     // First start: install the no-op, run one job, then measure the idle process.
     say("installing the no-op component");
@@ -201,7 +207,7 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let latencies = latency(&events, args.latency_jobs).await?;
 
     say(&format!("throughput, {} jobs", args.jobs));
-    let throughput_jobs_per_s = throughput(&server, &events, &args, &noop_request()).await?;
+    let throughput_jobs_per_s = throughput(&[&server], &events, &args, &noop_request()).await?;
     let guest_throughput_jobs_per_s = match &guest {
         Some(wasm) => {
             say(&format!("throughput of the guest, {} jobs", args.jobs));
@@ -209,7 +215,7 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let req =
                 SubmitRequest { plugin: "guest".into(), args: args.guest_args.clone(), ..SubmitRequest::default() };
             run_one_of(&client_of(&server)?, &req).await.context("the guest's first job")?;
-            Some(throughput(&server, &events, &args, &req).await?)
+            Some(throughput(&[&server], &events, &args, &req).await?)
         }
         None => None,
     };
@@ -242,8 +248,17 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--concurrency`, with the CPU capacity raised to hold that many default jobs.
+pub(super) fn concurrency(c: &mut ServerConfig, args: &BenchArgs) {
+    if let Some(n) = args.concurrency {
+        c.concurrency = n;
+        let held = (n as u64).saturating_mul(u64::from(c.limits.default_cpus.millis())).div_ceil(1000);
+        c.limits.capacity_cpus = c.limits.capacity_cpus.max(u32::try_from(held).unwrap_or(u32::MAX));
+    }
+}
+
 /// A server on `data`, listening on a free loopback port.
-async fn start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<RunningServer> {
+pub(super) async fn start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<RunningServer> {
     let mut config = ServerConfig::new(data.to_path_buf());
     // The figures are of jobs: no model puller compiling beside them at start.
     config.prepare_puller = false;
@@ -262,13 +277,13 @@ async fn timed_start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) -> anyh
 }
 
 /// A client of `server` that presents its first admin's token.
-fn client_of(server: &RunningServer) -> anyhow::Result<Client> {
+pub(super) fn client_of(server: &RunningServer) -> anyhow::Result<Client> {
     let token = server.admin_token().context("reading the server's admin token")?;
     Ok(Client::with_token(&server.url(), Some(&token))?)
 }
 
 /// Submits one no-op job and waits for it to complete.
-async fn run_one(client: &Client) -> anyhow::Result<()> {
+pub(super) async fn run_one(client: &Client) -> anyhow::Result<()> {
     run_one_of(client, &noop_request()).await
 }
 
@@ -280,7 +295,7 @@ async fn run_one_of(client: &Client, req: &SubmitRequest) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn noop_request() -> SubmitRequest {
+pub(super) fn noop_request() -> SubmitRequest {
     SubmitRequest { plugin: "noop".into(), ..SubmitRequest::default() }
 }
 
@@ -299,7 +314,7 @@ fn clear_precompiled(data: &Path) -> anyhow::Result<()> {
 }
 
 /// Submit → completed of `n` jobs, one after the other, over one WebSocket; ms each.
-async fn latency(events: &Events, n: usize) -> anyhow::Result<Vec<f64>> {
+pub(super) async fn latency(events: &Events, n: usize) -> anyhow::Result<Vec<f64>> {
     let params = jobhost_client::submit_params(&noop_request())?;
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
@@ -316,15 +331,17 @@ async fn latency(events: &Events, n: usize) -> anyhow::Result<Vec<f64>> {
     Ok(samples)
 }
 
-/// Submits `args.jobs` jobs of `req` in pipelined batches and waits until none is
-/// pending or running; jobs per second from the first submit to the last completion.
-async fn throughput(
-    server: &RunningServer,
+/// Submits `args.jobs` jobs of `req` in pipelined batches through `nodes[0]` and waits
+/// until none is pending or running on any of `nodes`; jobs per second from the first
+/// submit to the last completion.
+pub(super) async fn throughput(
+    nodes: &[&RunningServer],
     events: &Events,
     args: &BenchArgs,
     req: &SubmitRequest,
 ) -> anyhow::Result<f64> {
-    let client = client_of(server)?;
+    let client = client_of(nodes.first().context("no node to submit to")?)?;
+    let all: Vec<Client> = nodes.iter().map(|n| client_of(n)).collect::<anyhow::Result<_>>()?;
     let before = count(&client, JobStatus::Completed).await?;
     let batch = vec![req.clone(); args.batch];
     let sizes: Vec<usize> = (0..args.jobs).step_by(args.batch).map(|start| args.batch.min(args.jobs - start)).collect();
@@ -346,9 +363,11 @@ async fn throughput(
     ensure!(submitted == args.jobs, "{submitted} of {} submits answered", args.jobs);
     let deadline = t0 + PHASE_TIMEOUT;
     loop {
-        if client.usage().await?.running_jobs == 0
-            && client.list(Some(JobStatus::Pending), None, Some(1)).await?.jobs.is_empty()
-        {
+        let mut running = 0;
+        for node in &all {
+            running += node.usage().await?.running_jobs;
+        }
+        if running == 0 && client.list(Some(JobStatus::Pending), None, Some(1)).await?.jobs.is_empty() {
             break;
         }
         if Instant::now() > deadline {
@@ -363,7 +382,7 @@ async fn throughput(
 }
 
 /// How many jobs have `status`, page by page.
-async fn count(client: &Client, status: JobStatus) -> anyhow::Result<usize> {
+pub(super) async fn count(client: &Client, status: JobStatus) -> anyhow::Result<usize> {
     let mut n = 0;
     let mut cursor = None;
     loop {
@@ -486,7 +505,7 @@ fn rss_mb() -> anyhow::Result<f64> {
 }
 
 /// The `p`th percentile of sorted `samples` (nearest rank).
-fn percentile(samples: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(samples: &[f64], p: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }

@@ -34,6 +34,9 @@ pub(super) struct JobArgs {
     /// Higher runs first.
     #[arg(long)]
     priority: Option<i64>,
+    /// Labels the node that runs it must have (comma-separated: `gpu,linux`).
+    #[arg(long, value_delimiter = ',')]
+    requires: Vec<String>,
 }
 
 impl JobArgs {
@@ -54,6 +57,7 @@ impl JobArgs {
             client_job_id: self.client_job_id.clone(),
             labels: self.labels.iter().cloned().collect(),
             priority: self.priority,
+            requires: self.requires.clone(),
             ..SubmitRequest::default()
         })
     }
@@ -106,14 +110,19 @@ mod tests {
             "team=a",
             "--priority",
             "3",
+            "--requires",
+            "gpu,fast",
         ])
         .unwrap();
         let request = serde_json::to_value(flags.job.request("p".into(), vec!["a".into()]).unwrap()).unwrap();
+        assert_eq!(request["requires"], serde_json::json!(["gpu", "fast"]));
         let schema = serde_json::to_value(schemars::schema_for!(SubmitRequest)).unwrap();
         let fields = schema["properties"].as_object().unwrap();
         for field in fields.keys().filter(|f| f.as_str() != "files_id") {
             let value = &request[field];
-            let set = !(value.is_null() || value.as_object().is_some_and(|o| o.is_empty()));
+            let set = !(value.is_null()
+                || value.as_object().is_some_and(|o| o.is_empty())
+                || value.as_array().is_some_and(|a| a.is_empty()));
             assert!(set, "no flag sets `{field}` of jobs.submit: {request}");
         }
     }

@@ -11,6 +11,7 @@
 
 mod artifacts;
 mod bench;
+mod bench_nodes;
 mod bench_pull;
 mod cancel;
 mod conn;
@@ -85,6 +86,8 @@ enum Command {
     BenchPull(bench_pull::BenchPullArgs),
     /// List the nodes on the server's database, with their status and capacity.
     Workers(workers::WorkersArgs),
+    /// Drain a node: it takes no new job and stops once its running jobs end.
+    Drain(workers::DrainArgs),
 }
 
 /// Entry point of the binary.
@@ -125,6 +128,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => pull::exec(args).await,
         Command::BenchPull(args) => bench_pull::exec(args).await,
         Command::Workers(args) => workers::exec(args).await,
+        Command::Drain(args) => workers::drain(args).await,
     }
 }
 

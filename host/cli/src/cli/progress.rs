@@ -124,6 +124,9 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".into(),
             started_at: None,
             completed_at: None,
+            requires: vec![],
+            worker_id: None,
+            waiting: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! leaving a server that takes nothing.
 
 use super::{DEFAULT_LISTEN, default_data_dir, init_logging};
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::Args;
 use jobhost_server::{self as server, ServerConfig};
 use std::net::SocketAddr;
@@ -37,12 +37,21 @@ pub(super) struct ServeArgs {
     /// Labels jobs may require of this node (comma-separated: `linux,gpu`).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
-    /// The URL other nodes reach this one at.
+    /// The URL other nodes reach this one at (for files it holds: artifacts)
+    /// [default: http://<the address it listens on>, unless that is 0.0.0.0 or ::].
     #[arg(long)]
     advertise: Option<String>,
+    /// A file holding the secret the nodes on one database share (at least 32
+    /// characters), with which one fetches files another holds.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
     /// Allow listening on an address other than loopback (other machines can connect).
     #[arg(long)]
     allow_remote: bool,
+    /// Runs a job may have: one whose node was lost (or that was running when the
+    /// server stopped) runs again while it has runs left, otherwise it fails.
+    #[arg(long, default_value_t = 1)]
+    max_attempts: u32,
     /// Days an ended job is kept before its files and logs are removed.
     #[arg(long, default_value_t = 30)]
     retention_days: u32,
@@ -73,16 +82,30 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
     config.allow_remote = args.allow_remote;
-    if let Some(bad) = args.labels.iter().find(|l| l.is_empty() || l.len() > 64 || l.chars().any(char::is_whitespace)) {
-        bail!("--labels: {bad:?} is not a label (1 to 64 characters, no spaces)");
+    if let Some(bad) = args.labels.iter().find_map(|l| jobhost_model::label_error(l)) {
+        bail!("--labels: {bad}");
     }
     config.node = server::nodes::NodeConfig { name: args.name, labels: args.labels, advertise: args.advertise };
+    if let Some(path) = &args.cluster_secret_file {
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("--cluster-secret-file: reading {}", path.display()))?
+            .trim()
+            .to_owned();
+        if secret.len() < server::cluster::MIN_SECRET {
+            bail!("--cluster-secret-file: the secret in {} is shorter than 32 characters", path.display());
+        }
+        config.cluster_secret = Some(secret);
+    }
     if let Some(url) = args.database_url {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             bail!("--database-url must be a postgres:// URL (without it, records are kept in SQLite in the data dir)");
         }
         config.database_url = Some(server::DatabaseUrl(url));
     }
+    if args.max_attempts == 0 {
+        bail!("--max-attempts must be at least 1");
+    }
+    config.limits.max_attempts = args.max_attempts;
     if args.retention_days == 0 {
         bail!("--retention-days must be at least 1");
     }

@@ -34,6 +34,11 @@ impl EventBus {
         let _ = self.tx.send(event);
     }
 
+    /// Whether anyone listens (a subscriber or a `jobs.wait`).
+    pub fn has_listeners(&self) -> bool {
+        self.tx.receiver_count() > 0 || self.ended.receiver_count() > 0
+    }
+
     /// A new listener that sees events published from now on.
     pub fn listen(&self) -> broadcast::Receiver<JobEvent> {
         self.tx.subscribe()

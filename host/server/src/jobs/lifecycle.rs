@@ -7,7 +7,7 @@
 
 use super::{Caller, Error, Jobs, Result};
 use jobhost_model::{Artifact, Cpus, Job, JobKind, Usage, ids};
-use jobhost_store::{Claimed, Finish, Recovery};
+use jobhost_store::{Claimant, Claimed, Finish};
 use std::future::Future;
 use std::sync::PoisonError;
 use std::time::Duration;
@@ -112,24 +112,47 @@ impl Jobs {
 
     // ---- the scheduler's side ----
 
-    /// Re-queues or fails jobs a previous process left running.
-    pub async fn recover(&self) -> Result<Recovery> {
-        let r = self.store.recover_orphans("the host stopped while the job ran and it has no attempts left").await?;
-        if r.requeued > 0 {
+    /// Re-queues or fails the jobs a previous process of this node left running;
+    /// returns how many went back to the queue and how many failed.
+    pub async fn recover(&self) -> Result<(usize, usize)> {
+        let moved = self
+            .store
+            .recover_orphans(&self.here.worker_id, "the host stopped while the job ran and it has no attempts left")
+            .await?;
+        Ok(self.taken_back(&moved))
+    }
+
+    /// Re-queues or fails the jobs whose lease lapsed: their node was lost (or cannot
+    /// reach the database). Any node may do it; a job is taken back once, by one
+    /// conditional update. Returns how many went back to the queue and how many failed.
+    pub async fn recover_lapsed(&self) -> Result<(usize, usize)> {
+        let moved = self.store.recover_lapsed(&ids::now()).await?;
+        Ok(self.taken_back(&moved))
+    }
+
+    /// Publishes the jobs a recovery moved and wakes the scheduler for those pending.
+    fn taken_back(&self, moved: &[Job]) -> (usize, usize) {
+        moved.iter().for_each(|job| self.publish_status(job));
+        let requeued = moved.iter().filter(|j| j.status == jobhost_model::JobStatus::Pending).count();
+        if requeued > 0 {
             self.work.notify_one();
         }
-        Ok(r)
+        (requeued, moved.len() - requeued)
     }
 
     /// Claims up to `max` pending jobs (in queue order, as far as they fit in the
     /// capacity) with a lease of `lease`, in one transaction. Queued at once, and
     /// answered before the commit: see [`Claimed`].
     pub fn claim(&self, lease: Duration, max: usize) -> impl Future<Output = Result<Claimed>> + Send + 'static + use<> {
-        let capacity = Usage {
-            cpus: Cpus::whole(self.limits.capacity_cpus),
-            memory_mb: u64::from(self.limits.capacity_memory_mb),
+        let node = Claimant {
+            worker_id: self.here.worker_id.to_string(),
+            labels: self.here.labels.to_vec(),
+            capacity: Usage {
+                cpus: Cpus::whole(self.limits.capacity_cpus),
+                memory_mb: u64::from(self.limits.capacity_memory_mb),
+            },
         };
-        let claimed = self.store.claim_early(&lease_until(lease), &capacity, max);
+        let claimed = self.store.claim_early(&lease_until(lease), &node, max);
         async move { Ok(claimed.await?) }
     }
 

@@ -23,8 +23,8 @@ pub use jobhost_model::{
     Caller, DEFAULT_PAGE, DEFAULT_WAIT, Error, JobPage, LogPage, MAX_PAGE, MAX_WAIT, ResourceUsage, Result,
     SubmitRequest, Submitted,
 };
-use jobhost_model::{EventKind, Job, JobEvent};
-use jobhost_store::Store;
+use jobhost_model::{EventKind, Job, JobEvent, JobStatus};
+use jobhost_store::{Remote, Store};
 pub use limits::{DEFAULT_CPUS, Limits};
 pub use query::Subscription;
 use recorder::Recorder;
@@ -33,10 +33,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio_util::sync::CancellationToken;
 
+/// The node this process is, as the queue sees it: what its claims record, and the
+/// labels that decide which jobs it may take.
+#[derive(Clone, Debug)]
+pub struct Here {
+    /// Its `workers` id.
+    pub worker_id: Arc<str>,
+    /// Its labels.
+    pub labels: Arc<[String]>,
+}
+
 /// The jobs service; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Jobs {
     store: Arc<dyn Store>,
+    here: Here,
     events: EventBus,
     recorder: Recorder,
     limits: Limits,
@@ -70,8 +81,8 @@ impl std::fmt::Debug for HookSlot {
 }
 
 impl Jobs {
-    /// The service over `store`.
-    pub fn new(store: Arc<dyn Store>, limits: Limits, jobs_dir: PathBuf, uploads_dir: PathBuf) -> Jobs {
+    /// The service over `store`, run by node `here`.
+    pub fn new(store: Arc<dyn Store>, here: Here, limits: Limits, jobs_dir: PathBuf, uploads_dir: PathBuf) -> Jobs {
         let events = EventBus::new();
         // Status events of what the store group-commits (submits, claims, starts, ends)
         // are published by the store's writer, in commit order.
@@ -80,8 +91,9 @@ impl Jobs {
             tracing::warn!("the store already has an observer; status events come from it");
         }
         let recorder = Recorder::start(store.clone(), events.clone());
-        Jobs {
+        let jobs = Jobs {
             store,
+            here,
             events,
             recorder,
             limits,
@@ -90,7 +102,27 @@ impl Jobs {
             running: Arc::default(),
             work: Arc::default(),
             submit_hook: Arc::default(),
-        }
+        };
+        // What other nodes move: the hook holds no `Jobs` (the store would then hold
+        // itself), only what hearing needs.
+        let hearing = Hearing {
+            store: Arc::downgrade(&jobs.store),
+            events: jobs.events.clone(),
+            running: jobs.running.clone(),
+            work: jobs.work.clone(),
+        };
+        jobs.store.on_remote(Box::new(move |remote| hearing.hear(remote)));
+        jobs
+    }
+
+    /// This node.
+    pub fn here(&self) -> &Here {
+        &self.here
+    }
+
+    /// How many runs this process has now.
+    pub fn running_count(&self) -> usize {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// The store, for other domain services sharing it.
@@ -132,6 +164,53 @@ impl Jobs {
 
     fn publish_status(&self, job: &Job) {
         publish(&self.events, job);
+    }
+}
+
+/// What this node does with the jobs other nodes move.
+struct Hearing {
+    store: std::sync::Weak<dyn Store>,
+    events: EventBus,
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    work: Arc<tokio::sync::Notify>,
+}
+
+impl Hearing {
+    /// A job made pending elsewhere wakes the scheduler (so every node takes a share of
+    /// what one node was given); one cancelled elsewhere while it runs here is stopped;
+    /// and, when anyone here listens, the jobs are read and their status published, so
+    /// `jobs.wait` and `jobs.subscribe` on this node follow jobs run on others. A
+    /// remote job is published as it is when read, so a listener may see it skip a
+    /// status it passed through quickly, never go back.
+    fn hear(&self, remote: Remote) {
+        let moved = match remote {
+            Remote::Missed => return self.work.notify_one(),
+            Remote::Moved(moved) => moved,
+        };
+        if moved.iter().any(|(_, status)| *status == JobStatus::Pending) {
+            self.work.notify_one();
+        }
+        {
+            let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, status) in &moved {
+                if status.is_terminal()
+                    && let Some(token) = running.get(id)
+                {
+                    token.cancel();
+                }
+            }
+        }
+        if !self.events.has_listeners() {
+            return;
+        }
+        let (Some(store), events) = (self.store.upgrade(), self.events.clone()) else { return };
+        let ids: Vec<String> = moved.into_iter().map(|(id, _)| id).collect();
+        tokio::spawn(async move {
+            match store.get_jobs(&ids).await {
+                Ok(jobs) => jobs.iter().for_each(|job| publish(&events, job)),
+                Err(e) => tracing::warn!(error = %e, "reading jobs another node moved"),
+            }
+        });
     }
 }
 

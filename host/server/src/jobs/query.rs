@@ -15,9 +15,31 @@ impl Jobs {
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Job> {
         let job = if ids::has_prefix(id, ids::JOB) { self.store.get_job(id).await? } else { None };
         match job {
-            Some(job) if caller.is_admin || job.user_id == caller.user_id => Ok(job),
+            Some(job) if caller.is_admin || job.user_id == caller.user_id => self.with_waiting(job).await,
             _ => Err(Error::NotFound(format!("job {id:?} not found"))),
         }
+    }
+
+    /// `job`, saying why when it is pending for labels no online node has.
+    async fn with_waiting(&self, mut job: Job) -> Result<Job> {
+        if job.status == JobStatus::Pending && !job.requires.is_empty() {
+            let now = chrono::Utc::now();
+            let workers = self.store.list_workers().await?;
+            let able = workers.into_iter().map(|w| w.seen_within(now)).any(|w| {
+                w.status == jobhost_model::WorkerStatus::Online && w.concurrency > 0 && w.has_labels(&job.requires)
+            });
+            if !able {
+                job.waiting = Some(format!("no online worker has labels [{}]", job.requires.join(", ")));
+            }
+        }
+        Ok(job)
+    }
+
+    /// The node holding the files of job `id` when it is another one (its last attempt
+    /// ran there): artifacts are then read through that node. `None` when they are here.
+    pub async fn files_elsewhere(&self, caller: &Caller, id: &str) -> Result<Option<String>> {
+        let job = self.get(caller, id).await?;
+        Ok(job.worker_id.filter(|w| **w != *self.here.worker_id))
     }
 
     /// A page of the caller's jobs (everyone's for an admin), newest first.
@@ -104,6 +126,15 @@ impl Jobs {
         Ok(self.store.list_artifacts(id).await?)
     }
 
+    /// The record of artifact `name` of job `job_id`.
+    pub async fn artifact(&self, caller: &Caller, job_id: &str, name: &str) -> Result<Artifact> {
+        self.get(caller, job_id).await?;
+        self.store
+            .get_artifact(job_id, name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("job {job_id} has no artifact {name:?}")))
+    }
+
     /// The record and an open file of artifact `name`. Only names recorded as
     /// artifacts are opened, through cap-std, inside the job's `output/`.
     pub async fn open_artifact(&self, caller: &Caller, job_id: &str, name: &str) -> Result<(Artifact, std::fs::File)> {
@@ -162,9 +193,9 @@ impl Jobs {
         Ok((data, eof))
     }
 
-    /// What the `starting` and `running` jobs declared, against the capacity.
+    /// What this node's `starting` and `running` jobs declared, against its capacity.
     pub async fn usage(&self) -> Result<ResourceUsage> {
-        let (used, running_jobs) = self.store.usage().await?;
+        let (used, running_jobs) = self.store.usage(&self.here.worker_id).await?;
         Ok(ResourceUsage {
             used_cpus: used.cpus,
             used_memory_mb: used.memory_mb,

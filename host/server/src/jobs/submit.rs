@@ -106,6 +106,20 @@ impl Jobs {
         {
             return Err(Error::invalid("client_job_id", "must be 1 to 200 characters"));
         }
+        if req.requires.len() > jobhost_model::MAX_REQUIRES {
+            return Err(Error::invalid(
+                "requires",
+                format!("at most {} labels, not {}", jobhost_model::MAX_REQUIRES, req.requires.len()),
+            ));
+        }
+        if let Some((i, bad)) =
+            req.requires.iter().enumerate().find_map(|(i, l)| Some((i, jobhost_model::label_error(l)?)))
+        {
+            return Err(Error::invalid(&format!("requires[{i}]"), bad));
+        }
+        let mut requires = req.requires.clone();
+        requires.sort();
+        requires.dedup();
         let args = to_json(&req.args);
         let env = to_json(&req.env);
         let labels = to_json(&req.labels);
@@ -132,6 +146,7 @@ impl Jobs {
             memory_mb,
             timeout_s,
             client_job_id: req.client_job_id,
+            requires,
             max_attempts: limits.max_attempts,
             files_id: req.files_id,
         })

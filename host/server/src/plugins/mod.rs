@@ -49,13 +49,40 @@ impl Plugins {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
             return Err(Error::invalid("digest", "must be sha256: and 64 lower-case hex digits"));
         }
-        let installed = self.runtime.install_digest(digest).await.map_err(|e| match e {
-            RuntimeError::Missing(_) => {
+        let installed = match self.runtime.install_digest(digest).await {
+            Err(RuntimeError::Missing(_)) => self.fetch(digest).await?.ok_or_else(|| {
                 Error::NotFound(format!("component {digest} is not on this server; install it with its bytes"))
-            }
-            other => install_error(other),
-        })?;
+            })?,
+            other => other.map_err(install_error)?,
+        };
         self.record(name, installed).await
+    }
+
+    /// Makes sure this node holds component `digest`, fetching it from the store when
+    /// another node installed it. Cheap when it is linked here already.
+    pub async fn ensure(&self, digest: &str) -> Result<()> {
+        if self.runtime.is_linked(digest) {
+            return Ok(());
+        }
+        match self.runtime.install_digest(digest).await {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Missing(_)) => match self.fetch(digest).await? {
+                Some(_) => Ok(()),
+                None => Err(Error::NotFound(format!("component {digest} is on no node and not in the database"))),
+            },
+            Err(other) => Err(install_error(other)),
+        }
+    }
+
+    /// Installs component `digest` from the bytes the store keeps, if it keeps them.
+    async fn fetch(&self, digest: &str) -> Result<Option<jobhost_runtime::Installed>> {
+        let Some(wasm) = self.store.component(digest).await? else { return Ok(None) };
+        let installed = self.runtime.install(wasm).await.map_err(install_error)?;
+        if installed.digest != digest {
+            tracing::error!(digest, got = installed.digest, "the stored bytes of a component have another digest");
+            return Err(Error::Internal(format!("the stored bytes of component {digest} are corrupt")));
+        }
+        Ok(Some(installed))
     }
 
     /// Installs (or replaces) the component `name` from raw wasm bytes.
@@ -74,7 +101,12 @@ impl Plugins {
         if wasm.is_empty() {
             return Err(Error::invalid("wasm_base64", "is empty"));
         }
+        let kept = wasm.clone();
         let installed = self.runtime.install(wasm).await.map_err(install_error)?;
+        // Every node sharing the store can run it from now on.
+        if !self.store.has_component(&installed.digest).await? {
+            self.store.put_component(&installed.digest, &kept).await?;
+        }
         self.record(name, installed).await
     }
 

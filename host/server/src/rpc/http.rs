@@ -11,10 +11,16 @@
 //! File routes, streamed both ways, never buffered whole:
 //! - `PUT /uploads/<id>/files/<path>`: the body becomes that file of the upload.
 //! - `PUT /uploads/<id>/archive`: a tar archive, checked whole, then unpacked.
+//! - `GET /uploads/<id>/archive`: the files of an upload this node holds, as a tar
+//!   archive (for the node that runs the job consuming it).
 //! - `GET|HEAD /jobs/<id>/artifacts/<name>`: an artifact, with `Content-Length` and
-//!   `ETag` = its SHA-256.
+//!   `ETag` = its SHA-256; `Range: bytes=first-last` (or `first-`) answers `206` with
+//!   that part. An artifact on another node is fetched from it and passed on
+//!   ([`Cluster`]); another node's request proves itself with the cluster secret in
+//!   the [`CLUSTER_HEADER`] header instead of a token.
 
 use crate::auth::{Auth, Scope};
+use crate::cluster::{CLUSTER_HEADER, Cluster};
 use crate::jobs::{Caller, Error, Jobs};
 use crate::uploads::Uploads;
 use ::http::{HeaderValue, Method, StatusCode, header};
@@ -38,6 +44,8 @@ pub struct HttpContext {
     pub uploads: Uploads,
     /// Artifacts.
     pub jobs: Jobs,
+    /// Artifacts held by other nodes, and their requests.
+    pub cluster: Cluster,
 }
 
 /// The layer; see the module docs.
@@ -72,6 +80,7 @@ pub struct HttpService<S> {
 enum Route {
     UploadFile { id: String, path: String },
     UploadArchive { id: String },
+    UploadPack { id: String },
     Artifact { job_id: String, name: String },
     Rpc,
 }
@@ -98,6 +107,22 @@ where
         // The clone is not the service that was polled ready; swap so the ready one runs.
         std::mem::swap(&mut inner, &mut self.inner);
         async move {
+            let route = route(req.method(), req.uri().path());
+            // Another node asking for files it was asked for, or that a job it runs needs.
+            if let Some(presented) = req.headers().get(CLUSTER_HEADER) {
+                let Some(peer) = presented.to_str().ok().and_then(|p| ctx.cluster.peer(p)) else {
+                    return Ok(error_response(&Error::Unauthorized("the cluster secret is wrong".into())));
+                };
+                let result = match &route {
+                    Route::Artifact { job_id, name } => {
+                        let head = req.method() == Method::HEAD;
+                        get_artifact(&ctx, &peer, job_id, name, head, req.headers()).await
+                    }
+                    Route::UploadPack { id } => get_upload_archive(&ctx, &peer, id).await,
+                    _ => Err(Error::Forbidden("the cluster secret opens only the file routes other nodes use".into())),
+                };
+                return Ok(result.unwrap_or_else(|e| error_response(&e)));
+            }
             let token = bearer(req.headers());
             let caller = match token {
                 None => None,
@@ -110,7 +135,6 @@ where
                     Err(e) => return Ok(error_response(&e)),
                 },
             };
-            let route = route(req.method(), req.uri().path());
             if let Route::Rpc = route {
                 if is_upgrade(&req) && caller.is_none() {
                     return Ok(error_response(&needs_token()));
@@ -124,9 +148,10 @@ where
             let result = match route {
                 Route::UploadFile { id, path } => put_file(&ctx, &caller, &id, &path, req).await,
                 Route::UploadArchive { id } => put_archive(&ctx, &caller, &id, req).await,
+                Route::UploadPack { id } => get_upload_archive(&ctx, &caller, &id).await,
                 Route::Artifact { job_id, name } => {
                     let head = req.method() == Method::HEAD;
-                    get_artifact(&ctx, &caller, &job_id, &name, head, req.headers().get(header::IF_NONE_MATCH)).await
+                    get_artifact(&ctx, &caller, &job_id, &name, head, req.headers()).await
                 }
                 Route::Rpc => Err(Error::Internal("unreachable route".into())),
             };
@@ -168,6 +193,7 @@ fn route(method: &Method, path: &str) -> Route {
             None => Route::UploadFile { id: (*id).to_owned(), path: String::new() },
         },
         (&Method::PUT, ["uploads", id, "archive"]) => Route::UploadArchive { id: (*id).to_owned() },
+        (&Method::GET, ["uploads", id, "archive"]) => Route::UploadPack { id: (*id).to_owned() },
         (&Method::GET | &Method::HEAD, ["jobs", id, "artifacts", rest]) => match decode(rest) {
             Some(name) => Route::Artifact { job_id: (*id).to_owned(), name },
             None => Route::Artifact { job_id: (*id).to_owned(), name: String::new() },
@@ -269,23 +295,122 @@ async fn get_artifact(
     job_id: &str,
     name: &str,
     head: bool,
-    if_none_match: Option<&HeaderValue>,
+    headers: &http::HeaderMap,
 ) -> Result<HttpResponse, Error> {
     require(caller, Scope::Read)?;
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    if let Some(node) = ctx.jobs.files_elsewhere(caller, job_id).await? {
+        if Cluster::is_peer(caller) {
+            // The asking node thinks they are here; they are not: never ask on.
+            return Err(Error::NotFound(format!("the files of job {job_id} are not on this node")));
+        }
+        let range = match range {
+            Some(r) => {
+                Some(parse_range(r, u64::MAX).ok_or_else(|| Error::invalid("Range", "must be bytes=first-last"))?)
+            }
+            None => None,
+        };
+        let answer = ctx.cluster.artifact(&node, job_id, name, head, range, if_none_match).await?;
+        return Ok(passed_on(answer));
+    }
     let (artifact, file) = ctx.jobs.open_artifact(caller, job_id, name).await?;
     let etag = format!("\"{}\"", artifact.sha256);
-    let builder =
-        http::Response::builder().header(header::ETAG, &etag).header(header::CONTENT_TYPE, "application/octet-stream");
+    let builder = http::Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes");
     if if_none_match.and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
         return builder.status(StatusCode::NOT_MODIFIED).body(HttpBody::from(Vec::new())).map_err(http_internal);
     }
-    let builder = builder.status(StatusCode::OK).header(header::CONTENT_LENGTH, artifact.size_bytes);
+    let size = artifact.size_bytes;
+    let (builder, first, length) = match range {
+        None => (builder.status(StatusCode::OK), 0, size),
+        Some(r) => match parse_range(r, size) {
+            Some((first, last)) if first < size => {
+                let last = last.min(size - 1);
+                let builder = builder
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{size}"));
+                (builder, first, last - first + 1)
+            }
+            _ => {
+                return builder
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                    .body(HttpBody::from(Vec::new()))
+                    .map_err(http_internal);
+            }
+        },
+    };
+    let builder = builder.header(header::CONTENT_LENGTH, length);
     if head {
         return builder.body(HttpBody::from(Vec::new())).map_err(http_internal);
     }
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut file = tokio::fs::File::from_std(file);
+    if first > 0 {
+        use tokio::io::AsyncSeekExt as _;
+        file.seek(std::io::SeekFrom::Start(first)).await.map_err(|e| {
+            tracing::error!(job_id, error = %e, "seeking in an artifact");
+            Error::Internal("reading the artifact failed".into())
+        })?;
+    }
+    let stream = tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, length));
     let body = http_body_util::StreamBody::new(futures::TryStreamExt::map_ok(stream, http_body::Frame::data));
     builder.body(HttpBody::new(body)).map_err(http_internal)
+}
+
+/// The files of an upload this node holds, as a tar archive (what another node fetches
+/// for the job it runs that consumes it).
+async fn get_upload_archive(ctx: &HttpContext, caller: &Caller, id: &str) -> Result<HttpResponse, Error> {
+    require(caller, Scope::Read)?;
+    let (path, size) = ctx.uploads.pack(caller, id).await?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(upload_id = id, error = %e, "opening a packed upload");
+        Error::Internal("reading the upload failed".into())
+    })?;
+    // The staged archive is unlinked now; the open file streams on.
+    drop(path);
+    let stream = tokio_util::io::ReaderStream::new(file);
+    let body = http_body_util::StreamBody::new(futures::TryStreamExt::map_ok(stream, http_body::Frame::data));
+    http::Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .header(header::CONTENT_LENGTH, size)
+        .body(HttpBody::new(body))
+        .map_err(http_internal)
+}
+
+/// `bytes=first-last` or `bytes=first-` (to the end of `size` bytes), one range only.
+fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
+    let (first, last) = value.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = match last.trim() {
+        "" => size.saturating_sub(1),
+        l => l.parse().ok()?,
+    };
+    (first <= last).then_some((first, last))
+}
+
+/// Another node's answer, passed on as it came: status, the headers that describe
+/// the body, and the body streamed.
+fn passed_on(answer: crate::cluster::Answer) -> HttpResponse {
+    let (parts, body) = answer.into_parts();
+    let mut response = http::Response::new(HttpBody::new(body));
+    *response.status_mut() = parts.status;
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::CONTENT_RANGE,
+        header::ETAG,
+        header::ACCEPT_RANGES,
+        header::WWW_AUTHENTICATE,
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            response.headers_mut().insert(name, v.clone());
+        }
+    }
+    response
 }
 
 fn status_of(e: &Error) -> StatusCode {

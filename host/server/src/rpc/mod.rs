@@ -93,6 +93,8 @@ pub struct Context {
     pub sweeper: Sweeper,
     /// This node and the others on the database.
     pub nodes: crate::nodes::Nodes,
+    /// Files held by other nodes.
+    pub cluster: crate::cluster::Cluster,
     /// Per-token request rates.
     pub rate: rate::RateLimiter,
 }
@@ -114,14 +116,16 @@ pub struct Services {
     pub models: Models,
     /// This node and the others on the database.
     pub nodes: crate::nodes::Nodes,
+    /// Files held by other nodes.
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl Context {
     /// The context of a server over these services, its rate limits those of `limits`.
     pub fn new(services: Services, limits: &TransportLimits) -> Context {
-        let Services { jobs, plugins, uploads, auth, sweeper, models, nodes } = services;
+        let Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster } = services;
         let rate = rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst);
-        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, rate }
+        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, rate }
     }
 }
 
@@ -158,8 +162,12 @@ pub struct RpcServer {
     pub handle: ServerHandle,
 }
 
-/// Binds `listen` and serves the API.
-pub async fn serve(listen: SocketAddr, ctx: Context, limits: &TransportLimits) -> anyhow::Result<RpcServer> {
+/// Serves the API on `listener` (bound by the caller, who may need its address first).
+pub async fn serve(
+    listener: std::net::TcpListener,
+    ctx: Context,
+    limits: &TransportLimits,
+) -> anyhow::Result<RpcServer> {
     let config = ServerConfig::builder()
         .max_request_body_size(limits.max_body_bytes)
         .max_response_body_size(limits.max_body_bytes)
@@ -170,6 +178,7 @@ pub async fn serve(listen: SocketAddr, ctx: Context, limits: &TransportLimits) -
         auth: ctx.auth.clone(),
         uploads: ctx.uploads.clone(),
         jobs: ctx.jobs.clone(),
+        cluster: ctx.cluster.clone(),
     });
     let max_batch_answer = limits.max_body_bytes as usize;
     let server = Server::builder()
@@ -178,8 +187,7 @@ pub async fn serve(listen: SocketAddr, ctx: Context, limits: &TransportLimits) -
         .set_rpc_middleware(
             RpcServiceBuilder::new().layer_fn(move |service| batch::ConcurrentBatch::new(service, max_batch_answer)),
         )
-        .build(listen)
-        .await?;
+        .build_from_tcp(listener)?;
     let local_addr = server.local_addr()?;
     let handle = server.start(module(ctx)?);
     Ok(RpcServer { local_addr, handle })
@@ -298,8 +306,15 @@ mod tests {
             .unwrap(),
         );
         let _ = admin;
-        let jobs = Jobs::new(store.clone(), crate::jobs::Limits::default(), dir.join("jobs"), dir.join("uploads"));
-        let uploads = Uploads::new(store.clone(), crate::uploads::UploadLimits::default(), dir.join("uploads"));
+        let here = crate::jobs::Here { worker_id: "wrk_test".into(), labels: Arc::new([]) };
+        let jobs =
+            Jobs::new(store.clone(), here, crate::jobs::Limits::default(), dir.join("jobs"), dir.join("uploads"));
+        let uploads = Uploads::new(
+            store.clone(),
+            crate::uploads::UploadLimits::default(),
+            dir.join("uploads"),
+            "wrk_test".into(),
+        );
         let sweeper = Sweeper {
             jobs: jobs.clone(),
             uploads: uploads.clone(),
@@ -315,10 +330,11 @@ mod tests {
             crate::models::HubConfig::default(),
             dir.join("models"),
         );
-        let nodes = crate::nodes::Nodes::register(store_for_nodes, &crate::nodes::NodeConfig::default(), 1, 1000, 1024)
-            .await
-            .unwrap();
-        Context::new(Services { jobs, plugins, uploads, auth, sweeper, models, nodes }, &TransportLimits::default())
+        let node = crate::nodes::NodeConfig::default();
+        let nodes = crate::nodes::Nodes::register(store_for_nodes, "wrk_test", &node, 1, 1000, 1024).await.unwrap();
+        let cluster = crate::cluster::Cluster::new(nodes.clone(), None);
+        let services = Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster };
+        Context::new(services, &TransportLimits::default())
     }
 
     /// The document `rpc.discover` returns, from a module over a fresh context.

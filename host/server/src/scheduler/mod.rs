@@ -62,6 +62,14 @@ pub struct Scheduler {
     /// Where runs execute: a runtime of their own, so guests never share worker
     /// threads with the RPC server.
     pub exec: tokio::runtime::Handle,
+    /// Fetches a component this node does not hold (another node installed it).
+    pub plugins: crate::plugins::Plugins,
+    /// Where uploads wait for the jobs that consume them.
+    pub uploads: crate::uploads::Uploads,
+    /// Fetches the files of an upload another node holds.
+    pub cluster: crate::cluster::Cluster,
+    /// Cancelled when this node drains: it claims no more, and the runs go on.
+    pub draining: CancellationToken,
 }
 
 impl Scheduler {
@@ -70,7 +78,7 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let hook: crate::jobs::SubmitHook = {
             let (this, slots, shutdown) = (self.clone(), slots.clone(), shutdown.clone());
-            Arc::new(move || !shutdown.is_cancelled() && this.claim_free_slot(&slots))
+            Arc::new(move || !shutdown.is_cancelled() && !this.draining.is_cancelled() && this.claim_free_slot(&slots))
         };
         self.jobs.on_submit(Some(hook));
         self.claim_loop(&slots, &shutdown).await;
@@ -116,6 +124,7 @@ impl Scheduler {
             let first = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
+                _ = self.draining.cancelled() => return,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             };
             // Every free slot is filled by one claim (one transaction).
@@ -138,6 +147,7 @@ impl Scheduler {
                             _ = work.notified() => {}
                             _ = tokio::time::sleep(IDLE_POLL) => {}
                             _ = shutdown.cancelled() => return,
+                            _ = self.draining.cancelled() => return,
                         }
                     }
                 }
@@ -180,7 +190,18 @@ impl Scheduler {
         }
         let sink = Arc::new(self.jobs.recorder().clone());
         let (executor, kind, stop) = (self.executors.for_kind(job.kind).cloned(), job.kind, cancel.clone());
+        let (plugins, uploads, cluster) = (self.plugins.clone(), self.uploads.clone(), self.cluster.clone());
         let run = async move {
+            // Installed through another node: fetched and compiled here first.
+            if let Err(e) = plugins.ensure(&task.job.plugin_digest).await {
+                return RunOutcome::failed(e.to_string());
+            }
+            // Files uploaded through another node: fetched before the job starts.
+            if let Some(files) = &task.job.files_id
+                && let Err(e) = cluster.fetch_upload(&uploads, files).await
+            {
+                return RunOutcome::failed(format!("fetching the job's input: {e}"));
+            }
             match executor {
                 Some(executor) => executor.run(task, sink, stop).await,
                 None => RunOutcome::failed(format!("no executor runs jobs of kind {kind}")),

@@ -75,12 +75,31 @@ pub struct Uploads {
     limits: UploadLimits,
     /// `DATA_DIR/uploads`.
     dir: PathBuf,
+    /// This node: an upload's files are written only on the node it was created through.
+    here: Arc<str>,
 }
 
 impl Uploads {
-    /// The service over `store`, keeping files under `dir`.
-    pub fn new(store: Arc<dyn Store>, limits: UploadLimits, dir: PathBuf) -> Uploads {
-        Uploads { store, limits, dir }
+    /// The service over `store`, keeping files under `dir`, on node `here`.
+    pub fn new(store: Arc<dyn Store>, limits: UploadLimits, dir: PathBuf, here: Arc<str>) -> Uploads {
+        Uploads { store, limits, dir, here }
+    }
+
+    /// Whether this node holds the files of `upload` (an upload from before nodes were
+    /// recorded is held where it is).
+    pub fn held_here(&self, upload: &Upload) -> bool {
+        upload.worker_id.as_deref().is_none_or(|w| *w == *self.here)
+    }
+
+    /// Refuses to write or seal `upload` on a node that does not hold its files.
+    fn check_held_here(&self, upload: &Upload) -> Result<()> {
+        match &upload.worker_id {
+            Some(w) if !self.held_here(upload) => Err(Error::Conflict(format!(
+                "upload {} is held by worker {w}: send its files and finalize it through that node",
+                upload.id
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The limits in force.
@@ -119,6 +138,7 @@ impl Uploads {
             job_id: None,
             expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             created_at: ids::now(),
+            worker_id: Some(self.here.to_string()),
         };
         let dir = self.files_dir(&upload.id);
         tokio::fs::create_dir_all(&dir).await.map_err(|e| internal("creating an upload directory", &e))?;
@@ -147,6 +167,7 @@ impl Uploads {
         if upload.expires_at.as_str() <= ids::now().as_str() {
             return Err(Error::Conflict(format!("upload {id} has expired")));
         }
+        self.check_held_here(&upload)?;
         Ok(upload)
     }
 
@@ -195,6 +216,54 @@ impl Uploads {
         .map_err(|e| Error::Internal(format!("writing an upload: {e}")))??;
         self.record_size(&upload.id).await?;
         Ok(PutResult { id: upload.id, path: path.to_owned(), size_bytes: size })
+    }
+
+    /// The files of upload `id` this node holds, as a tar archive in a staged file
+    /// (another node runs the job that consumes it): its path and size.
+    pub async fn pack(&self, caller: &Caller, id: &str) -> Result<(tempfile::TempPath, u64)> {
+        let upload = self.get(caller, id).await?;
+        let root = self.files_dir(&upload.id);
+        if !self.held_here(&upload) || !root.is_dir() {
+            return Err(Error::NotFound(format!("the files of upload {id} are not on this node")));
+        }
+        let staged = self.stage()?;
+        tokio::task::spawn_blocking(move || -> io::Result<(tempfile::TempPath, u64)> {
+            let (file, path) = staged.into_parts();
+            let mut tar = tar::Builder::new(io::BufWriter::new(file));
+            for entry in walkdir::WalkDir::new(&root).min_depth(1).sort_by_file_name() {
+                let entry = entry.map_err(io::Error::other)?;
+                let rel = entry.path().strip_prefix(&root).map_err(io::Error::other)?;
+                tar.append_path_with_name(entry.path(), rel)?;
+            }
+            let mut out = tar.into_inner()?;
+            out.flush()?;
+            let size = std::fs::metadata(&path)?.len();
+            Ok((path, size))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("packing an upload: {e}")))?
+        .map_err(|e| internal("packing an upload", &e))
+    }
+
+    /// Unpacks `archive` (from the node holding upload `id`) as this node's copy of its
+    /// files, checked as any archive a client sends; in place only once whole.
+    pub async fn unpack_copy(&self, id: &str, archive: tempfile::TempPath) -> Result<()> {
+        let (dest, limits) = (self.files_dir(id), self.limits.clone());
+        let partial = self.dir.join(STAGING).join(format!("copy-{id}"));
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let _ = std::fs::remove_dir_all(&partial);
+            std::fs::create_dir_all(&partial).map_err(|e| internal("unpacking an upload", &e))?;
+            archive::unpack(&archive, &partial, &limits, 0, 0)?;
+            std::fs::rename(&partial, &dest).map_err(|e| internal("placing an upload", &e))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("unpacking an upload: {e}")))?
+    }
+
+    /// The record of upload `id`, whoever it belongs to (for the node running the job
+    /// that consumes it).
+    pub async fn record(&self, id: &str) -> Result<Option<Upload>> {
+        Ok(self.store.get_upload(id).await?)
     }
 
     /// Empties the directory where HTTP bodies are received (left-overs of transfers a
@@ -276,6 +345,7 @@ impl Uploads {
             UploadState::Open => {}
             other => return Err(Error::Conflict(format!("upload {id} is {}", other.as_str()))),
         }
+        self.check_held_here(&upload)?;
         if upload.expires_at.as_str() <= ids::now().as_str() {
             return Err(Error::Conflict(format!("upload {id} has expired")));
         }
@@ -287,12 +357,43 @@ impl Uploads {
     }
 
     /// Expires uploads past their time and deletes their files; returns how many.
+    /// Then removes the files this node holds for uploads whose life ended while
+    /// another node swept or ran them (see [`Uploads::sweep_held`]).
     pub async fn sweep(&self) -> Result<u64> {
         let expired = self.store.expire_uploads(&ids::now()).await?;
         for id in &expired {
             remove_dir(&self.files_dir(id)).await;
         }
+        self.sweep_held().await?;
         Ok(expired.len() as u64)
+    }
+
+    /// Removes the files of uploads this node holds that no job will read any more:
+    /// expired ones (another node's sweep expired them), and consumed ones whose job
+    /// ended (it ran on another node, which fetched a copy).
+    async fn sweep_held(&self) -> Result<()> {
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(e) => return Err(internal("listing the uploads directory", &e)),
+        };
+        while let Some(entry) = entries.next_entry().await.map_err(|e| internal("listing uploads", &e))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !ids::has_prefix(&name, ids::UPLOAD) {
+                continue;
+            }
+            let Some(upload) = self.store.get_upload(&name).await? else { continue };
+            let done = match (upload.state, &upload.job_id) {
+                (UploadState::Expired, _) => true,
+                (UploadState::Consumed, Some(job)) => {
+                    self.store.get_job(job).await?.is_none_or(|j| j.status.is_terminal())
+                }
+                _ => false,
+            };
+            if done {
+                remove_dir(&entry.path()).await;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,9 +1,10 @@
 //! The queue and each job's life on Postgres: the group-committed writes go to the
 //! writer task; cleanup, cancel, leases and recovery use the pool.
 
-use super::{NOTIFY_CHANNEL, PgStore, job_from_row, no_nul, to_u64};
+use super::writer::sql::notify_moved;
+use super::{PgStore, job_from_row, no_nul, to_u64};
 use crate::queue::{self, Op};
-use crate::{Claimed, Finish, JobQuery, JobStore, NewJob, Queued, Recovery, Result};
+use crate::{Claimant, Claimed, Finish, JobQuery, JobStore, NewJob, Queued, RemoteHook, Result};
 use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage, ids};
 use sqlx::Row;
 use tokio::sync::oneshot;
@@ -37,12 +38,22 @@ impl JobStore for PgStore {
         .collect()
     }
 
-    async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>> {
-        Ok(self.claim(lease_until, capacity, 1).await?.pop())
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>> {
+        sqlx::query(concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(job_from_row)
+            .collect()
     }
 
-    fn claim(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Vec<Job>> {
-        let claimed = self.claim_early(lease_until, capacity, max);
+    async fn claim_next(&self, lease_until: &str, node: &Claimant) -> Result<Option<Job>> {
+        Ok(self.claim(lease_until, node, 1).await?.pop())
+    }
+
+    fn claim(&self, lease_until: &str, node: &Claimant, max: usize) -> Queued<Vec<Job>> {
+        let claimed = self.claim_early(lease_until, node, max);
         Box::pin(async move {
             let claimed = claimed.await?;
             claimed.committed.wait().await?;
@@ -50,17 +61,18 @@ impl JobStore for PgStore {
         })
     }
 
-    fn claim_early(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Claimed> {
+    fn claim_early(&self, lease_until: &str, node: &Claimant, max: usize) -> Queued<Claimed> {
         let (reply, rx) = oneshot::channel();
-        let op = Op::Claim { lease_until: lease_until.to_owned(), capacity: *capacity, max, reply };
+        let op = Op::Claim { lease_until: lease_until.to_owned(), node: Box::new(node.clone()), max, reply };
         queue::send_for(&self.ops, op, rx)
     }
 
-    async fn usage(&self) -> Result<(Usage, u64)> {
+    async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(millicpus), 0)::BIGINT AS millicpus, COALESCE(SUM(memory_mb), 0)::BIGINT AS memory_mb, \
-             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running')",
+             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running') AND worker_id = $1",
         )
+        .bind(worker_id)
         .fetch_one(&self.pool)
         .await?;
         Ok((
@@ -98,7 +110,8 @@ impl JobStore for PgStore {
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Option<Job>> {
-        sqlx::query(concat!(
+        let mut tx = self.pool.begin().await?;
+        let job = sqlx::query(concat!(
             "UPDATE jobs SET status = 'cancelled', error = $1, completed_at = $2::timestamptz, \
              updated_at = $2::timestamptz, lease_expires_at = NULL \
              WHERE id = $3 AND status IN ('pending', 'starting', 'running') RETURNING ",
@@ -107,10 +120,16 @@ impl JobStore for PgStore {
         .bind(no_nul(reason))
         .bind(ids::now())
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|row| job_from_row(&row))
-        .transpose()
+        .transpose()?;
+        if let Some(job) = &job {
+            // The node running it stops the run when it hears of this.
+            notify_moved(&mut tx, &self.origin, &[(&job.id, job.status)]).await?;
+        }
+        tx.commit().await?;
+        Ok(job)
     }
 
     async fn begin_cleanup(&self, id: &str) -> Result<Option<Job>> {
@@ -145,33 +164,36 @@ impl JobStore for PgStore {
         Ok(job)
     }
 
-    async fn recover_orphans(&self, error: &str) -> Result<Recovery> {
-        let now = ids::now();
-        let mut tx = self.pool.begin().await?;
-        let requeued = sqlx::query(
-            "UPDATE jobs SET status = 'pending', lease_expires_at = NULL, started_at = NULL, \
-             progress_done = NULL, progress_total = NULL, progress_message = NULL, updated_at = $1::timestamptz \
-             WHERE status IN ('starting', 'running') AND attempt < max_attempts",
-        )
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let failed = sqlx::query(
-            "UPDATE jobs SET status = 'failed', error = $1, completed_at = $2::timestamptz, \
-             updated_at = $2::timestamptz, lease_expires_at = NULL WHERE status IN ('starting', 'running')",
-        )
-        .bind(no_nul(error))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if requeued > 0 {
-            // The requeued jobs are pending again: wake whoever waits for work.
-            sqlx::query("SELECT pg_notify($1, current_schema())").bind(NOTIFY_CHANNEL).execute(&mut *tx).await?;
+    async fn recover_orphans(&self, worker_id: &str, error: &str) -> Result<Vec<Job>> {
+        let sql = concat!(
+            recover_sql!("$1", "$2::timestamptz"),
+            " AND (worker_id = $3 OR worker_id IS NULL) RETURNING ",
+            job_columns!()
+        );
+        let query = sqlx::query(sql).bind(no_nul(error).into_owned()).bind(ids::now()).bind(worker_id.to_owned());
+        self.recover(query).await
+    }
+
+    async fn recover_lapsed(&self, now: &str) -> Result<Vec<Job>> {
+        let sql = concat!(
+            recover_sql!(
+                "'worker ' || COALESCE((SELECT name FROM workers WHERE workers.id = jobs.worker_id), 'unknown') || ' lost'",
+                "$1::timestamptz"
+            ),
+            " AND lease_expires_at < $1::timestamptz RETURNING ",
+            job_columns!()
+        );
+        self.recover(sqlx::query(sql).bind(now.to_owned())).await
+    }
+
+    fn on_remote(&self, hook: RemoteHook) -> bool {
+        let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if listener.is_some() {
+            return false;
         }
-        tx.commit().await?;
-        Ok(Recovery { requeued, failed })
+        let task = tokio::spawn(super::listen::run(self.pool.clone(), self.origin.clone(), hook));
+        *listener = Some(task.abort_handle());
+        true
     }
 
     async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>> {
@@ -229,5 +251,23 @@ fn pulls(job: &Job, model: &str, revision: Option<&str>) -> bool {
         (None, _) => true,
         (Some(want), None | Some(serde_json::Value::Null)) => want == "main",
         (Some(want), Some(got)) => got.as_str() == Some(want),
+    }
+}
+
+impl PgStore {
+    /// Runs a recovery statement ([`recover_sql!`]) and tells the other nodes of the
+    /// jobs it moved (those back in the queue wake them), in one transaction.
+    async fn recover(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<Job>> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = query.fetch_all(&mut *tx).await?.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        if !jobs.is_empty() {
+            let moved: Vec<(&str, JobStatus)> = jobs.iter().map(|j| (j.id.as_str(), j.status)).collect();
+            notify_moved(&mut tx, &self.origin, &moved).await?;
+        }
+        tx.commit().await?;
+        Ok(jobs)
     }
 }

@@ -31,8 +31,11 @@ use tokio::sync::{mpsc, oneshot};
 /// Connections of the pool (reads and the writes that are not group-committed).
 const POOL_CONNECTIONS: u32 = 8;
 
-/// The channel told, with the schema's name as payload, when a transaction makes a job
-/// pending: a node waiting for work can `LISTEN` on it instead of polling.
+/// The channel told, in the transaction that moves jobs, which jobs moved and to what:
+/// `<schema> <origin> <id>:<status> …` (see `writer::sql::notify_payloads`). Every
+/// node listens ([`Store`]'s `on_remote`): a pending job wakes its scheduler instead
+/// of a poll, an end reaches its `jobs.wait`, a cancel stops the run on the node that
+/// has it.
 pub const NOTIFY_CHANNEL: &str = "jobhost_jobs";
 
 /// A TIMESTAMPTZ column read back as the text the model carries: RFC 3339, UTC,
@@ -60,15 +63,17 @@ macro_rules! job_columns {
             ts!("started_at"),
             ", ",
             ts!("completed_at"),
-            ", files_id, detail"
+            ", files_id, detail, requires, worker_id"
         )
     };
 }
 
 mod access;
 mod jobs;
+mod listen;
 mod logs;
 mod plugins;
+pub mod scratch;
 #[cfg(test)]
 mod tests;
 mod uploads;
@@ -87,6 +92,10 @@ pub struct PgStore {
     ops: mpsc::UnboundedSender<writer::Op>,
     /// Told of every job the writer moves, in commit order (see [`Store::observe`]).
     observer: Arc<OnceLock<Observer>>,
+    /// Names this store in its notifications, so it skips its own.
+    origin: Arc<str>,
+    /// The task listening for other processes' changes, once `on_remote` started it.
+    listener: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -122,8 +131,10 @@ impl PgStore {
         check_schema(&pool).await.map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
         let observer = Arc::new(OnceLock::new());
-        let ops = writer::start(options, observer.clone()).await.map_err(|e| open_err(e.to_string()))?;
-        Ok(PgStore { pool, ops, observer })
+        let origin: Arc<str> = jobhost_model::ids::new("st_").into();
+        let ops =
+            writer::start(options, origin.clone(), observer.clone()).await.map_err(|e| open_err(e.to_string()))?;
+        Ok(PgStore { pool, ops, observer, origin, listener: Arc::default() })
     }
 
     async fn get_job_from(&self, id: &str) -> Result<Option<Job>> {
@@ -143,6 +154,9 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        if let Some(listener) = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            listener.abort();
+        }
         let (tx, rx) = oneshot::channel();
         if self.ops.send(writer::Op::Close(tx)).is_ok() {
             let _ = rx.await;
@@ -265,6 +279,9 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
         completed_at: row.try_get("completed_at")?,
         files_id: row.try_get("files_id")?,
         detail: row.try_get("detail")?,
+        requires: row.try_get("requires")?,
+        worker_id: row.try_get("worker_id")?,
+        waiting: None,
         id,
     })
 }

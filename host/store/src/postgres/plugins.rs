@@ -50,4 +50,31 @@ impl PluginStore for PgStore {
             .map(plugin_from_row)
             .collect()
     }
+
+    async fn has_component(&self, digest: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i32>("SELECT 1 FROM components WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO components (digest, wasm, created_at) VALUES ($1, $2, $3::timestamptz) ON CONFLICT DO NOTHING",
+        )
+        .bind(digest)
+        .bind(wasm)
+        .bind(jobhost_model::ids::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT wasm FROM components WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
 }

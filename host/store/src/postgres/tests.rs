@@ -1,5 +1,5 @@
 //! The Postgres backend's tests: the store suite, and what only Postgres has (several
-//! stores on one database, the schema check, the wake-up notification, how values are
+//! stores on one database, the schema check, the notifications of moved jobs, how values are
 //! kept, the writer's reconnection).
 //!
 //! They need a server: `JOBHOST_TEST_DATABASE_URL` names a database the tests may
@@ -9,9 +9,8 @@
 use super::*;
 use crate::suite::{Fixture, new_job, seed};
 use crate::testdb::PgSchema as Schema;
-use crate::{AccessStore, Finish, JobQuery, JobStore, LogStore, StoredChunk};
+use crate::{AccessStore, Claimant, Finish, JobQuery, JobStore, LogStore, Remote, StoredChunk};
 use jobhost_model::{JobKind, LogChunk, LogStream, Usage, User, ids};
-use sqlx::postgres::PgListener;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -44,6 +43,11 @@ async fn seeded() -> (Schema, PgStore, String) {
 }
 
 const ROOMY: Usage = Usage { cpus: Cpus::from_millis(u32::MAX), memory_mb: 1 << 40 };
+
+/// A claim for node `wrk_t` with room for everything.
+fn roomy() -> Claimant {
+    Claimant { worker_id: "wrk_t".into(), labels: vec![], capacity: ROOMY }
+}
 
 #[tokio::test]
 async fn reconnecting_applies_no_migration_twice() -> Result<()> {
@@ -101,7 +105,7 @@ async fn two_stores_claiming_at_once_never_take_the_same_job() -> Result<()> {
         claimers.push(tokio::spawn(async move {
             let mut taken = Vec::new();
             loop {
-                let jobs = store.claim("2099-01-01T00:00:00Z", &ROOMY, max).await?;
+                let jobs = store.claim("2099-01-01T00:00:00Z", &roomy(), max).await?;
                 if jobs.is_empty() {
                     return Ok::<_, StoreError>(taken);
                 }
@@ -120,27 +124,35 @@ async fn two_stores_claiming_at_once_never_take_the_same_job() -> Result<()> {
     Ok(())
 }
 
-/// A transaction that makes jobs pending notifies [`NOTIFY_CHANNEL`] with its schema,
-/// once committed: an insert does, and so does a recovery that requeues.
+/// Another store on the same schema hears, once committed, every job this one moved:
+/// an insert, a claim, a requeue and a cancel, with the status each moved it to.
 #[tokio::test]
-async fn making_jobs_pending_notifies_listeners() -> Result<()> {
+async fn other_nodes_hear_what_a_node_moved() -> Result<()> {
     let (schema, store, user) = seeded().await;
-    let mut listener = PgListener::connect(&schema.base).await?;
-    listener.listen(NOTIFY_CHANNEL).await?;
-    let mut ours = async || -> Result<bool> {
+    let other = connect(&schema).await;
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    assert!(other.on_remote(Box::new(move |r| drop(tx.send(r)))));
+    let mut next = async || -> Vec<(String, JobStatus)> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let Ok(note) = tokio::time::timeout_at(deadline, listener.recv()).await else { return Ok(false) };
-            if note?.payload() == schema.name {
-                return Ok(true);
+            match tokio::time::timeout_at(deadline, heard.recv()).await {
+                Ok(Some(Remote::Moved(moved))) => return moved,
+                Ok(Some(Remote::Missed)) => continue,
+                _ => return Vec::new(),
             }
         }
     };
-    store.insert_job(&new_job(&user, None, 0)).await?;
-    assert!(ours().await?, "an insert notifies");
-    store.claim("2099-01-01T00:00:00Z", &ROOMY, 1).await?;
-    assert_eq!(store.recover_orphans("host stopped").await?.requeued, 1);
-    assert!(ours().await?, "a requeue notifies");
+    // The listener says it may have missed changes once it listens: from then on it hears.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.unwrap_or_else(|| panic!("inserted"));
+    assert_eq!(next().await, [(job.id.clone(), JobStatus::Pending)], "an insert");
+    store.claim("2099-01-01T00:00:00Z", &roomy(), 1).await?;
+    assert_eq!(next().await, [(job.id.clone(), JobStatus::Starting)], "a claim");
+    assert_eq!(store.recover_orphans("wrk_t", "host stopped").await?.len(), 1);
+    assert_eq!(next().await, [(job.id.clone(), JobStatus::Pending)], "a requeue");
+    store.cancel(&job.id, "by request").await?;
+    assert_eq!(next().await, [(job.id.clone(), JobStatus::Cancelled)], "a cancel");
+    other.close().await;
     Ok(())
 }
 
@@ -163,7 +175,7 @@ async fn values_read_back_as_written() -> Result<()> {
     let read = store.read_logs(&job.id, 0, 10).await?;
     assert_eq!((read[0].data.as_str(), read[0].at.as_str()), (chunk.data.as_str(), at.as_str()));
 
-    store.claim("2099-01-01T00:00:00Z", &ROOMY, 1).await?;
+    store.claim("2099-01-01T00:00:00Z", &roomy(), 1).await?;
     let failed = Finish { status: JobStatus::Failed, exit_code: None, error: Some("bad\0byte".into()), detail: None };
     let ended = store.finish(&job.id, 1, &failed, &[]).await?.unwrap_or_else(|| panic!("ended"));
     assert_eq!(ended.error.as_deref(), Some("bad\u{FFFD}byte"));
@@ -207,7 +219,7 @@ async fn the_writer_connects_again_after_losing_its_connection() -> Result<()> {
     let killed: Vec<bool> =
         sqlx::query_scalar("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = $1")
             .bind(&app)
-            .fetch_all(&PgPool::connect(&schema.base).await?)
+            .fetch_all(&PgPool::connect(&schema.scratch.base).await?)
             .await?;
     assert!(!killed.is_empty() && killed.iter().all(|k| *k), "{killed:?}");
     let lost = store.insert_job(&new_job(&user, None, 0)).await;

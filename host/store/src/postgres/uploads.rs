@@ -1,15 +1,21 @@
 //! Upload records on Postgres.
 
 use super::{PgStore, to_i64, to_u64};
-use crate::{Result, StoreError, UploadStore};
-use jobhost_model::{Upload, UploadState, ids};
+use crate::uploads::upload_from_row;
+use crate::{Result, UploadStore};
+use jobhost_model::{Upload, ids};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 /// Every column of an upload row.
 macro_rules! upload_columns {
     () => {
-        concat!("id, user_id, state, size_bytes, file_count, job_id, ", ts!("expires_at"), ", ", ts!("created_at"))
+        concat!(
+            "id, user_id, state, size_bytes, file_count, job_id, ",
+            ts!("expires_at"),
+            ", ",
+            ts!("created_at"),
+            ", worker_id"
+        )
     };
 }
 
@@ -17,14 +23,15 @@ macro_rules! upload_columns {
 impl UploadStore for PgStore {
     async fn insert_upload(&self, u: &Upload) -> Result<()> {
         sqlx::query(
-            "INSERT INTO uploads (id, user_id, state, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $5::timestamptz)",
+            "INSERT INTO uploads (id, user_id, state, expires_at, created_at, updated_at, worker_id) \
+             VALUES ($1, $2, $3, $4::timestamptz, $5::timestamptz, $5::timestamptz, $6)",
         )
         .bind(&u.id)
         .bind(&u.user_id)
         .bind(u.state.as_str())
         .bind(&u.expires_at)
         .bind(&u.created_at)
+        .bind(&u.worker_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -86,18 +93,4 @@ impl UploadStore for PgStore {
         .fetch_all(&self.pool)
         .await?)
     }
-}
-
-fn upload_from_row(row: &PgRow) -> Result<Upload> {
-    let state: String = row.try_get("state")?;
-    Ok(Upload {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        state: UploadState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("upload state {state:?}")))?,
-        size_bytes: to_u64(row.try_get("size_bytes")?),
-        file_count: to_u64(row.try_get("file_count")?),
-        job_id: row.try_get("job_id")?,
-        expires_at: row.try_get("expires_at")?,
-        created_at: row.try_get("created_at")?,
-    })
 }

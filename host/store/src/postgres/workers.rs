@@ -12,7 +12,11 @@ impl WorkerStore for PgStore {
         sqlx::query(
             "INSERT INTO workers (id, name, labels, status, version, advertise, concurrency, millicpus, \
              memory_mb, started_at, last_seen) \
-             VALUES ($1, $2, $3::json, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz)",
+             VALUES ($1, $2, $3::json, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
+             status = excluded.status, version = excluded.version, advertise = excluded.advertise, \
+             concurrency = excluded.concurrency, millicpus = excluded.millicpus, memory_mb = excluded.memory_mb, \
+             started_at = excluded.started_at, last_seen = excluded.last_seen",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -30,13 +34,16 @@ impl WorkerStore for PgStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, id: &str, at: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE workers SET last_seen = $1::timestamptz WHERE id = $2")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn heartbeat(&self, id: &str, at: &str) -> Result<Option<WorkerStatus>> {
+        let status: Option<String> =
+            sqlx::query_scalar("UPDATE workers SET last_seen = $1::timestamptz WHERE id = $2 RETURNING status")
+                .bind(at)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        status
+            .map(|s| WorkerStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("worker {id}: status {s:?}"))))
+            .transpose()
     }
 
     async fn set_worker_status(&self, id: &str, status: WorkerStatus, at: &str) -> Result<bool> {
@@ -56,7 +63,11 @@ impl WorkerStore for PgStore {
             ts!("started_at"),
             ", ",
             ts!("last_seen"),
-            " FROM workers ORDER BY workers.started_at DESC, id DESC"
+            ", COALESCE(live.jobs, 0) AS running_jobs, COALESCE(live.cpus, 0)::bigint AS used_millicpus, \
+             COALESCE(live.mem, 0)::bigint AS used_memory_mb \
+             FROM workers LEFT JOIN (SELECT worker_id, COUNT(*) AS jobs, SUM(millicpus) AS cpus, \
+             SUM(memory_mb) AS mem FROM jobs WHERE status IN ('starting', 'running') GROUP BY worker_id) \
+             AS live ON live.worker_id = workers.id ORDER BY workers.started_at DESC, id DESC"
         ))
         .fetch_all(&self.pool)
         .await?

@@ -2,7 +2,7 @@
 //! writer thread; cleanup, cancel, leases and recovery use the async connection.
 
 use super::{SqliteStore, job_from_row, to_u64, writer};
-use crate::{Claimed, Finish, JobQuery, JobStore, NewJob, Queued, Recovery, Result};
+use crate::{Claimant, Claimed, Finish, JobQuery, JobStore, NewJob, Queued, RemoteHook, Result};
 use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage, ids};
 use sqlx::Row;
 use tokio::sync::oneshot;
@@ -36,12 +36,20 @@ impl JobStore for SqliteStore {
         .collect()
     }
 
-    async fn claim_next(&self, lease_until: &str, capacity: &Usage) -> Result<Option<Job>> {
-        Ok(self.claim(lease_until, capacity, 1).await?.pop())
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            jobs.extend(self.get_job_from(&self.read, id).await?);
+        }
+        Ok(jobs)
     }
 
-    fn claim(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Vec<Job>> {
-        let claimed = self.claim_early(lease_until, capacity, max);
+    async fn claim_next(&self, lease_until: &str, node: &Claimant) -> Result<Option<Job>> {
+        Ok(self.claim(lease_until, node, 1).await?.pop())
+    }
+
+    fn claim(&self, lease_until: &str, node: &Claimant, max: usize) -> Queued<Vec<Job>> {
+        let claimed = self.claim_early(lease_until, node, max);
         Box::pin(async move {
             let claimed = claimed.await?;
             claimed.committed.wait().await?;
@@ -49,16 +57,18 @@ impl JobStore for SqliteStore {
         })
     }
 
-    fn claim_early(&self, lease_until: &str, capacity: &Usage, max: usize) -> Queued<Claimed> {
+    fn claim_early(&self, lease_until: &str, node: &Claimant, max: usize) -> Queued<Claimed> {
         let (reply, rx) = oneshot::channel();
-        self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), capacity: *capacity, max, reply }, rx)
+        let node = Box::new(node.clone());
+        self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), node, max, reply }, rx)
     }
 
-    async fn usage(&self) -> Result<(Usage, u64)> {
+    async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(millicpus), 0) AS millicpus, COALESCE(SUM(memory_mb), 0) AS memory_mb, \
-             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running')",
+             COUNT(*) AS jobs FROM jobs WHERE status IN ('starting', 'running') AND worker_id = ?",
         )
+        .bind(worker_id)
         .fetch_one(&self.read)
         .await?;
         Ok((
@@ -144,30 +154,35 @@ impl JobStore for SqliteStore {
         Ok(job)
     }
 
-    async fn recover_orphans(&self, error: &str) -> Result<Recovery> {
-        let now = ids::now();
-        let mut turn = self.write_turn().await?;
-        let mut tx = sqlx::Connection::begin(&mut *turn).await?;
-        let requeued = sqlx::query(
-            "UPDATE jobs SET status = 'pending', lease_expires_at = NULL, started_at = NULL, \
-             progress_done = NULL, progress_total = NULL, progress_message = NULL, updated_at = ? \
-             WHERE status IN ('starting', 'running') AND attempt < max_attempts",
-        )
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let failed = sqlx::query(
-            "UPDATE jobs SET status = 'failed', error = ?1, completed_at = ?2, updated_at = ?2, \
-             lease_expires_at = NULL WHERE status IN ('starting', 'running')",
-        )
-        .bind(error)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(Recovery { requeued, failed })
+    async fn recover_orphans(&self, worker_id: &str, error: &str) -> Result<Vec<Job>> {
+        let sql =
+            concat!(recover_sql!("?1", "?2"), " AND (worker_id = ?3 OR worker_id IS NULL) RETURNING ", job_columns!());
+        sqlx::query(sql)
+            .bind(error)
+            .bind(ids::now())
+            .bind(worker_id)
+            .fetch_all(&mut *self.write_turn().await?)
+            .await?
+            .iter()
+            .map(job_from_row)
+            .collect()
+    }
+
+    async fn recover_lapsed(&self, now: &str) -> Result<Vec<Job>> {
+        let sql = concat!(
+            recover_sql!(
+                "'worker ' || COALESCE((SELECT name FROM workers WHERE workers.id = jobs.worker_id), 'unknown') || ' lost'",
+                "?1"
+            ),
+            " AND lease_expires_at < ?1 RETURNING ",
+            job_columns!()
+        );
+        sqlx::query(sql).bind(now).fetch_all(&mut *self.write_turn().await?).await?.iter().map(job_from_row).collect()
+    }
+
+    fn on_remote(&self, _hook: RemoteHook) -> bool {
+        // One process writes a SQLite file: there are no other writers to hear of.
+        true
     }
 
     async fn jobs_ended_before(&self, before: &str, limit: u32) -> Result<Vec<String>> {

@@ -52,4 +52,29 @@ impl PluginStore for SqliteStore {
             .map(plugin_from_row)
             .collect()
     }
+
+    async fn has_component(&self, digest: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT 1 FROM components WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await?
+            .is_some())
+    }
+
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<()> {
+        sqlx::query("INSERT INTO components (digest, wasm, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(digest)
+            .bind(wasm)
+            .bind(jobhost_model::ids::now())
+            .execute(&mut *self.write_turn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT wasm FROM components WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await?)
+    }
 }

@@ -1,15 +1,15 @@
 //! Upload records on SQLite.
 
 use super::{SqliteStore, to_i64, to_u64};
-use crate::{Result, StoreError, UploadStore};
-use jobhost_model::{Upload, UploadState, ids};
+use crate::uploads::upload_from_row;
+use crate::{Result, UploadStore};
+use jobhost_model::{Upload, ids};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 /// Every column of an upload row.
 macro_rules! upload_columns {
     () => {
-        "id, user_id, state, size_bytes, file_count, job_id, expires_at, created_at"
+        "id, user_id, state, size_bytes, file_count, job_id, expires_at, created_at, worker_id"
     };
 }
 
@@ -17,7 +17,8 @@ macro_rules! upload_columns {
 impl UploadStore for SqliteStore {
     async fn insert_upload(&self, u: &Upload) -> Result<()> {
         sqlx::query(
-            "INSERT INTO uploads (id, user_id, state, expires_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO uploads (id, user_id, state, expires_at, created_at, updated_at, worker_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&u.id)
         .bind(&u.user_id)
@@ -25,6 +26,7 @@ impl UploadStore for SqliteStore {
         .bind(&u.expires_at)
         .bind(&u.created_at)
         .bind(&u.created_at)
+        .bind(&u.worker_id)
         .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
@@ -85,18 +87,4 @@ impl UploadStore for SqliteStore {
         .fetch_all(&mut *self.write_turn().await?)
         .await?)
     }
-}
-
-fn upload_from_row(row: &SqliteRow) -> Result<Upload> {
-    let state: String = row.try_get("state")?;
-    Ok(Upload {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        state: UploadState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("upload state {state:?}")))?,
-        size_bytes: to_u64(row.try_get("size_bytes")?),
-        file_count: to_u64(row.try_get("file_count")?),
-        job_id: row.try_get("job_id")?,
-        expires_at: row.try_get("expires_at")?,
-        created_at: row.try_get("created_at")?,
-    })
 }

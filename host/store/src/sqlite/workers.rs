@@ -11,7 +11,11 @@ impl WorkerStore for SqliteStore {
         let labels = serde_json::to_string(&w.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO workers (id, name, labels, status, version, advertise, concurrency, millicpus, \
-             memory_mb, started_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             memory_mb, started_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
+             status = excluded.status, version = excluded.version, advertise = excluded.advertise, \
+             concurrency = excluded.concurrency, millicpus = excluded.millicpus, memory_mb = excluded.memory_mb, \
+             started_at = excluded.started_at, last_seen = excluded.last_seen",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -29,13 +33,16 @@ impl WorkerStore for SqliteStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, id: &str, at: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE workers SET last_seen = ? WHERE id = ?")
-            .bind(at)
-            .bind(id)
-            .execute(&mut *self.write_turn().await?)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    async fn heartbeat(&self, id: &str, at: &str) -> Result<Option<WorkerStatus>> {
+        let status: Option<String> =
+            sqlx::query_scalar("UPDATE workers SET last_seen = ? WHERE id = ? RETURNING status")
+                .bind(at)
+                .bind(id)
+                .fetch_optional(&mut *self.write_turn().await?)
+                .await?;
+        status
+            .map(|s| WorkerStatus::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("worker {id}: status {s:?}"))))
+            .transpose()
     }
 
     async fn set_worker_status(&self, id: &str, status: WorkerStatus, at: &str) -> Result<bool> {
@@ -51,7 +58,11 @@ impl WorkerStore for SqliteStore {
     async fn list_workers(&self) -> Result<Vec<Worker>> {
         sqlx::query(
             "SELECT id, name, labels, status, version, advertise, concurrency, millicpus, memory_mb, \
-             started_at, last_seen FROM workers ORDER BY started_at DESC, id DESC",
+             started_at, last_seen, COALESCE(live.jobs, 0) AS running_jobs, \
+             COALESCE(live.cpus, 0) AS used_millicpus, COALESCE(live.mem, 0) AS used_memory_mb \
+             FROM workers LEFT JOIN (SELECT worker_id, COUNT(*) AS jobs, SUM(millicpus) AS cpus, \
+             SUM(memory_mb) AS mem FROM jobs WHERE status IN ('starting', 'running') GROUP BY worker_id) \
+             AS live ON live.worker_id = workers.id ORDER BY started_at DESC, id DESC",
         )
         .fetch_all(&self.read)
         .await?

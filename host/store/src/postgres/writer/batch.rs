@@ -16,9 +16,9 @@
 
 use super::claim::claim;
 use super::sql::{
-    append_logs, bulk_finish, bulk_insert, bulk_mark_running, finish_job, insert_job, notify_pending, set_progress,
+    append_logs, bulk_finish, bulk_insert, bulk_mark_running, finish_job, insert_job, notify_moved, set_progress,
 };
-use crate::queue::{Answer, Op, Sorted, answer_err};
+use crate::queue::{self, Answer, Op, Sorted, answer_err};
 use crate::{Claimed, Committed, Result, StoreError, StoredChunk};
 use jobhost_model::{Job, JobStatus, Progress};
 use sqlx::postgres::PgConnection;
@@ -65,9 +65,11 @@ fn shared<T, U>(r: &Result<T>, f: impl FnOnce(&T) -> U) -> Result<U> {
 }
 
 /// Runs `ops` in one transaction and fills `answers` with one answer per op, in op
-/// order (see the module's documentation). `Err` when the transaction did not commit.
+/// order (see the module's documentation), telling the other processes of the jobs it
+/// moved as from `origin`. `Err` when the transaction did not commit.
 pub(super) async fn apply(
     conn: &mut PgConnection,
+    origin: &str,
     ops: Vec<Op>,
     answers: &mut Vec<Option<Answer>>,
     committed: &Committed,
@@ -100,12 +102,10 @@ pub(super) async fn apply(
 
     // A job that consumes an upload inserts alone (the upload's row changes with it).
     let (plain, with_files): (Vec<_>, Vec<_>) = inserts.into_iter().partition(|(_, job, _)| job.files_id.is_none());
-    let mut pending = false;
     for (i, job, reply) in with_files {
         tx.savepoint().await;
         let r = insert_job(tx.conn, &job).await;
         tx.settle(matches!(r, Ok(Some(_)))).await;
-        pending |= matches!(r, Ok(Some((_, true))));
         answers[i] = Some(Answer::Inserted(reply, r));
     }
     if !plain.is_empty() {
@@ -113,7 +113,6 @@ pub(super) async fn apply(
         let r = bulk_insert(tx.conn, &plain.iter().map(|(_, job, _)| &**job).collect::<Vec<_>>()).await;
         tx.settle(r.is_ok()).await;
         let mut created = r.unwrap_or_default();
-        pending |= !created.is_empty();
         for (i, job, reply) in plain {
             let result = match created.remove(&job.id) {
                 Some(j) => Ok(Some((j, true))),
@@ -123,18 +122,12 @@ pub(super) async fn apply(
                     tx.savepoint().await;
                     let r = insert_job(tx.conn, &job).await;
                     tx.settle(matches!(r, Ok(Some(_)))).await;
-                    pending |= matches!(r, Ok(Some((_, true))));
                     r
                 }
             };
             answers[i] = Some(Answer::Inserted(reply, result));
         }
     }
-    if pending {
-        let r = notify_pending(tx.conn).await;
-        let _ = tx.check(r);
-    }
-
     if !logs.is_empty() {
         let all: Vec<&StoredChunk> = logs.iter().flat_map(|(_, chunks, _)| chunks.iter()).collect();
         tx.savepoint().await;
@@ -202,8 +195,8 @@ pub(super) async fn apply(
     }
 
     // Answered now, before the commit, with the handle that tells of it.
-    for (i, lease_until, capacity, max, reply) in claims {
-        let r = claim(tx.conn, &lease_until, &capacity, max).await;
+    for (i, lease_until, node, max, reply) in claims {
+        let r = claim(tx.conn, &lease_until, &node, max).await;
         answers[i] = Some(match tx.check(r) {
             Ok(jobs) => {
                 let _ = reply.send(Ok(Claimed { jobs: jobs.clone(), committed: committed.clone() }));
@@ -211,6 +204,12 @@ pub(super) async fn apply(
             }
             Err(e) => Answer::Claimed(reply, e),
         });
+    }
+
+    let moved = queue::moved(answers);
+    if !moved.is_empty() {
+        let r = notify_moved(tx.conn, origin, &moved).await;
+        let _ = tx.check(r);
     }
 
     if let Some(msg) = tx.broken {

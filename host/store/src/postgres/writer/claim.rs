@@ -8,11 +8,17 @@
 //! one over its), and the outer `status = 'pending'` guard still holds after the lock,
 //! so no job is ever taken twice. A claim does not wait for another node's claim to
 //! commit; what that one takes counts against the capacity once it has committed.
+//!
+//! A claim is for one node ([`Claimant`]): only that node's live jobs count against
+//! its capacity (no other node's claim changes them, so admission stays exact across
+//! nodes), the jobs it takes record it as their `worker_id`, and a job whose
+//! `requires` is not contained in the node's labels (`<@`) is passed over. A node
+//! recorded `draining` claims nothing, from the moment that is committed.
 
 use super::sql::jobs_of;
-use crate::Result;
 use crate::postgres::to_i64;
-use jobhost_model::{Job, Usage, ids};
+use crate::{Claimant, Result};
+use jobhost_model::{Job, ids};
 use sqlx::postgres::PgConnection;
 
 /// Claims of this many jobs or more start with [`claim_head`], as on SQLite.
@@ -22,17 +28,12 @@ const HEAD_CLAIM_AT: usize = 8;
 /// longest run at the head of the queue that fits in the room left (running sums over
 /// the queue order); then single claims, each seeing the ones before it, go on past a
 /// job too large for the room, as [`claim_one`] always does.
-pub(super) async fn claim(
-    conn: &mut PgConnection,
-    lease_until: &str,
-    capacity: &Usage,
-    max: usize,
-) -> Result<Vec<Job>> {
+pub(super) async fn claim(conn: &mut PgConnection, lease_until: &str, node: &Claimant, max: usize) -> Result<Vec<Job>> {
     let now = ids::now();
     let mut jobs =
-        if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, capacity, max).await? } else { Vec::new() };
+        if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, node, max).await? } else { Vec::new() };
     while jobs.len() < max {
-        match claim_one(conn, lease_until, &now, capacity).await? {
+        match claim_one(conn, lease_until, &now, node).await? {
             Some(job) => jobs.push(job),
             None => break,
         }
@@ -48,29 +49,34 @@ async fn claim_head(
     conn: &mut PgConnection,
     lease_until: &str,
     now: &str,
-    capacity: &Usage,
+    node: &Claimant,
     max: usize,
 ) -> Result<Vec<Job>> {
     let query = sqlx::query(concat!(
         "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
-         updated_at = $2::timestamptz \
-         WHERE status = 'pending' AND id IN (\
+         updated_at = $2::timestamptz, worker_id = $6 \
+         WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM workers WHERE id = $6 AND status = 'draining') \
+         AND id IN (\
            SELECT id FROM (\
              SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
                SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' \
+               AND requires <@ $7::text[] \
                ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) AS head \
              WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) AS sums \
-           WHERE cpus_upto <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+           WHERE cpus_upto <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running') AND worker_id = $6) \
              AND memory_upto <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                      WHERE status IN ('starting', 'running'))) \
+                                      WHERE status IN ('starting', 'running') AND worker_id = $6)) \
          RETURNING ",
         job_columns!()
     ))
     .bind(lease_until)
     .bind(now)
-    .bind(i64::from(capacity.cpus.millis()))
-    .bind(to_i64(capacity.memory_mb))
-    .bind(i64::try_from(max).unwrap_or(i64::MAX));
+    .bind(i64::from(node.capacity.cpus.millis()))
+    .bind(to_i64(node.capacity.memory_mb))
+    .bind(i64::try_from(max).unwrap_or(i64::MAX))
+    .bind(&node.worker_id)
+    .bind(&node.labels);
     let mut jobs = jobs_of(conn, query).await?;
     jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
     Ok(jobs)
@@ -79,19 +85,24 @@ async fn claim_head(
 /// Claims the next pending job no other writer holds that fits in what `capacity`
 /// leaves: one conditional UPDATE. A job too large for the room left waits while
 /// smaller ones behind it start.
-async fn claim_one(conn: &mut PgConnection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
+async fn claim_one(conn: &mut PgConnection, lease_until: &str, now: &str, node: &Claimant) -> Result<Option<Job>> {
     let query = sqlx::query(concat!(
         "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
-         updated_at = $2::timestamptz WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-         AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+         updated_at = $2::timestamptz, worker_id = $5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+         AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+                                WHERE status IN ('starting', 'running') AND worker_id = $5) \
          AND memory_mb <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                WHERE status IN ('starting', 'running')) \
-         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'pending' RETURNING ",
+                                WHERE status IN ('starting', 'running') AND worker_id = $5) \
+         AND requires <@ $6::text[] \
+         ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'pending' \
+         AND NOT EXISTS (SELECT 1 FROM workers WHERE id = $5 AND status = 'draining') RETURNING ",
         job_columns!()
     ))
     .bind(lease_until)
     .bind(now)
-    .bind(i64::from(capacity.cpus.millis()))
-    .bind(to_i64(capacity.memory_mb));
+    .bind(i64::from(node.capacity.cpus.millis()))
+    .bind(to_i64(node.capacity.memory_mb))
+    .bind(&node.worker_id)
+    .bind(&node.labels);
     Ok(jobs_of(conn, query).await?.pop())
 }

@@ -19,7 +19,7 @@
 
 mod batch;
 mod claim;
-mod sql;
+pub(super) mod sql;
 
 use crate::queue::{self, Answer, MAX_OPS, answer_err};
 use crate::{Observer, Result, StoreError};
@@ -35,16 +35,18 @@ pub(super) use crate::queue::Op;
 /// Answers are delivered on that task, so `done` callbacks may spawn tasks.
 pub(super) async fn start(
     options: PgConnectOptions,
+    origin: Arc<str>,
     observer: Arc<OnceLock<Observer>>,
 ) -> Result<mpsc::UnboundedSender<Op>> {
     let conn = options.connect().await?;
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(options, Some(conn), rx, observer));
+    tokio::spawn(run(options, origin, Some(conn), rx, observer));
     Ok(tx)
 }
 
 async fn run(
     options: PgConnectOptions,
+    origin: Arc<str>,
     mut conn: Option<PgConnection>,
     mut rx: mpsc::UnboundedReceiver<Op>,
     observer: Arc<OnceLock<Observer>>,
@@ -61,7 +63,7 @@ async fn run(
         }
         let close = queue::take_close(&mut ops);
         if !ops.is_empty() {
-            commit_batch(&options, &mut conn, std::mem::take(&mut ops), &observer).await;
+            commit_batch(&options, &origin, &mut conn, std::mem::take(&mut ops), &observer).await;
         }
         if let Some(reply) = close {
             rx.close();
@@ -83,6 +85,7 @@ async fn run(
 /// Runs one batch in one transaction, then tells the observer and answers.
 async fn commit_batch(
     options: &PgConnectOptions,
+    origin: &str,
     conn: &mut Option<PgConnection>,
     ops: Vec<Op>,
     observer: &OnceLock<Observer>,
@@ -90,7 +93,7 @@ async fn commit_batch(
     let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
     let (commit, committed) = queue::commit_signal();
     let outcome = match connection(options, conn).await {
-        Ok(c) => batch::apply(c, ops, &mut answers, &committed).await,
+        Ok(c) => batch::apply(c, origin, ops, &mut answers, &committed).await,
         Err(e) => {
             let msg = e.to_string();
             answers.extend(ops.into_iter().map(|op| answer_err(op, &msg)));

@@ -9,7 +9,7 @@
 
 use crate::postgres::{NOTIFY_CHANNEL, job_from_row, no_nul, to_i64};
 use crate::{Finish, NewJob, Result, StoreError, StoredChunk};
-use jobhost_model::{Artifact, Job, Progress, ids};
+use jobhost_model::{Artifact, Job, JobStatus, Progress, ids};
 use sqlx::PgConnection;
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
@@ -28,14 +28,17 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
     let int = |f: fn(&NewJob) -> i64| jobs.iter().map(|j| f(j)).collect::<Vec<_>>();
     let query = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
-         millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at) \
+         millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, requires) \
          SELECT v_id, v_user_id, v_kind, v_plugin, v_digest, 'pending', v_args::json, v_env::json, v_input::json, \
          v_labels::json, v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, \
-         $16::timestamptz, $16::timestamptz \
+         $16::timestamptz, $16::timestamptz, \
+         CASE WHEN v_requires = '[]' THEN '{}'::text[] \
+              ELSE ARRAY(SELECT json_array_elements_text(v_requires::json)) END \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::int8[]) \
+         $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::int8[], \
+         $17::text[]) \
          WITH ORDINALITY AS v (v_id, v_user_id, v_kind, v_plugin, v_digest, v_args, v_env, v_input, v_labels, \
-         v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, v_n) \
+         v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, v_requires, v_n) \
          ORDER BY v_n ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
@@ -54,7 +57,8 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
     .bind(int(|j| j.timeout_s.into()))
     .bind(opt(|j| j.client_job_id.as_deref()))
     .bind(int(|j| j.max_attempts.into()))
-    .bind(ids::now());
+    .bind(ids::now())
+    .bind(jobs.iter().map(|j| serde_json::to_string(&j.requires).unwrap_or_else(|_| "[]".into())).collect::<Vec<_>>());
     Ok(jobs_of(conn, query).await?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
 
@@ -66,9 +70,9 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
     let now = ids::now();
     let query = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
-         millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, files_id) \
+         millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, files_id, requires) \
          VALUES ($1, $2, $3, $4, $5, 'pending', $6::json, $7::json, $8::json, $9::json, $10, $11, $12, $13, $14, \
-         $15, $16::timestamptz, $16::timestamptz, $17) ON CONFLICT DO NOTHING RETURNING ",
+         $15, $16::timestamptz, $16::timestamptz, $17, $18) ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
     .bind(&job.id)
@@ -87,7 +91,8 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
     .bind(&job.client_job_id)
     .bind(i64::from(job.max_attempts))
     .bind(&now)
-    .bind(&job.files_id);
+    .bind(&job.files_id)
+    .bind(&job.requires);
     if let Some(created) = jobs_of(conn, query).await?.pop() {
         if let Some(files_id) = &job.files_id {
             let consumed = sqlx::query(
@@ -123,11 +128,46 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
         .ok_or_else(|| StoreError::Corrupt(format!("job {} was neither inserted nor found", job.id)))
 }
 
-/// Tells the listeners of [`NOTIFY_CHANNEL`] that this transaction made jobs pending
-/// (delivered at its commit; the payload is the schema the jobs are in).
-pub(super) async fn notify_pending(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, current_schema())").bind(NOTIFY_CHANNEL).execute(conn).await?;
+/// Tells the other processes listening on [`NOTIFY_CHANNEL`] which jobs this
+/// transaction moved, and to what (delivered at its commit). See [`notify_payloads`].
+pub(in crate::postgres) async fn notify_moved(
+    conn: &mut PgConnection,
+    origin: &str,
+    moved: &[(&str, JobStatus)],
+) -> Result<()> {
+    for payload in notify_payloads(origin, moved) {
+        sqlx::query("SELECT pg_notify($1, current_schema() || ' ' || $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
+}
+
+/// The notification payloads (after the schema, which the statement puts first) that
+/// tell of `moved`: `<origin> <id>:<status> …`, each under Postgres' limit of 8,000
+/// bytes. `origin` names the store that made the change, so it can skip its own.
+pub(in crate::postgres) fn notify_payloads(origin: &str, moved: &[(&str, JobStatus)]) -> Vec<String> {
+    const MAX_PAYLOAD: usize = 7000;
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for (id, status) in moved {
+        if current.is_empty() {
+            current.push_str(origin);
+        }
+        current.push(' ');
+        current.push_str(id);
+        current.push(':');
+        current.push_str(status.as_str());
+        if current.len() >= MAX_PAYLOAD {
+            payloads.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
 }
 
 /// `starting` → `running` for each `(id, attempt)`, in one statement; returns the

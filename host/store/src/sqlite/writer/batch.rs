@@ -146,8 +146,8 @@ pub(super) fn apply(
     }
 
     // Answered now, before the commit, with the handle that tells of it.
-    for (i, lease_until, capacity, max, reply) in claims {
-        answers[i] = Some(match claim(conn, &lease_until, &capacity, max) {
+    for (i, lease_until, node, max, reply) in claims {
+        answers[i] = Some(match claim(conn, &lease_until, &node, max) {
             Ok(jobs) => {
                 let _ = reply.send(Ok(Claimed { jobs: jobs.clone(), committed: committed.clone() }));
                 Answer::ClaimedEarly(jobs)

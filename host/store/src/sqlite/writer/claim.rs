@@ -6,13 +6,32 @@
 //! exact however many claims share a batch: each sees the rows the ones before it
 //! moved. Apart from the other statements because the cost trade-off between the
 //! windowed head claim and the single claims is its own concern.
+//!
+//! A claim is for one node ([`Claimant`]): only that node's live jobs count against
+//! its capacity, the jobs it takes record it as their `worker_id`, and a job whose
+//! `requires` (a JSON array; `'[]'` for most jobs, which the test short-cuts) names a
+//! label the node lacks is passed over. A node recorded `draining` claims nothing,
+//! from the moment that is committed.
 
 use super::sql::{job_of, jobs_of, text};
-use crate::Result;
 use crate::sqlite::to_i64;
-use jobhost_model::{Job, Usage, ids};
+use crate::{Claimant, Result};
+use jobhost_model::{Job, ids};
 use rusqlite::Connection;
 use rusqlite::types::Value;
+
+/// Whether the node's labels (the JSON array bound at `$labels`) cover the `requires`
+/// of the `jobs` row in scope.
+macro_rules! labels_cover {
+    ($labels:literal) => {
+        concat!(
+            "(requires = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(requires) AS r \
+             WHERE r.value NOT IN (SELECT value FROM json_each(",
+            $labels,
+            "))))"
+        )
+    };
+}
 
 /// Claims of this many jobs or more start with [`claim_head`]; its window query costs
 /// about as much as eight single claims.
@@ -23,11 +42,13 @@ const HEAD_CLAIM_AT: usize = 8;
 /// the queue order); then single claims, each seeing the ones before it, go on past a
 /// job too large for the room, as [`claim_one`] always does. Admission stays exact
 /// either way.
-pub(super) fn claim(conn: &Connection, lease_until: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
+pub(super) fn claim(conn: &Connection, lease_until: &str, node: &Claimant, max: usize) -> Result<Vec<Job>> {
     let now = ids::now();
-    let mut jobs = if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, capacity, max)? } else { Vec::new() };
+    let labels = serde_json::to_string(&node.labels).unwrap_or_else(|_| "[]".into());
+    let mut jobs =
+        if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, node, &labels, max)? } else { Vec::new() };
     while jobs.len() < max {
-        match claim_one(conn, lease_until, &now, capacity)? {
+        match claim_one(conn, lease_until, &now, node, &labels)? {
             Some(job) => jobs.push(job),
             None => break,
         }
@@ -39,29 +60,41 @@ pub(super) fn claim(conn: &Connection, lease_until: &str, capacity: &Usage, max:
 /// declared CPUs and memory fit in what the `starting` and `running` jobs leave, in
 /// queue order. The outer `+status` keeps SQLite from walking every pending job in
 /// the status index to find the few ids the subquery picked: it looks them up by id.
-fn claim_head(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage, max: usize) -> Result<Vec<Job>> {
+fn claim_head(
+    conn: &Connection,
+    lease_until: &str,
+    now: &str,
+    node: &Claimant,
+    labels: &str,
+    max: usize,
+) -> Result<Vec<Job>> {
     let mut jobs = jobs_of(
         conn,
         concat!(
-            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, updated_at = ?2 \
-             WHERE +status = 'pending' AND id IN (\
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, updated_at = ?2, \
+             worker_id = ?6 WHERE +status = 'pending' \
+             AND NOT EXISTS (SELECT 1 FROM workers WHERE id = ?6 AND status = 'draining') AND id IN (\
                SELECT id FROM (\
                  SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
-                   SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' \
-                   ORDER BY priority DESC, id LIMIT ?5) \
+                   SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' AND ",
+            labels_cover!("?7"),
+            " ORDER BY priority DESC, id LIMIT ?5) \
                  WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) \
-               WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+               WHERE cpus_upto <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+                                        WHERE status IN ('starting', 'running') AND worker_id = ?6) \
                  AND memory_upto <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                          WHERE status IN ('starting', 'running'))) \
+                                          WHERE status IN ('starting', 'running') AND worker_id = ?6)) \
              RETURNING ",
             job_columns!()
         ),
         [
             text(lease_until),
             text(now),
-            Value::Integer(capacity.cpus.millis().into()),
-            Value::Integer(to_i64(capacity.memory_mb)),
+            Value::Integer(node.capacity.cpus.millis().into()),
+            Value::Integer(to_i64(node.capacity.memory_mb)),
             Value::Integer(i64::try_from(max).unwrap_or(i64::MAX)),
+            text(&node.worker_id),
+            text(labels),
         ],
     )?;
     jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
@@ -70,23 +103,28 @@ fn claim_head(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage,
 
 /// Claims the next pending job that fits in what `capacity` leaves: one conditional
 /// UPDATE. A job too large for the room left waits while smaller ones behind it start.
-fn claim_one(conn: &Connection, lease_until: &str, now: &str, capacity: &Usage) -> Result<Option<Job>> {
+fn claim_one(conn: &Connection, lease_until: &str, now: &str, node: &Claimant, labels: &str) -> Result<Option<Job>> {
     job_of(
         conn,
         concat!(
             "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
-             updated_at = ?2 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-             AND millicpus <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs WHERE status IN ('starting', 'running')) \
+             updated_at = ?2, worker_id = ?5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND millicpus <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running') AND worker_id = ?5) \
              AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
-                                    WHERE status IN ('starting', 'running')) \
-             ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' RETURNING ",
+                                    WHERE status IN ('starting', 'running') AND worker_id = ?5) AND ",
+            labels_cover!("?6"),
+            " ORDER BY priority DESC, id LIMIT 1) AND status = 'pending' \
+             AND NOT EXISTS (SELECT 1 FROM workers WHERE id = ?5 AND status = 'draining') RETURNING ",
             job_columns!()
         ),
         [
             text(lease_until),
             text(now),
-            Value::Integer(capacity.cpus.millis().into()),
-            Value::Integer(to_i64(capacity.memory_mb)),
+            Value::Integer(node.capacity.cpus.millis().into()),
+            Value::Integer(to_i64(node.capacity.memory_mb)),
+            text(&node.worker_id),
+            text(labels),
         ],
     )
 }
