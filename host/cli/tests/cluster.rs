@@ -180,6 +180,25 @@ async fn three_nodes_share_one_queue_and_each_others_files() {
         assert!(stdout.contains(line), "{line} not in {stdout:?}");
     }
 
+    // A cancel through node a stops the run on node c at once (it hears of it).
+    let mut long = probe(&["sleep", "60"]);
+    long.requires = vec!["gpu".into()];
+    let long = client.submit(&long).await.unwrap().job.id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(&long).await.unwrap().status != JobStatus::Running {
+        assert!(Instant::now() < deadline, "the long job never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(client.cancel(&long).await.unwrap().status, JobStatus::Cancelled);
+    // Its slot is free again: two jobs then run side by side on node c (2 slots).
+    let mut pair = probe(&["sleep", "1"]);
+    pair.requires = vec!["gpu".into()];
+    let (x, y) = (client.submit(&pair).await.unwrap().job.id, client.submit(&pair).await.unwrap().job.id);
+    let (x, y) = (ended(&client, &x, 30).await, ended(&client, &y, 30).await);
+    let span = |j: &Job| (j.started_at.clone().unwrap_or_default(), j.completed_at.clone().unwrap_or_default());
+    let ((x0, x1), (y0, y1)) = (span(&x), span(&y));
+    assert!(x0 < y1 && y0 < x1, "the two jobs did not overlap: {x:?} {y:?}");
+
     // With node c gone, its files are `unavailable`, and the error names it.
     drop(c);
     let err = client.read_artifact(&gpu, "big.bin").await.unwrap_err();

@@ -44,7 +44,7 @@ pub struct NewJob {
 
 /// The node a claim is made for: only what it has `starting` or `running` counts
 /// against its capacity, and it takes only jobs whose `requires` its labels cover.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimant {
     /// Its `workers` id, recorded on every job it claims.
     pub worker_id: String,

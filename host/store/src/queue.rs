@@ -52,7 +52,7 @@ pub(crate) enum Op {
 /// Where the answers of the ops go.
 type JobReply = oneshot::Sender<Result<Option<Job>>>;
 type InsertReply = oneshot::Sender<Result<Option<(Job, bool)>>>;
-type ClaimReply = oneshot::Sender<Result<Claimed>>;
+pub(crate) type ClaimReply = oneshot::Sender<Result<Claimed>>;
 
 /// One batch's ops by kind, each with its position in the batch (where its answer
 /// goes): what both writers run, kind by kind, in their dependency order. A flush is

@@ -1,5 +1,6 @@
 //! One batch of the group commit, planned and run inside its transaction: the ops are
-//! grouped by kind and each kind runs as one statement, in the order SQLite's writer
+//! grouped by kind and each kind runs as one statement (a node's claims as one claim
+//! of their total), in the order SQLite's writer
 //! keeps (progress, inserts, log chunks, `running`, ends, claims), for the same
 //! reasons: a claim sees the jobs just inserted and the capacity just freed, a run's
 //! last chunks are on disk no later than its end, and a short run's `running` and end
@@ -18,8 +19,8 @@ use super::claim::claim;
 use super::sql::{
     append_logs, bulk_finish, bulk_insert, bulk_mark_running, finish_job, insert_job, notify_moved, set_progress,
 };
-use crate::queue::{self, Answer, Op, Sorted, answer_err};
-use crate::{Claimed, Committed, Result, StoreError, StoredChunk};
+use crate::queue::{self, Answer, ClaimReply, Op, Sorted, answer_err};
+use crate::{Claimant, Claimed, Committed, Result, StoreError, StoredChunk};
 use jobhost_model::{Job, JobStatus, Progress};
 use sqlx::postgres::PgConnection;
 use std::collections::{HashMap, HashSet};
@@ -194,16 +195,41 @@ pub(super) async fn apply(
         }
     }
 
-    // Answered now, before the commit, with the handle that tells of it.
+    // Answered now, before the commit, with the handle that tells of it. The claims of
+    // one node share one claim of their total (a statement is a round trip here, and
+    // a submit queues a claim of one job behind it): its jobs go to them in op order,
+    // each taking up to what it asked for, under the latest lease asked.
+    let mut groups: Vec<NodeClaims> = Vec::new();
     for (i, lease_until, node, max, reply) in claims {
-        let r = claim(tx.conn, &lease_until, &node, max).await;
-        answers[i] = Some(match tx.check(r) {
-            Ok(jobs) => {
-                let _ = reply.send(Ok(Claimed { jobs: jobs.clone(), committed: committed.clone() }));
-                Answer::ClaimedEarly(jobs)
+        match groups.iter_mut().find(|g| g.node == node) {
+            Some(g) => {
+                if lease_until > g.lease_until {
+                    g.lease_until = lease_until;
+                }
+                g.ops.push((i, max, reply));
             }
-            Err(e) => Answer::Claimed(reply, e),
-        });
+            None => groups.push(NodeClaims { node, lease_until, ops: vec![(i, max, reply)] }),
+        }
+    }
+    for NodeClaims { node, lease_until, ops } in groups {
+        let total = ops.iter().map(|(_, max, _)| max).sum();
+        let r = claim(tx.conn, &lease_until, &node, total).await;
+        match tx.check(r) {
+            Ok(jobs) => {
+                let mut jobs = jobs.into_iter();
+                for (i, max, reply) in ops {
+                    let mine: Vec<Job> = jobs.by_ref().take(max).collect();
+                    let _ = reply.send(Ok(Claimed { jobs: mine.clone(), committed: committed.clone() }));
+                    answers[i] = Some(Answer::ClaimedEarly(mine));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (i, _, reply) in ops {
+                    answers[i] = Some(Answer::Claimed(reply, StoreError::Commit(msg.clone())));
+                }
+            }
+        }
     }
 
     let moved = queue::moved(answers);
@@ -218,6 +244,15 @@ pub(super) async fn apply(
     }
     sqlx::raw_sql("COMMIT").execute(&mut *tx.conn).await?;
     Ok(())
+}
+
+/// The claims of one node in a batch: made as one claim of their total.
+struct NodeClaims {
+    node: Box<Claimant>,
+    /// The latest lease any of them asked for.
+    lease_until: String,
+    /// Each claim's place in the batch, how many jobs it asked for, and its reply.
+    ops: Vec<(usize, usize, ClaimReply)>,
 }
 
 /// The job as it was after its `running` transition and before its end, for a run
