@@ -467,3 +467,42 @@ fn sha256_of(data: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+/// Under umask 022 the data dir is 0700 and the database files 0600: no other account
+/// on the machine reads job arguments, logs, uploads or artifacts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_dir_and_database_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 022 && exec {BIN} serve --listen 127.0.0.1:0 --data-dir {}", data.display()))
+        .env("JOBHOST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("server exited before listening").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    // A job and an upload, so that every kind of file exists.
+    let token = jobhost_server::auth::read_token_file(&data.join("token")).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let job = client.submit(&SubmitRequest { plugin: "probe".into(), ..Default::default() }).await.unwrap().job;
+    client.wait(&job.id, Duration::from_secs(30)).await.unwrap();
+    client.create_upload().await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data dir");
+    for db in ["jobhost.db", "jobhost.db-wal", "jobhost.db-shm"] {
+        assert_eq!(mode(&data.join(db)), 0o600, "{db}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -53,6 +53,14 @@ impl Error {
             Error::Transport(_) => None,
         }
     }
+
+    /// `data.field` of an `invalid_params` error about one field.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Rpc { field, .. } => field.as_deref(),
+            Error::Transport(_) => None,
+        }
+    }
 }
 
 impl From<jsonrpsee::core::ClientError> for Error {

@@ -70,6 +70,10 @@ pub struct TokenInfo {
     pub revoked_at: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// The token that minted it, for one a non-admin minted: it never outlives that
+    /// token and is revoked with it. None for one an administrator or the server minted.
+    #[serde(default)]
+    pub parent_id: Option<String>,
 }
 
 /// `tokens.create` result: the only time the secret is shown.

@@ -109,12 +109,17 @@ impl Runtime {
             outcome.note(&format!("moving the sandbox into place failed: {e}"));
             false
         });
-        // No files (a spare given back) or an empty `/output` (most short jobs) is seen
-        // at once; files are walked and hashed on a blocking thread.
-        let collected = if given_back || sandbox.output_is_empty() {
+        // No files (a spare given back, most short jobs) is seen at once; otherwise, on a
+        // blocking thread, symlinks leading out of the job's tree are removed and the
+        // files of `/output` walked and hashed.
+        let collected = if given_back {
             Ok(Ok(Vec::new()))
         } else {
-            tokio::task::spawn_blocking(move || sandbox.collect_artifacts()).await
+            tokio::task::spawn_blocking(move || {
+                sandbox.remove_escaping_links()?;
+                if sandbox.output_is_empty() { Ok(Vec::new()) } else { sandbox.collect_artifacts() }
+            })
+            .await
         };
         let artifacts = match collected {
             Ok(Ok(a)) => a,

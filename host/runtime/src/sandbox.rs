@@ -242,6 +242,32 @@ impl Sandbox {
         }
     }
 
+    /// Removes every symlink under `output/` and `work/` that points outside the job's
+    /// directory (an absolute target, or one that climbs above it): the guest could not
+    /// follow it, and nothing of a run may point out of its tree once it is over.
+    /// Returns how many it removed.
+    pub fn remove_escaping_links(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for dir in [self.output(), self.work()] {
+            for entry in WalkDir::new(&dir).follow_links(false) {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if e.io_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => continue,
+                    Err(e) => return Err(io::Error::other(e)),
+                };
+                if !entry.path_is_symlink() {
+                    continue;
+                }
+                let target = std::fs::read_link(entry.path())?;
+                if escapes(&self.root, entry.path(), &target) {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every regular file under `output/`, named by its path relative to it with `/`
     /// separators, with size and SHA-256. Symlinks are neither followed nor listed, and
     /// names that are not UTF-8 are skipped (they cannot be named over JSON).
@@ -259,6 +285,30 @@ impl Sandbox {
         }
         Ok(artifacts)
     }
+}
+
+/// Whether the symlink at `link` (under `root`) with `target` leads out of `root`,
+/// read lexically: absolute, or climbing above `root` with `..`.
+fn escapes(root: &Path, link: &Path, target: &Path) -> bool {
+    use std::path::Component;
+    let Some(depth) = link.parent().and_then(|p| p.strip_prefix(root).ok()).map(|p| p.components().count()) else {
+        return true;
+    };
+    let mut depth = depth as isize;
+    for part in target.components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return true,
+        }
+    }
+    false
 }
 
 /// What [`Sandbox::prepare`] found or made.
@@ -323,6 +373,15 @@ mod tests {
         std::fs::write(sb.output().join("a.txt"), b"abc")?;
         std::fs::write(sb.output().join("sub/b.txt"), b"")?;
         std::os::unix::fs::symlink("/etc/passwd", sb.output().join("link"))?;
+        std::os::unix::fs::symlink("../../..", sb.work().join("up"))?;
+        std::os::unix::fs::symlink("../input", sb.work().join("in"))?;
+        std::os::unix::fs::symlink("b.txt", sb.output().join("sub/same"))?;
+        assert_eq!(sb.remove_escaping_links()?, 2);
+        assert!(
+            sb.output().join("link").symlink_metadata().is_err() && sb.work().join("up").symlink_metadata().is_err()
+        );
+        assert!(sb.work().join("in").symlink_metadata().is_ok(), "a link inside the job's tree stays");
+        assert!(sb.output().join("sub/same").symlink_metadata().is_ok());
         let got = sb.collect_artifacts()?;
         let names: Vec<_> = got.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a.txt", "sub/b.txt"]);

@@ -197,6 +197,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     }
     let data = &config.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
+    // Job arguments, logs, uploads and artifacts are the users' own: no other account
+    // on the machine may read them, whatever the umask.
+    std::fs::set_permissions(data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("making data dir {} private", data.display()))?;
     let jobs_dir = data.join("jobs");
     let uploads_dir = data.join("uploads");
     for dir in [&jobs_dir, &uploads_dir] {
@@ -261,6 +265,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(nodes.clone().heartbeat(jobs.clone(), shutdown.clone()));
+    let cluster = crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone());
     // Every kind runs as a component today; what differs is the grant its service gives.
     let mut executors = Executors::default();
     let wasm = Arc::new(WasmExecutor::new(runtime));
@@ -277,7 +282,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         exec: exec.handle().clone(),
         plugins: plugins.clone(),
         uploads: uploads.clone(),
-        cluster: crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone()),
+        cluster: cluster.clone(),
         draining: nodes.draining().clone(),
     };
     // An API-only node (`concurrency` 0) claims nothing: other nodes run what it takes.
@@ -303,7 +308,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .await
             .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
     }
-    let cluster = crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone());
     let services =
         rpc::Services { jobs: jobs.clone(), plugins, uploads, auth, sweeper, models, nodes: nodes.clone(), cluster };
     let ctx = rpc::Context::new(services, &config.transport);

@@ -42,6 +42,8 @@ pub trait AccessStore: Send + Sync {
     /// Tokens of `owner` (everyone's when `None`), oldest first.
     async fn list_tokens(&self, owner: Option<&str>) -> Result<Vec<TokenInfo>>;
 
-    /// Revokes a live token (of `owner`, when given); `None` if there is none.
+    /// Revokes a live token (of `owner`, when given) and, in the same transaction,
+    /// every token minted from it, directly or not (`parent_id`); returns the token,
+    /// `None` if there is none.
     async fn revoke_token(&self, id: &str, owner: Option<&str>, at: &str) -> Result<Option<TokenInfo>>;
 }

@@ -193,3 +193,47 @@ async fn listening_beyond_loopback_needs_allow_remote() {
     let err = server::start(config).await.unwrap_err();
     assert!(err.to_string().contains("--allow-remote"), "{err}");
 }
+
+/// A token a user's token mints lives within it: it expires with it at the latest (by
+/// default at the same time), cannot ask to outlive it, and is revoked with it, down
+/// to the tokens it minted in turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_never_outlives_the_token_that_minted_it() {
+    let t = TestServer::start().await;
+    t.client.create_user("carol", false).await.unwrap();
+    let url = t.server().url();
+    let as_token = |token: &str| jobhost_client::Client::with_token(&url, Some(token)).unwrap();
+    let refused = |c: jobhost_client::Client| async move {
+        c.list(None, None, None).await.unwrap_err().kind().map(str::to_owned)
+    };
+
+    // Expiry: a parent of 2 s, its child and grandchild (neither asking for one).
+    let parent = t.client.create_token(Some("carol"), &[Scope::Submit, Scope::Read], Some(2)).await.unwrap();
+    let child = as_token(&parent.token).create_token(None, &[Scope::Read], None).await.unwrap();
+    assert_eq!(child.expires_at, parent.expires_at);
+    let too_long = as_token(&parent.token).create_token(None, &[Scope::Read], Some(3600)).await.unwrap_err();
+    assert_eq!((too_long.kind(), too_long.field()), (Some("invalid_params"), Some("expires_in_s")), "{too_long}");
+    let grandchild = as_token(&child.token).create_token(None, &[Scope::Read], None).await.unwrap();
+    assert_eq!(grandchild.expires_at, parent.expires_at);
+    assert!(as_token(&grandchild.token).list(None, None, None).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for token in [&parent.token, &child.token, &grandchild.token] {
+        assert_eq!(refused(as_token(token)).await.as_deref(), Some("unauthorized"));
+    }
+
+    // Revocation: of a parent without expiry, by its user, takes its line with it.
+    let parent = t.client.create_token(Some("carol"), &[Scope::Submit, Scope::Read], None).await.unwrap();
+    let child = as_token(&parent.token).create_token(None, &[Scope::Submit, Scope::Read], None).await.unwrap();
+    let grandchild = as_token(&child.token).create_token(None, &[Scope::Read], None).await.unwrap();
+    let sibling = t.client.create_token(Some("carol"), &[Scope::Read], None).await.unwrap();
+    let listed = t.client.tokens().await.unwrap();
+    let parent_of = |id: &str| listed.iter().find(|i| i.id == id).and_then(|i| i.parent_id.clone());
+    assert_eq!(parent_of(&child.id), Some(parent.id.clone()));
+    assert_eq!(parent_of(&grandchild.id), Some(child.id.clone()));
+    assert_eq!(parent_of(&parent.id), None, "an admin's mint has no parent");
+    as_token(&child.token).revoke_token(&parent.id).await.unwrap();
+    for token in [&parent.token, &child.token, &grandchild.token] {
+        assert_eq!(refused(as_token(token)).await.as_deref(), Some("unauthorized"));
+    }
+    assert!(as_token(&sibling.token).list(None, None, None).await.is_ok(), "another line lives on");
+}

@@ -245,3 +245,26 @@ async fn upload_limits_are_enforced_with_limit_exceeded() {
     let staging = t.dir.path().join("uploads/.incoming");
     assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0, "no received body is left over");
 }
+
+/// An archive lands whole or not at all: one that fails part-way (a file `d`, then
+/// `d/a.txt`) and one whose file meets a directory the upload has leave nothing of
+/// themselves, and nothing stays behind in the staging area.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_that_fails_part_way_leaves_nothing() {
+    let t = probe_server().await;
+    let upload = t.client.create_upload().await.unwrap();
+    t.client.upload_put(&upload.id, "keep.txt", b"kept").await.unwrap();
+    t.client.upload_put(&upload.id, "dir/x.txt", b"x").await.unwrap();
+    let file_then_child =
+        tar_of(&[("d", tar::EntryType::Regular, b"file"), ("d/a.txt", tar::EntryType::Regular, b"a")]);
+    let err = t.client.put_archive(&upload.id, file_then_child).await.unwrap_err();
+    assert_eq!(err.kind(), Some("conflict"), "{err}");
+    let over_a_dir = tar_of(&[("new.txt", tar::EntryType::Regular, b"new"), ("dir", tar::EntryType::Regular, b"f")]);
+    let err = t.client.put_archive(&upload.id, over_a_dir).await.unwrap_err();
+    assert_eq!(err.kind(), Some("conflict"), "{err}");
+    let staging = t.dir.path().join("uploads").join(".incoming");
+    let left: Vec<_> = std::fs::read_dir(&staging).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left in staging: {left:?}");
+    let sealed = t.client.finalize_upload(&upload.id).await.unwrap();
+    assert_eq!((sealed.file_count, sealed.size_bytes), (2, 5), "only the two files put before");
+}

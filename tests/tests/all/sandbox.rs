@@ -68,6 +68,10 @@ async fn path_escapes_are_blocked() {
         assert!(line.starts_with(&format!("escape:{name}:blocked:")), "{line}\n{out}");
     }
     assert_eq!(std::fs::read_to_string(input.join("data.txt")).unwrap(), "precious\n", "/input is untouched");
+    // The links it made to climb out are gone once it ended.
+    let job_dir = t.dir.path().join("jobs").join(&job.id);
+    let links: Vec<_> = walk_links(&job_dir);
+    assert!(links.is_empty(), "symlinks left in the job's tree: {links:?}");
     assert!(!input.join("new.txt").exists());
     let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "nothing connected to the loopback listener");
@@ -287,4 +291,21 @@ async fn a_job_given_no_files_sees_an_empty_input_it_cannot_write() {
     assert_eq!(std::fs::read_dir(jobs.join(".empty-input")).unwrap().count(), 0);
     assert!(!jobs.join(&create.id).join("input").exists());
     assert!(jobs.join(&allowed.id).join("work").join("new.txt").exists());
+}
+
+/// Every symlink under `dir`, with its target.
+fn walk_links(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+    let mut links = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                links.push((entry.path(), std::fs::read_link(entry.path()).unwrap()));
+            } else if kind.is_dir() {
+                todo.push(entry.path());
+            }
+        }
+    }
+    links
 }

@@ -148,7 +148,9 @@ impl Auth {
     }
 
     /// `tokens.create`. An admin may mint any scopes for any user; anyone else only for
-    /// themself and only scopes the calling token holds.
+    /// themself, only scopes the calling token holds, and a token that never outlives
+    /// the calling one: it expires with it at the latest (by default at the same time)
+    /// and is revoked with it (`parent_id`).
     pub async fn create_token(
         &self,
         caller: &Caller,
@@ -186,10 +188,35 @@ impl Auth {
             }
             Some(_) => return Err(Error::invalid("expires_in_s", format!("must be between 1 and {MAX_EXPIRES_IN_S}"))),
         };
+        // A non-admin's token mints within its own life.
+        let (parent_id, expires_at) = match (&caller.token_id, caller.is_admin) {
+            (Some(parent), false) => {
+                let parent = self
+                    .store
+                    .list_tokens(Some(&caller.user_id))
+                    .await?
+                    .into_iter()
+                    .find(|t| t.id == *parent)
+                    .ok_or_else(|| Error::Unauthorized("the calling token is gone".into()))?;
+                let expires_at = match (expires_at, parent.expires_at) {
+                    (None, until) => until,
+                    (Some(asked), Some(until)) if asked > until => {
+                        return Err(Error::invalid(
+                            "expires_in_s",
+                            format!("a token cannot outlive the token that mints it, which expires at {until}"),
+                        ));
+                    }
+                    (asked, _) => asked,
+                };
+                (Some(parent.id), expires_at)
+            }
+            _ => (None, expires_at),
+        };
         let mut scopes = scopes.to_vec();
         scopes.sort();
         scopes.dedup();
-        let (token, stored) = mint(&target.id, scopes, expires_at);
+        let (token, mut stored) = mint(&target.id, scopes, expires_at);
+        stored.info.parent_id = parent_id;
         self.store.insert_token(&stored).await?;
         Ok(NewToken {
             id: stored.info.id,
@@ -243,6 +270,7 @@ fn mint(user_id: &str, scopes: Vec<Scope>, expires_at: Option<String>) -> (Strin
         last_used_at: None,
         revoked_at: None,
         created_at: ids::now(),
+        parent_id: None,
     };
     let stored = StoredToken { hash: hash(&token), info };
     (token, stored)

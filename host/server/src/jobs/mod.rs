@@ -115,11 +115,6 @@ impl Jobs {
         jobs
     }
 
-    /// This node.
-    pub fn here(&self) -> &Here {
-        &self.here
-    }
-
     /// How many runs this process has now.
     pub fn running_count(&self) -> usize {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).len()

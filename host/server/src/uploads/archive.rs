@@ -56,6 +56,40 @@ pub fn unpack(
     Ok(unpacked)
 }
 
+/// Moves what `staged` holds (a directory an archive was just unpacked into) into the
+/// upload directory `root`, files replacing files of the same name. Every entry is
+/// checked against `root` first (a file where `root` has a directory, or the other way
+/// round, is a conflict), so the moves, renames on one file system, all happen or,
+/// when a check fails, none does.
+pub fn move_in(staged: &Path, root: &Path) -> Result<()> {
+    let from = open_dir(staged)?;
+    let to = open_dir(root)?;
+    let mut entries = Vec::new();
+    for entry in walkdir::WalkDir::new(staged).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(|e| io_internal(io::Error::other(e)))?;
+        let rel = entry.path().strip_prefix(staged).map_err(|e| io_internal(io::Error::other(e)))?.to_path_buf();
+        let is_dir = entry.file_type().is_dir();
+        match to.symlink_metadata(&rel) {
+            Ok(there) if there.is_dir() != is_dir => {
+                let what = if is_dir { "a file" } else { "a directory" };
+                return Err(Error::Conflict(format!("{}: the upload has {what} there", rel.display())));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_internal(e)),
+        }
+        entries.push((rel, is_dir));
+    }
+    for (rel, is_dir) in entries {
+        if is_dir {
+            to.create_dir_all(&rel).map_err(|e| conflict(&rel, &e))?;
+        } else {
+            from.rename(&rel, &to, &rel).map_err(|e| conflict(&rel, &e))?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     File,

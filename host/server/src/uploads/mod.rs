@@ -314,13 +314,20 @@ impl Uploads {
     }
 
     /// Checks a received tar archive whole, then unpacks it into the caller's open
-    /// upload `id` (see [`archive`]).
+    /// upload `id` (see [`archive`]): into a directory of its own first, moved in only
+    /// once every entry is written, so an archive lands whole or not at all.
     pub async fn unpack(&self, caller: &Caller, id: &str, staged: tempfile::TempPath) -> Result<archive::Unpacked> {
         let upload = self.open_for_write(caller, id).await?;
-        let (root, limits) = (self.files_dir(&upload.id), self.limits.clone());
+        let (root, limits, area) = (self.files_dir(&upload.id), self.limits.clone(), self.dir.join(STAGING));
         let unpacked = tokio::task::spawn_blocking(move || {
             let (bytes, files) = tree_stats(&root);
-            archive::unpack(&staged, &root, &limits, bytes, files)
+            let scratch = tempfile::Builder::new()
+                .prefix("unpack-")
+                .tempdir_in(&area)
+                .map_err(|e| internal("unpacking an archive", &e))?;
+            let unpacked = archive::unpack(&staged, scratch.path(), &limits, bytes, files)?;
+            archive::move_in(scratch.path(), &root)?;
+            Ok::<_, Error>(unpacked)
         })
         .await
         .map_err(|e| Error::Internal(format!("unpacking an archive: {e}")))??;

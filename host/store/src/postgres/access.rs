@@ -24,7 +24,8 @@ macro_rules! token_columns {
             ", ",
             ts!("t.revoked_at", "revoked_at"),
             ", ",
-            ts!("t.created_at", "created_at")
+            ts!("t.created_at", "created_at"),
+            ", t.parent_id"
         )
     };
 }
@@ -89,8 +90,8 @@ impl AccessStore for PgStore {
 
     async fn insert_token(&self, t: &StoredToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, hash, prefix, scopes, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7::timestamptz)",
+            "INSERT INTO tokens (id, user_id, hash, prefix, scopes, expires_at, created_at, parent_id) \
+             VALUES ($1, $2, $3, $4, $5, $6::timestamptz, $7::timestamptz, $8)",
         )
         .bind(&t.info.id)
         .bind(&t.info.user_id)
@@ -99,6 +100,7 @@ impl AccessStore for PgStore {
         .bind(scopes_text(&t.info.scopes))
         .bind(&t.info.expires_at)
         .bind(&t.info.created_at)
+        .bind(&t.info.parent_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -155,16 +157,22 @@ impl AccessStore for PgStore {
              AND ($3::text IS NULL OR t.user_id = $3) AND t.revoked_at IS NULL RETURNING ",
             token_columns!()
         );
-        sqlx::query(sql)
-            .bind(at)
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| token_from_row(&r).map(|t| t.info))
-            .transpose()
+        let mut tx = self.pool.begin().await?;
+        let revoked =
+            sqlx::query(sql).bind(at).bind(id).bind(owner).fetch_optional(&mut *tx).await?.map(|r| token_from_row(&r));
+        if revoked.is_some() {
+            sqlx::query(REVOKE_DESCENDANTS).bind(at).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        revoked.transpose().map(|t| t.map(|t| t.info))
     }
 }
+
+/// Revokes (at `$1`) every token minted, directly or not, by token `$2`.
+const REVOKE_DESCENDANTS: &str = "WITH RECURSIVE minted (id) AS (\
+       SELECT id FROM tokens WHERE parent_id = $2 \
+       UNION SELECT t.id FROM tokens t JOIN minted ON t.parent_id = minted.id) \
+     UPDATE tokens SET revoked_at = $1::timestamptz WHERE id IN (SELECT id FROM minted) AND revoked_at IS NULL";
 
 fn scopes_text(scopes: &[Scope]) -> String {
     scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
@@ -196,6 +204,7 @@ fn token_from_row(row: &PgRow) -> Result<StoredToken> {
             last_used_at: row.try_get("last_used_at")?,
             revoked_at: row.try_get("revoked_at")?,
             created_at: row.try_get("created_at")?,
+            parent_id: row.try_get("parent_id")?,
         },
     })
 }

@@ -9,7 +9,8 @@ use sqlx::sqlite::SqliteRow;
 /// Every column of a token row (alias `t`).
 macro_rules! token_columns {
     () => {
-        "t.id, t.user_id, t.hash, t.prefix, t.scopes, t.expires_at, t.last_used_at, t.revoked_at, t.created_at"
+        "t.id, t.user_id, t.hash, t.prefix, t.scopes, t.expires_at, t.last_used_at, t.revoked_at, t.created_at, \
+         t.parent_id"
     };
 }
 
@@ -75,8 +76,8 @@ impl AccessStore for SqliteStore {
 
     async fn insert_token(&self, t: &StoredToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, hash, prefix, scopes, expires_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (id, user_id, hash, prefix, scopes, expires_at, created_at, parent_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.info.id)
         .bind(&t.info.user_id)
@@ -85,6 +86,7 @@ impl AccessStore for SqliteStore {
         .bind(scopes_text(&t.info.scopes))
         .bind(&t.info.expires_at)
         .bind(&t.info.created_at)
+        .bind(&t.info.parent_id)
         .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
@@ -132,19 +134,37 @@ impl AccessStore for SqliteStore {
     }
 
     async fn revoke_token(&self, id: &str, owner: Option<&str>, at: &str) -> Result<Option<TokenInfo>> {
-        let sql = "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND (?3 IS NULL OR user_id = ?3) \
-                   AND revoked_at IS NULL RETURNING id, user_id, hash, prefix, scopes, expires_at, last_used_at, \
-                   revoked_at, created_at";
-        sqlx::query(sql)
-            .bind(at)
+        let mut turn = self.write_turn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *turn).await?;
+        let revoked = sqlx::query(
+            "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND (?3 IS NULL OR user_id = ?3) \
+             AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !revoked {
+            return Ok(None);
+        }
+        sqlx::query(REVOKE_DESCENDANTS).bind(at).bind(id).execute(&mut *tx).await?;
+        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens t WHERE t.id = ?"))
             .bind(id)
-            .bind(owner)
-            .fetch_optional(&mut *self.write_turn().await?)
-            .await?
-            .map(|r| token_from_row(&r).map(|t| t.info))
-            .transpose()
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(token_from_row(&row)?.info))
     }
 }
+
+/// Revokes (at `?1`) every token minted, directly or not, by token `?2`.
+const REVOKE_DESCENDANTS: &str = "WITH RECURSIVE minted (id) AS (\
+       SELECT id FROM tokens WHERE parent_id = ?2 \
+       UNION SELECT t.id FROM tokens t JOIN minted ON t.parent_id = minted.id) \
+     UPDATE tokens SET revoked_at = ?1 WHERE id IN (SELECT id FROM minted) AND revoked_at IS NULL";
 
 fn scopes_text(scopes: &[Scope]) -> String {
     scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
@@ -176,6 +196,7 @@ fn token_from_row(row: &SqliteRow) -> Result<StoredToken> {
             last_used_at: row.try_get("last_used_at")?,
             revoked_at: row.try_get("revoked_at")?,
             created_at: row.try_get("created_at")?,
+            parent_id: row.try_get("parent_id")?,
         },
     })
 }

@@ -101,6 +101,7 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let shown = path.display().to_string();
         let open_err = |reason: String| StoreError::Open { path: shown.clone(), reason };
+        make_private(path).map_err(|e| open_err(format!("making the database private: {e}")))?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| open_err(e.to_string()))?
             .filename(path)
@@ -345,6 +346,25 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         waiting: None,
         id,
     })
+}
+
+/// Makes the database file and its journals readable by this user only, whatever the
+/// umask: the file is made (empty, which SQLite reads as a new database) with mode
+/// 0600 when missing, and SQLite gives the `-wal` and `-shm` files it creates the
+/// database file's mode. Files an earlier start left with another mode are set to it.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let name = path.as_os_str().to_owned();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = name.clone();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// SQLite integers are signed; sizes and counts past i64::MAX saturate.
