@@ -36,6 +36,9 @@ pub trait AccessStore: Send + Sync {
     /// The token with SHA-256 `hash` and its owner.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<(StoredToken, User)>>;
 
+    /// The token `id`, whoever owns it.
+    async fn get_token(&self, id: &str) -> Result<Option<TokenInfo>>;
+
     /// Records that a token was used at `at`.
     async fn touch_token(&self, id: &str, at: &str) -> Result<()>;
 

@@ -237,3 +237,41 @@ async fn a_token_never_outlives_the_token_that_minted_it() {
     }
     assert!(as_token(&sibling.token).list(None, None, None).await.is_ok(), "another line lives on");
 }
+
+/// A token revoked while a WebSocket opened with it is still open stops working on it:
+/// the next call is `unauthorized`, as is a new subscription.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_stops_working_on_an_open_websocket() {
+    let t = TestServer::start().await;
+    t.install("probe", PROBE_WASM).await;
+    let minted = t.client.create_token(None, &[Scope::Submit, Scope::Read], None).await.unwrap();
+    let user = jobhost_client::Client::with_token(&t.server().url(), Some(&minted.token)).unwrap();
+    let socket = user.websocket().await.unwrap();
+    let req = SubmitRequest { plugin: "probe".into(), args: vec!["noop".into()], ..SubmitRequest::default() };
+    let params = jobhost_client::submit_params(&req).unwrap();
+    let before: jobhost_model::Submitted = socket.call("jobs.submit", params.clone()).await.unwrap();
+    assert!(before.created);
+    t.client.revoke_token(&minted.id).await.unwrap();
+    let after = socket.call::<jobhost_model::Submitted>("jobs.submit", params).await.unwrap_err();
+    assert_eq!(after.kind(), Some("unauthorized"), "{after}");
+    let listed = t.client.list(None, None, None).await.unwrap();
+    assert_eq!(listed.jobs.len(), 1, "only the submit made before the revocation created a job");
+}
+
+/// The file routes count against a token's request rate as calls do: past the burst,
+/// a transfer is `limit_exceeded`.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_transfers_count_against_the_token_rate() {
+    let t = TestServer::start_with(|c| {
+        c.transport.rate_per_s = 1;
+        c.transport.rate_burst = 3;
+    })
+    .await;
+    let upload = t.client.create_upload().await.unwrap();
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        let put = t.client.put_file(&upload.id, &format!("f{n}.txt"), b"x".to_vec()).await;
+        answers.push(put.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.kind().unwrap_or("transport").to_owned()));
+    }
+    assert_eq!(answers, ["ok", "ok", "limit_exceeded"], "the call and two transfers fill a burst of three");
+}

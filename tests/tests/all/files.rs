@@ -268,3 +268,23 @@ async fn an_archive_that_fails_part_way_leaves_nothing() {
     let sealed = t.client.finalize_upload(&upload.id).await.unwrap();
     assert_eq!((sealed.file_count, sealed.size_bytes), (2, 5), "only the two files put before");
 }
+
+/// A file route's path whose `%` escapes are not UTF-8 says so, as `invalid_params`
+/// about the path (or the artifact's name), never that it is empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_that_is_not_percent_encoded_utf8_says_so() {
+    let t = probe_server().await;
+    let upload = t.client.create_upload().await.unwrap();
+    let auth = format!("Bearer {}", t.server().admin_token().unwrap());
+    let addr = t.server().local_addr;
+    let put = format!("/uploads/{}/files/%C0%AE", upload.id);
+    let (status, body) = http_raw(addr, "PUT", &put, Some(&auth), b"x").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (body["error"]["data"]["kind"].as_str(), body["error"]["data"]["field"].as_str()),
+        (Some("invalid_params"), Some("path"))
+    );
+    assert!(body["error"]["message"].as_str().unwrap_or_default().contains("percent-encoded UTF-8"), "{body}");
+    let (status, body) = http_raw(addr, "GET", "/jobs/job_x/artifacts/%FF", Some(&auth), b"").await;
+    assert_eq!((status, body["error"]["data"]["field"].as_str()), (400, Some("name")), "{body}");
+}

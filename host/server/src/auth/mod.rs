@@ -64,12 +64,60 @@ pub struct Auth {
     store: Arc<dyn Store>,
     /// When each token's `last_used_at` was last written.
     last_written: Arc<Mutex<HashMap<String, Instant>>>,
+    /// When each token was last found good by [`Auth::recheck`], and the revocation
+    /// count then.
+    checked: Arc<Mutex<HashMap<String, (Instant, u64)>>>,
+    /// Revocations made through this process.
+    revocations: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long a token found good stays good for [`Auth::recheck`] (unless a revocation is
+/// made through this process meanwhile): the most a revocation through another node,
+/// or an expiry, takes to reach a connection opened before it.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl Auth {
     /// The service over `store`.
     pub fn new(store: Arc<dyn Store>) -> Auth {
-        Auth { store, last_written: Arc::default() }
+        Auth { store, last_written: Arc::default(), checked: Arc::default(), revocations: Arc::default() }
+    }
+
+    /// Whether the token `caller` presented is still good, for a call on a connection
+    /// authenticated earlier (a WebSocket stays open across calls). Found good, a token
+    /// is looked up again after [`RECHECK_EVERY`], or at once after a revocation made
+    /// through this process; a caller without a token (the server itself) always is.
+    pub async fn recheck(&self, caller: &Caller) -> Result<std::result::Result<(), Refusal>> {
+        let Some(id) = &caller.token_id else { return Ok(Ok(())) };
+        let generation = self.revocations.load(std::sync::atomic::Ordering::Acquire);
+        {
+            let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, seen)) = checked.get(id)
+                && *seen == generation
+                && at.elapsed() < RECHECK_EVERY
+            {
+                return Ok(Ok(()));
+            }
+        }
+        let refusal = match self.store.get_token(id).await? {
+            None => Some(Refusal::Unknown),
+            Some(t) if t.revoked_at.is_some() => Some(Refusal::Revoked),
+            Some(t) if t.expires_at.as_deref().is_some_and(|at| at <= ids::now().as_str()) => Some(Refusal::Expired),
+            Some(_) => None,
+        };
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        match refusal {
+            Some(r) => {
+                checked.remove(id);
+                Ok(Err(r))
+            }
+            None => {
+                if checked.len() > 100_000 {
+                    checked.clear();
+                }
+                checked.insert(id.clone(), (Instant::now(), generation));
+                Ok(Ok(()))
+            }
+        }
     }
 
     /// Makes sure the first admin exists and `DATA_DIR/token` holds a live admin token
@@ -241,7 +289,11 @@ impl Auth {
             return Err(not_found());
         }
         match self.store.revoke_token(id, owner, &ids::now()).await? {
-            Some(info) => Ok(info),
+            Some(info) => {
+                // Connections opened with it (or with tokens it minted) learn at their next call.
+                self.revocations.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                Ok(info)
+            }
             None => {
                 let visible = self.store.list_tokens(owner).await?.into_iter().find(|t| t.id == id);
                 match visible {

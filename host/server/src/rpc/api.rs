@@ -48,6 +48,16 @@ pub enum Access {
     ReadOrSubmit,
 }
 
+/// Refuses a call whose token was revoked or expired since its connection was
+/// authenticated (see `Auth::recheck`).
+async fn still_valid(ctx: &Context, caller: &Caller) -> Result<(), ErrorObjectOwned> {
+    match ctx.auth.recheck(caller).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(refusal)) => Err(super::to_rpc_error(crate::jobs::Error::Unauthorized(refusal.message().into()))),
+        Err(e) => Err(super::to_rpc_error(e)),
+    }
+}
+
 impl Access {
     fn check(self, ctx: &Context, ext: &Extensions) -> Result<Caller, ErrorObjectOwned> {
         match self {
@@ -133,6 +143,7 @@ impl Api {
             let handler = handler.clone();
             async move {
                 let caller = access.check(&ctx, &ext)?;
+                still_valid(&ctx, &caller).await?;
                 let req: P = parse(&p)?;
                 handler(req, caller, ctx).await
             }
@@ -238,6 +249,9 @@ impl Api {
                     Ok(c) => c,
                     Err(e) => return pending.reject(e).await,
                 };
+                if let Err(e) = still_valid(&ctx, &caller).await {
+                    return pending.reject(e).await;
+                }
                 match parse::<P>(&p) {
                     Ok(req) => handler(req, caller, pending, ctx).await,
                     Err(e) => pending.reject(e).await,

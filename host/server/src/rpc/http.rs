@@ -46,6 +46,8 @@ pub struct HttpContext {
     pub jobs: Jobs,
     /// Artifacts held by other nodes, and their requests.
     pub cluster: Cluster,
+    /// The per-token request rate, shared with the JSON-RPC calls.
+    pub rate: std::sync::Arc<super::rate::RateLimiter>,
 }
 
 /// The layer; see the module docs.
@@ -78,10 +80,24 @@ pub struct HttpService<S> {
 
 /// A path this layer answers itself.
 enum Route {
-    UploadFile { id: String, path: String },
-    UploadArchive { id: String },
-    UploadPack { id: String },
-    Artifact { job_id: String, name: String },
+    UploadFile {
+        id: String,
+        path: String,
+    },
+    UploadArchive {
+        id: String,
+    },
+    UploadPack {
+        id: String,
+    },
+    Artifact {
+        job_id: String,
+        name: String,
+    },
+    /// A file route whose path is not percent-encoded UTF-8.
+    BadEncoding {
+        what: &'static str,
+    },
     Rpc,
 }
 
@@ -145,6 +161,16 @@ where
                 return inner.call(req).await.map_err(Into::into);
             }
             let Some(caller) = caller else { return Ok(error_response(&needs_token())) };
+            // A file transfer counts against its token's rate as a call does.
+            if let Some(token) = &caller.token_id
+                && !ctx.rate.allow(token)
+            {
+                let e = Error::LimitExceeded(format!(
+                    "request rate: this token may make {} calls per second",
+                    ctx.rate.per_s()
+                ));
+                return Ok(error_response(&e));
+            }
             let result = match route {
                 Route::UploadFile { id, path } => put_file(&ctx, &caller, &id, &path, req).await,
                 Route::UploadArchive { id } => put_archive(&ctx, &caller, &id, req).await,
@@ -153,6 +179,10 @@ where
                     let head = req.method() == Method::HEAD;
                     get_artifact(&ctx, &caller, &job_id, &name, head, req.headers()).await
                 }
+                Route::BadEncoding { what } => Err(Error::invalid(
+                    what,
+                    "is not valid percent-encoded UTF-8 (a `%` escape names a byte that is not)",
+                )),
                 Route::Rpc => Err(Error::Internal("unreachable route".into())),
             };
             Ok(result.unwrap_or_else(|e| error_response(&e)))
@@ -190,13 +220,13 @@ fn route(method: &Method, path: &str) -> Route {
     match (method, parts.as_slice()) {
         (&Method::PUT, ["uploads", id, "files", rest]) => match decode(rest) {
             Some(path) => Route::UploadFile { id: (*id).to_owned(), path },
-            None => Route::UploadFile { id: (*id).to_owned(), path: String::new() },
+            None => Route::BadEncoding { what: "path" },
         },
         (&Method::PUT, ["uploads", id, "archive"]) => Route::UploadArchive { id: (*id).to_owned() },
         (&Method::GET, ["uploads", id, "archive"]) => Route::UploadPack { id: (*id).to_owned() },
         (&Method::GET | &Method::HEAD, ["jobs", id, "artifacts", rest]) => match decode(rest) {
             Some(name) => Route::Artifact { job_id: (*id).to_owned(), name },
-            None => Route::Artifact { job_id: (*id).to_owned(), name: String::new() },
+            None => Route::BadEncoding { what: "name" },
         },
         _ => Route::Rpc,
     }

@@ -25,7 +25,7 @@ pub mod http;
 mod jobs;
 mod models;
 mod plugins;
-mod rate;
+pub mod rate;
 mod system;
 mod uploads;
 mod workers;
@@ -47,6 +47,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Limits of the transport, each refused with a clear error when passed.
 #[derive(Debug, Clone)]
@@ -96,7 +97,7 @@ pub struct Context {
     /// Files held by other nodes.
     pub cluster: crate::cluster::Cluster,
     /// Per-token request rates.
-    pub rate: rate::RateLimiter,
+    pub rate: Arc<rate::RateLimiter>,
 }
 
 /// The services the API calls into.
@@ -124,7 +125,7 @@ impl Context {
     /// The context of a server over these services, its rate limits those of `limits`.
     pub fn new(services: Services, limits: &TransportLimits) -> Context {
         let Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster } = services;
-        let rate = rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst);
+        let rate = Arc::new(rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst));
         Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, rate }
     }
 }
@@ -179,6 +180,7 @@ pub async fn serve(
         uploads: ctx.uploads.clone(),
         jobs: ctx.jobs.clone(),
         cluster: ctx.cluster.clone(),
+        rate: ctx.rate.clone(),
     });
     let max_batch_answer = limits.max_body_bytes as usize;
     let server = Server::builder()

@@ -127,6 +127,15 @@ impl AccessStore for PgStore {
         Ok(Some((token, user)))
     }
 
+    async fn get_token(&self, id: &str) -> Result<Option<TokenInfo>> {
+        sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens t WHERE t.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| token_from_row(&r).map(|t| t.info))
+            .transpose()
+    }
+
     async fn touch_token(&self, id: &str, at: &str) -> Result<()> {
         sqlx::query("UPDATE tokens SET last_used_at = $1::timestamptz WHERE id = $2")
             .bind(at)
