@@ -109,9 +109,15 @@ fn serve(data_dir: &std::path::Path) -> (Child, String) {
 
 /// Starts `jobhost serve` logging at `level`; the log collects in the returned buffer.
 fn serve_logged(data_dir: &std::path::Path, level: &str) -> (Child, String, Arc<Mutex<String>>) {
+    serve_with(data_dir, level, &["--concurrency", "2"])
+}
+
+/// Starts `jobhost serve` with `extra` flags, logging at `level`.
+fn serve_with(data_dir: &std::path::Path, level: &str, extra: &[&str]) -> (Child, String, Arc<Mutex<String>>) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--concurrency", "2", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("JOBHOST_LOG", level)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -221,6 +227,45 @@ async fn a_killed_server_loses_no_job() {
 
     let store = jobhost_store::SqliteStore::open(&dir.path().join("jobhost.db")).await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
+/// A server killed with SIGKILL while three container jobs run: started again, it
+/// removes the containers its previous process left, and every job ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_leaves_no_container_behind() {
+    let image = tokio::task::spawn_blocking(jobhost_tests::busybox_image).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, url, _) = serve_with(dir.path(), "warn", &["--concurrency", "4"]);
+    let token = jobhost_server::auth::read_token_file(&dir.path().join("token")).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    let req = SubmitRequest {
+        image: Some(image.into()),
+        command: vec!["sleep".into(), "300".into()],
+        ..SubmitRequest::default()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(client.submit(&req).await.unwrap().job.id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.iter().any(|id| jobhost_tests::containers_of_job(id).is_empty()) {
+        assert!(Instant::now() < deadline, "the containers never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: the containers run on without it.
+    first.wait().unwrap();
+    assert!(ids.iter().all(|id| !jobhost_tests::containers_of_job(id).is_empty()));
+
+    let (mut second, url, _) = serve_with(dir.path(), "warn", &["--concurrency", "4"]);
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    for id in &ids {
+        let job = client.wait(id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+        assert!(job.error.unwrap_or_default().contains("host stopped"), "{id}");
+        assert_eq!(jobhost_tests::containers_of_job(id), "", "a container of {id} was left behind");
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
 }
 
 #[test]

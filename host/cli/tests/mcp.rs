@@ -81,7 +81,13 @@ async fn drive(mode: &str) -> Value {
         assert_eq!(tool["input_schema"]["type"], "object", "{name}");
         assert_eq!(tool["output_schema"]["type"], "object", "{name}");
     }
-    assert_eq!(tools["run_job"]["input_schema"]["required"], serde_json::json!(["plugin"]));
+    // A job runs an installed component or a container image: neither field is
+    // required alone (the server refuses a request with neither or both).
+    let input = &tools["run_job"]["input_schema"];
+    for field in ["plugin", "image", "command", "args"] {
+        assert!(input["properties"].get(field).is_some(), "run_job takes {field}: {input}");
+    }
+    assert!(input.get("required").is_none_or(|r| r.as_array().is_some_and(|r| r.is_empty())), "{input}");
 
     // tools/call run_job: the component's output, as structured content and as text.
     let run = &report["run_job"];

@@ -5,10 +5,11 @@
 //! lasts, cancel (and the deadline, which the executor enforces from the job's
 //! `timeout_s`) end it promptly, and the outcome is the one answer.
 //!
-//! Executors are picked by job kind ([`Executors`]). Wasm components are the first
-//! ([`wasm::WasmExecutor`]); container and GPU executors slot in beside it, each a
-//! module of this crate implementing [`Executor`].
+//! Executors are picked by job kind ([`Executors`]): Wasm components
+//! ([`wasm::WasmExecutor`]) and containers ([`container::ContainerExecutor`], through
+//! the Docker Engine API); each is a module of this crate implementing [`Executor`].
 
+pub mod container;
 pub mod wasm;
 
 use jobhost_model::{Job, JobKind, JobSink, RunGrant, RunOutcome};

@@ -21,11 +21,25 @@ pub const MAX_PAGE: u32 = 1000;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
-    /// Installed component to run.
+    /// Installed component to run (or `image` instead).
+    #[serde(default)]
     pub plugin: String,
     /// argv after argv[0].
     #[serde(default)]
     pub args: Vec<String>,
+    /// A container image to run instead of a component: the job is of kind
+    /// `container` and runs `command` in it (the image must be on the machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A container job's command (the image's default when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Replaces a container image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// A container job's working directory [default: `/work`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
     /// The job's whole environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,

@@ -96,18 +96,26 @@ pub enum JobKind {
     Wasm,
     /// A model download, run by the built-in puller.
     Pull,
+    /// A command in a container image, run by the container engine.
+    Container,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 2] = [JobKind::Wasm, JobKind::Pull];
+    pub const ALL: [JobKind; 3] = [JobKind::Wasm, JobKind::Pull, JobKind::Container];
 
     /// The stored and wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Wasm => "wasm",
             Self::Pull => "pull",
+            Self::Container => "container",
         }
+    }
+
+    /// Whether jobs of this kind run an installed component (`plugin_digest`).
+    pub fn runs_component(self) -> bool {
+        matches!(self, Self::Wasm | Self::Pull)
     }
 
     /// Parses a stored or wire name.
@@ -265,10 +273,32 @@ pub struct Job {
     /// The node (`workers.list` id) that took its latest attempt; none before a claim.
     #[serde(default)]
     pub worker_id: Option<String>,
+    /// What a container job runs (`kind` `container`; `plugin` is its image and `args`
+    /// its command then); none for other kinds.
+    #[serde(default)]
+    pub container: Option<ContainerSpec>,
+    /// The engine's id of the container its latest attempt ran in (container jobs).
+    #[serde(default)]
+    pub container_id: Option<String>,
     /// Why a pending job is not starting, when the host can tell (`jobs.get` only):
     /// "no online worker has labels [gpu]".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+}
+
+/// A container job's image and how its command starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSpec {
+    /// The image, as the engine names it (`busybox:latest`, an id); run only when it is
+    /// on the machine already (no pull).
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// The command's working directory [default: `/work`].
+    #[serde(default)]
+    pub workdir: Option<String>,
 }
 
 /// Which output stream a log chunk came from.

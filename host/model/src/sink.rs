@@ -9,4 +9,7 @@ pub trait JobSink: Send + Sync {
     fn logs(&self, job_id: &str, chunks: Vec<LogChunk>);
     /// New progress of `job_id`.
     fn progress(&self, job_id: &str, progress: Progress);
+    /// Attempt `attempt` of `job_id` runs in container `container_id` (a container
+    /// job's executor says so once it is created).
+    fn container(&self, job_id: &str, attempt: u32, container_id: &str);
 }

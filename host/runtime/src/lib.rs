@@ -30,7 +30,7 @@
 //!   `capture` takes its output; [`sandbox`] is its directories.
 
 mod cache;
-mod capture;
+pub mod capture;
 mod engine;
 mod host;
 pub mod http;

@@ -11,6 +11,7 @@ use crate::scheduler::{Grants, Scheduler};
 use crate::uploads::{UploadLimits, Uploads};
 use anyhow::Context as _;
 use jobhost_executors::Executors;
+use jobhost_executors::container::ContainerExecutor;
 use jobhost_executors::wasm::WasmExecutor;
 use jobhost_model::JobKind;
 use jobhost_runtime::{Runtime, RuntimeConfig};
@@ -66,6 +67,10 @@ pub struct ServerConfig {
     pub database_url: Option<DatabaseUrl>,
     /// What this node says of itself in `workers.list`.
     pub node: crate::nodes::NodeConfig,
+    /// Whether to run container jobs through a container engine (`DOCKER_HOST` or the
+    /// default socket) when one answers at start; `jobhost serve --container-engine
+    /// none` turns it off.
+    pub container_engine: bool,
     /// The secret nodes on one database prove themselves to each other with when one
     /// fetches files another holds (`--cluster-secret-file`); none: files held by
     /// another node cannot be fetched through this one.
@@ -116,6 +121,7 @@ impl ServerConfig {
             prepare_puller: true,
             database_url: None,
             node: crate::nodes::NodeConfig::default(),
+            container_engine: true,
             cluster_secret: None,
         }
     }
@@ -235,8 +241,29 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_open_resources: config.max_open_resources,
         max_wasm_stack: config.max_wasm_stack,
     })?);
+    // Container jobs run when an engine answers now; without one they are refused.
+    let containers = if config.container_engine {
+        match ContainerExecutor::connect(&worker_id, config.max_log_bytes, config.max_output_bytes).await {
+            Ok(executor) => {
+                // What a previous process of this node left running belongs to no run.
+                match executor.reconcile().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(removed = n, "removed containers a previous process left"),
+                    Err(e) => tracing::warn!(error = %e, "removing containers a previous process left"),
+                }
+                Some(Arc::new(executor))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "container jobs are refused on this node");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let limits = crate::jobs::Limits { containers: containers.is_some(), ..config.limits.clone() };
     let here = crate::jobs::Here { worker_id: worker_id.clone().into(), labels: config.node.labels.clone().into() };
-    let jobs = Jobs::new(store.clone(), here, config.limits.clone(), jobs_dir, uploads_dir.clone());
+    let jobs = Jobs::new(store.clone(), here, limits, jobs_dir, uploads_dir.clone());
     let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir, worker_id.into());
     uploads.reset_staging().context("preparing the uploads directory")?;
     let (requeued, failed) = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;
@@ -266,11 +293,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let shutdown = CancellationToken::new();
     tokio::spawn(nodes.clone().heartbeat(jobs.clone(), shutdown.clone()));
     let cluster = crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone());
-    // Every kind runs as a component today; what differs is the grant its service gives.
+    // The kinds that run a component share the Wasm executor (what differs is the grant
+    // their service gives); containers have theirs, when an engine answered.
     let mut executors = Executors::default();
     let wasm = Arc::new(WasmExecutor::new(runtime));
-    for kind in JobKind::ALL {
+    for kind in JobKind::ALL.into_iter().filter(|k| k.runs_component()) {
         executors.insert(kind, wasm.clone());
+    }
+    if let Some(containers) = containers {
+        executors.insert(JobKind::Container, containers);
     }
     let mut grants = Grants::default();
     grants.insert(JobKind::Pull, models.grant());

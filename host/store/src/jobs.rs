@@ -40,6 +40,8 @@ pub struct NewJob {
     pub files_id: Option<String>,
     /// Labels a node must have to claim it, sorted, without repeats.
     pub requires: Vec<String>,
+    /// A container job's spec (`ContainerSpec` as JSON).
+    pub container: Option<String>,
 }
 
 /// The node a claim is made for: only what it has `starting` or `running` counts
@@ -166,6 +168,10 @@ pub trait JobStore: Send + Sync {
     /// `starting` → `running` for the current attempt; `None` if the job moved on
     /// (cancelled meanwhile, or the attempt is stale). Queued at once (group commit).
     fn mark_running(&self, id: &str, attempt: u32) -> Queued<Option<Job>>;
+
+    /// Records the container attempt `attempt` of job `id` runs in; `false` if the
+    /// attempt is no longer the current one.
+    async fn set_container_id(&self, id: &str, attempt: u32, container_id: &str) -> Result<bool>;
 
     /// Extends the lease of the current attempt; `false` if the job is no longer ours.
     async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool>;

@@ -125,6 +125,7 @@ pub fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         max_attempts: 2,
         files_id: None,
         requires: vec![],
+        container: None,
     }
 }
 

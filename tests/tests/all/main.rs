@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod containers;
 mod core;
 mod discover;
 mod files;
@@ -182,6 +183,12 @@ pub async fn http_raw(
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// Fails the test, showing both, unless `text` contains `part`.
+#[track_caller]
+pub fn assert_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} is not in {text:?}");
 }
 
 /// Polls until `f` holds (at most `secs` seconds).

@@ -262,6 +262,7 @@ pub(super) async fn start(data: &Path, tweak: impl FnOnce(&mut ServerConfig)) ->
     let mut config = ServerConfig::new(data.to_path_buf());
     // The figures are of jobs: no model puller compiling beside them at start.
     config.prepare_puller = false;
+    config.container_engine = false;
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     tweak(&mut config);
     server::start(config).await

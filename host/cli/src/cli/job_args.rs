@@ -37,18 +37,42 @@ pub(super) struct JobArgs {
     /// Labels the node that runs it must have (comma-separated: `gpu,linux`).
     #[arg(long, value_delimiter = ',')]
     requires: Vec<String>,
+    /// Run this container image (on the machine already) instead of a component; the
+    /// arguments are its command.
+    #[arg(long)]
+    image: Option<String>,
+    /// A container's entrypoint, replacing the image's (repeatable, one word each).
+    #[arg(long)]
+    entrypoint: Vec<String>,
+    /// A container's working directory [default: /work].
+    #[arg(long)]
+    workdir: Option<String>,
 }
 
 impl JobArgs {
-    /// The submit request for a job of `plugin` with `args`.
+    /// Whether `--image` asks for a container job.
+    pub(super) fn is_container(&self) -> bool {
+        self.image.is_some()
+    }
+
+    /// The submit request for a job of `plugin` with `args`; with `--image`, a
+    /// container job of that image whose command is `args` (and `plugin` is unused).
     pub(super) fn request(&self, plugin: String, args: Vec<String>) -> anyhow::Result<SubmitRequest> {
         let input = match &self.input {
             Some(text) => Some(serde_json::from_str(text).context("--input is not valid JSON")?),
             None => None,
         };
+        let (plugin, args, command) = match &self.image {
+            Some(_) => (String::new(), Vec::new(), args),
+            None => (plugin, args, Vec::new()),
+        };
         Ok(SubmitRequest {
             plugin,
             args,
+            image: self.image.clone(),
+            command,
+            entrypoint: (!self.entrypoint.is_empty()).then(|| self.entrypoint.clone()),
+            workdir: self.workdir.clone(),
             env: self.env.iter().cloned().collect::<BTreeMap<_, _>>(),
             input,
             timeout_s: self.timeout_s,
@@ -116,9 +140,23 @@ mod tests {
         .unwrap();
         let request = serde_json::to_value(flags.job.request("p".into(), vec!["a".into()]).unwrap()).unwrap();
         assert_eq!(request["requires"], serde_json::json!(["gpu", "fast"]));
+        let container =
+            Flags::try_parse_from(["t", "--image", "busybox", "--entrypoint", "/bin/sh", "--workdir", "/w"])
+                .unwrap()
+                .job
+                .request("unused".into(), vec!["-c".into(), "echo hi".into()])
+                .unwrap();
+        assert_eq!(container.plugin, "");
+        assert_eq!(container.image.as_deref(), Some("busybox"));
+        assert_eq!((container.command, container.args), (vec!["-c".to_owned(), "echo hi".to_owned()], vec![]));
+        assert_eq!(container.entrypoint, Some(vec!["/bin/sh".to_owned()]));
+        assert_eq!(container.workdir.as_deref(), Some("/w"));
         let schema = serde_json::to_value(schemars::schema_for!(SubmitRequest)).unwrap();
         let fields = schema["properties"].as_object().unwrap();
-        for field in fields.keys().filter(|f| f.as_str() != "files_id") {
+        // A component job has no image, command or entrypoint; the container flags
+        // are checked below.
+        let container_only = ["files_id", "image", "command", "entrypoint", "workdir"];
+        for field in fields.keys().filter(|f| !container_only.contains(&f.as_str())) {
             let value = &request[field];
             let set = !(value.is_null()
                 || value.as_object().is_some_and(|o| o.is_empty())

@@ -126,6 +126,8 @@ mod tests {
             completed_at: None,
             requires: vec![],
             worker_id: None,
+            container: None,
+            container_id: None,
             waiting: None,
         }
     }

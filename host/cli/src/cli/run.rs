@@ -43,6 +43,10 @@ pub(super) struct RunArgs {
 
 /// Runs the component on the server at `--server`, or on an embedded one.
 pub(super) async fn exec(args: RunArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.job.is_container(),
+        "`jobhost run` runs a component; a container job is `jobhost submit --image IMAGE -- COMMAND`"
+    );
     let digest = digest_of(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
     let name = match &args.name {
         Some(n) => n.clone(),
@@ -59,6 +63,7 @@ pub(super) async fn exec(args: RunArgs) -> anyhow::Result<ExitCode> {
         // same component compiles nothing; a run needs no model puller.
         config.component_cache = Some(component_cache()?);
         config.prepare_puller = false;
+        config.container_engine = false;
         let server = server::start(config).await?;
         client = Client::with_token(&server.url(), Some(&server.admin_token()?))?;
         embedded = Some((server, dir));

@@ -48,6 +48,11 @@ pub(super) struct ServeArgs {
     /// Allow listening on an address other than loopback (other machines can connect).
     #[arg(long)]
     allow_remote: bool,
+    /// The container engine that runs container jobs: `docker` (the Docker Engine API
+    /// at `DOCKER_HOST` or the default socket; Podman's compatible socket works) or
+    /// `none`. Without an engine answering at start, container jobs are refused.
+    #[arg(long, default_value = "docker", value_parser = ["docker", "none"])]
+    container_engine: String,
     /// Runs a job may have: one whose node was lost (or that was running when the
     /// server stopped) runs again while it has runs left, otherwise it fails.
     #[arg(long, default_value_t = 1)]
@@ -106,6 +111,7 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bail!("--max-attempts must be at least 1");
     }
     config.limits.max_attempts = args.max_attempts;
+    config.container_engine = args.container_engine == "docker";
     if args.retention_days == 0 {
         bail!("--retention-days must be at least 1");
     }

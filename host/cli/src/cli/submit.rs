@@ -1,6 +1,7 @@
-//! `jobhost submit PLUGIN -- ARGS`: queues a job of an installed component and prints
-//! its id (or the whole `Submitted` with `--json`) without waiting for it, for scripts
-//! that then `wait` or `logs -f` it.
+//! `jobhost submit PLUGIN -- ARGS` (or `jobhost submit --image IMAGE -- COMMAND`):
+//! queues a job of an installed component (or a container job) and prints its id (or
+//! the whole `Submitted` with `--json`) without waiting for it, for scripts that then
+//! `wait` or `logs -f` it.
 
 use super::conn::Conn;
 use super::job_args::JobArgs;
@@ -22,9 +23,10 @@ pub(super) struct SubmitArgs {
     /// An upload already finalized (`jobhost upload`) as the job's `/input`.
     #[arg(long, value_name = "ID")]
     files_id: Option<String>,
-    /// Installed component name.
-    plugin: String,
-    /// Arguments (argv[1..]).
+    /// Installed component name (none with `--image`).
+    #[arg(required_unless_present = "image")]
+    plugin: Option<String>,
+    /// Arguments (argv[1..]), or the container's command with `--image`.
     #[arg(last = true)]
     args: Vec<String>,
 }
@@ -33,7 +35,7 @@ pub(super) struct SubmitArgs {
 pub(super) async fn exec(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let SubmitArgs { conn, job, files, files_id, plugin, args } = args;
     let client = conn.client()?;
-    let mut request = job.request(plugin, args)?;
+    let mut request = job.request(plugin.unwrap_or_default(), args)?;
     request.files_id = match files {
         Some(dir) => Some(upload_dir(&client, &dir).await?.id),
         None => files_id,

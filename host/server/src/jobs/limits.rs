@@ -29,6 +29,8 @@ pub struct Limits {
     pub capacity_memory_mb: u32,
     /// Claims a job gets before a run lost to a crash fails it.
     pub max_attempts: u32,
+    /// Whether this server runs container jobs (a container engine answered at start).
+    pub containers: bool,
 }
 
 impl Default for Limits {
@@ -42,6 +44,7 @@ impl Default for Limits {
             default_cpus: DEFAULT_CPUS,
             capacity_memory_mb: machine_memory_mb().map_or(4096, |mb| (mb / 5 * 4) as u32),
             max_attempts: 1,
+            containers: false,
         }
     }
 }

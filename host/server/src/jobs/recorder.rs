@@ -62,6 +62,15 @@ impl JobSink for Recorder {
         );
     }
 
+    fn container(&self, job_id: &str, attempt: u32, container_id: &str) {
+        let (store, id, container) = (self.store.clone(), job_id.to_owned(), container_id.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = store.set_container_id(&id, attempt, &container).await {
+                tracing::warn!(job_id = id, error = %e, "recording a job's container");
+            }
+        });
+    }
+
     fn progress(&self, job_id: &str, progress: Progress) {
         let events = self.events.clone();
         let (id, published) = (job_id.to_owned(), progress.clone());

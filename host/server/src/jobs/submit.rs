@@ -7,10 +7,34 @@
 //! same insert, and when that fails the caller is told why in their own terms.
 
 use super::{Caller, Error, Jobs, Result, SubmitRequest, Submitted};
-use jobhost_model::{Cpus, JobKind, UploadState, ids};
+use jobhost_model::{ContainerSpec, Cpus, JobKind, UploadState, ids};
 use jobhost_store::NewJob;
 use serde::Serialize;
 use std::sync::PoisonError;
+
+/// A container job's spec from `req`: the image named, a plain working directory.
+fn container_spec(req: &SubmitRequest, image: &str) -> Result<ContainerSpec> {
+    if !req.plugin.is_empty() {
+        return Err(Error::invalid("plugin", "a job runs a component or an image, not both"));
+    }
+    if !req.args.is_empty() {
+        return Err(Error::invalid("args", "a container job takes `command`"));
+    }
+    if image.is_empty() || image.len() > 255 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid("image", "must be 1 to 255 characters without spaces"));
+    }
+    if let Some(dir) = &req.workdir
+        && (!dir.starts_with('/') || dir.contains('\0'))
+    {
+        return Err(Error::invalid("workdir", "must be an absolute path"));
+    }
+    for (i, word) in req.entrypoint.iter().flatten().enumerate() {
+        if word.contains('\0') {
+            return Err(Error::invalid(&format!("entrypoint[{i}]"), "must not contain NUL"));
+        }
+    }
+    Ok(ContainerSpec { image: image.to_owned(), entrypoint: req.entrypoint.clone(), workdir: req.workdir.clone() })
+}
 
 /// Bytes of JSON in `args`, `env`, `input` and `labels` together; jobs carry data in
 /// files, not in their record.
@@ -20,7 +44,8 @@ impl Jobs {
     /// Validates and records a job. With a `client_job_id` already naming a live job
     /// of the caller, returns that job with `created: false`.
     pub async fn submit(&self, caller: &Caller, req: SubmitRequest) -> Result<Submitted> {
-        self.submit_kind(caller, req, JobKind::Wasm).await
+        let kind = if req.image.is_some() { JobKind::Container } else { JobKind::Wasm };
+        self.submit_kind(caller, req, kind).await
     }
 
     /// [`Jobs::submit`] for a job of another `kind` (e.g. `pull`, submitted by the
@@ -42,14 +67,39 @@ impl Jobs {
 
     async fn validate(&self, caller: &Caller, req: SubmitRequest, kind: JobKind) -> Result<NewJob> {
         let limits = &self.limits;
-        if req.plugin.is_empty() {
-            return Err(Error::invalid("plugin", "must not be empty"));
-        }
-        let plugin = self
-            .store
-            .get_plugin(&req.plugin)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("plugin {:?} is not installed", req.plugin)))?;
+        // What runs: an installed component's name and digest, or an image.
+        let (plugin, digest, args, container) = match (&req.image, kind) {
+            (Some(image), JobKind::Container) => {
+                let spec = container_spec(&req, image)?;
+                if !self.limits.containers {
+                    return Err(Error::Unavailable(
+                        "this server runs no containers: no container engine answered at its start".into(),
+                    ));
+                }
+                (image.clone(), String::new(), req.command.clone(), Some(spec))
+            }
+            (Some(_), _) => return Err(Error::invalid("image", "a job of this kind runs a component")),
+            (None, _) => {
+                if req.plugin.is_empty() {
+                    return Err(Error::invalid("plugin", "must not be empty (or give `image` for a container)"));
+                }
+                for (field, set) in [
+                    ("command", !req.command.is_empty()),
+                    ("entrypoint", req.entrypoint.is_some()),
+                    ("workdir", req.workdir.is_some()),
+                ] {
+                    if set {
+                        return Err(Error::invalid(field, "is for a container job (with `image`)"));
+                    }
+                }
+                let plugin = self
+                    .store
+                    .get_plugin(&req.plugin)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("plugin {:?} is not installed", req.plugin)))?;
+                (plugin.name, plugin.digest, req.args.clone(), None)
+            }
+        };
         if let Some(files_id) = &req.files_id {
             let upload =
                 if ids::has_prefix(files_id, ids::UPLOAD) { self.store.get_upload(files_id).await? } else { None };
@@ -57,9 +107,10 @@ impl Jobs {
                 return Err(Error::NotFound(format!("upload {files_id:?} not found")));
             }
         }
-        for (i, a) in req.args.iter().enumerate() {
+        let args_field = if container.is_some() { "command" } else { "args" };
+        for (i, a) in args.iter().enumerate() {
             if a.contains('\0') {
-                return Err(Error::invalid(&format!("args[{i}]"), "must not contain NUL"));
+                return Err(Error::invalid(&format!("{args_field}[{i}]"), "must not contain NUL"));
             }
         }
         for (k, v) in &req.env {
@@ -120,7 +171,7 @@ impl Jobs {
         let mut requires = req.requires.clone();
         requires.sort();
         requires.dedup();
-        let args = to_json(&req.args);
+        let args = to_json(&args);
         let env = to_json(&req.env);
         let labels = to_json(&req.labels);
         let input = req.input.as_ref().map(|v| v.to_string());
@@ -135,8 +186,8 @@ impl Jobs {
             id: ids::new(ids::JOB),
             user_id: caller.user_id.clone(),
             kind,
-            plugin: plugin.name,
-            plugin_digest: plugin.digest,
+            plugin,
+            plugin_digest: digest,
             args,
             env,
             input,
@@ -149,6 +200,7 @@ impl Jobs {
             requires,
             max_attempts: limits.max_attempts,
             files_id: req.files_id,
+            container: container.map(|c| to_json(&c)),
         })
     }
 

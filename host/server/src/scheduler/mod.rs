@@ -193,7 +193,9 @@ impl Scheduler {
         let (plugins, uploads, cluster) = (self.plugins.clone(), self.uploads.clone(), self.cluster.clone());
         let run = async move {
             // Installed through another node: fetched and compiled here first.
-            if let Err(e) = plugins.ensure(&task.job.plugin_digest).await {
+            if task.job.kind.runs_component()
+                && let Err(e) = plugins.ensure(&task.job.plugin_digest).await
+            {
                 return RunOutcome::failed(e.to_string());
             }
             // Files uploaded through another node: fetched before the job starts.

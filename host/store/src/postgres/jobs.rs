@@ -89,6 +89,17 @@ impl JobStore for PgStore {
         queue::send_for(&self.ops, Op::MarkRunning { id: id.to_owned(), attempt, reply }, rx)
     }
 
+    async fn set_container_id(&self, id: &str, attempt: u32, container_id: &str) -> Result<bool> {
+        Ok(sqlx::query("UPDATE jobs SET container_id = $1 WHERE id = $2 AND attempt = $3")
+            .bind(container_id)
+            .bind(id)
+            .bind(i64::from(attempt))
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
     async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool> {
         Ok(sqlx::query(
             "UPDATE jobs SET lease_expires_at = $1::timestamptz WHERE id = $2 AND attempt = $3 \

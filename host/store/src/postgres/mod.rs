@@ -63,7 +63,7 @@ macro_rules! job_columns {
             ts!("started_at"),
             ", ",
             ts!("completed_at"),
-            ", files_id, detail, requires, worker_id"
+            ", files_id, detail, requires, worker_id, container::text AS container, container_id"
         )
     };
 }
@@ -281,6 +281,12 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
         detail: row.try_get("detail")?,
         requires: row.try_get("requires")?,
         worker_id: row.try_get("worker_id")?,
+        container: row
+            .try_get::<Option<String>, _>("container")?
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(|e| corrupt("container", &e))?,
+        container_id: row.try_get("container_id")?,
         waiting: None,
         id,
     })

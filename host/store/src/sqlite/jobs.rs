@@ -85,6 +85,17 @@ impl JobStore for SqliteStore {
         self.send(writer::Op::MarkRunning { id: id.to_owned(), attempt, reply }, rx)
     }
 
+    async fn set_container_id(&self, id: &str, attempt: u32, container_id: &str) -> Result<bool> {
+        Ok(sqlx::query("UPDATE jobs SET container_id = ? WHERE id = ? AND attempt = ?")
+            .bind(container_id)
+            .bind(id)
+            .bind(attempt)
+            .execute(&mut *self.write_turn().await?)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
     async fn renew_lease(&self, id: &str, attempt: u32, lease_until: &str) -> Result<bool> {
         Ok(sqlx::query(
             "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? \

@@ -32,7 +32,7 @@ macro_rules! job_columns {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
          progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id, detail, \
-         requires, worker_id"
+         requires, worker_id, container, container_id"
     };
 }
 
@@ -234,7 +234,7 @@ fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
 /// name and compares them case-insensitively, for each of a row's 27 columns; on the
 /// writer thread, which decodes several job rows per job, that was a visible share of
 /// its time.
-const JOB_COLUMNS: [&str; 29] = [
+const JOB_COLUMNS: [&str; 31] = [
     "id",
     "user_id",
     "kind",
@@ -264,6 +264,8 @@ const JOB_COLUMNS: [&str; 29] = [
     "detail",
     "requires",
     "worker_id",
+    "container",
+    "container_id",
 ];
 
 /// The position of job column `name` (past the end for an unknown name, which the
@@ -309,6 +311,7 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
     let progress_done: Option<i64> = row.col("progress_done")?;
     let kind: String = row.col("kind")?;
     let requires: String = row.col("requires")?;
+    let container: Option<String> = row.col("container")?;
     Ok(Job {
         user_id: row.col("user_id")?,
         kind: JobKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
@@ -343,6 +346,8 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         detail: row.col("detail")?,
         requires: serde_json::from_str(&requires).map_err(|e| corrupt("requires", &e))?,
         worker_id: row.col("worker_id")?,
+        container: container.map(|c| serde_json::from_str(&c)).transpose().map_err(|e| corrupt("container", &e))?,
+        container_id: row.col("container_id")?,
         waiting: None,
         id,
     })
