@@ -269,6 +269,22 @@ async fn a_killed_server_leaves_no_container_behind() {
 }
 
 #[test]
+fn bench_of_containers_prints_its_figures_as_one_json_line() {
+    let image = jobhost_tests::busybox_image();
+    let out =
+        Command::new(BIN).args(["bench", "--container", image, "--container-runs", "2", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    for figure in
+        ["container_job_p50_ms", "container_job_p99_ms", "docker_run_p50_ms", "docker_run_p99_ms", "vs_docker_run"]
+    {
+        assert!(report[figure].as_f64().is_some_and(|v| v > 0.0), "{figure} in {report}");
+    }
+    assert_eq!(report["runs"], 2);
+}
+
+#[test]
 fn bench_prints_every_figure_as_one_json_line() {
     let out = Command::new(BIN)
         .args(["bench", "--jobs", "200", "--latency-jobs", "20", "--spawns", "20", "--concurrent", "20", "--json"])

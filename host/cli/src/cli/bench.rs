@@ -138,6 +138,13 @@ pub struct BenchArgs {
     /// Nodes on the `--database-url` database.
     #[arg(long, default_value_t = 2, requires = "database_url")]
     nodes: usize,
+    /// A container image on this machine: measure a trivial container job (`true` in
+    /// it) against `docker run --rm` of the same, instead of the Wasm figures.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "database_url")]
+    container: Option<String>,
+    /// Container jobs (and `docker run`s) measured with `--container`.
+    #[arg(long, default_value_t = 20, requires = "container")]
+    container_runs: usize,
 }
 
 /// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
@@ -166,6 +173,9 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(args.pipeline > 0, "--pipeline must be at least 1");
     ensure!(args.concurrency != Some(0), "--concurrency must be at least 1");
     let noop = wat::parse_str(NOOP_WAT).context("assembling the no-op component")?;
+    if let Some(image) = &args.container {
+        return super::bench_containers::exec(&args, image, args.container_runs).await;
+    }
     if let Some(url) = &args.database_url {
         ensure!(args.nodes > 0, "--nodes must be at least 1");
         return super::bench_nodes::exec(&args, url, args.nodes, &noop).await;
