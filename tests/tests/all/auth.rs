@@ -275,3 +275,21 @@ async fn file_transfers_count_against_the_token_rate() {
     }
     assert_eq!(answers, ["ok", "ok", "limit_exceeded"], "the call and two transfers fill a burst of three");
 }
+
+/// A token holds at most `max_subscriptions_per_token` subscriptions at once, over all
+/// its sockets; one that ends (here: its socket closes) frees its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_capped_per_token() {
+    let t = TestServer::start_with(|c| c.transport.max_subscriptions_per_token = 2).await;
+    let (first, second) = (t.client.websocket().await.unwrap(), t.client.websocket().await.unwrap());
+    let _one = first.subscribe(None).await.unwrap();
+    let _two = second.subscribe(None).await.unwrap();
+    let third = second.subscribe(None).await.unwrap_err();
+    assert_eq!(third.kind(), Some("limit_exceeded"), "{third}");
+    // Another token has places of its own.
+    let other = t.client.create_token(None, &[Scope::Read], None).await.unwrap();
+    let other = jobhost_client::Client::with_token(&t.server().url(), Some(&other.token)).unwrap();
+    let _its = other.websocket().await.unwrap().subscribe(None).await.unwrap();
+    drop((_one, first));
+    eventually(5, || async { second.subscribe(None).await.is_ok() }).await;
+}

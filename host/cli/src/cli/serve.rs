@@ -75,6 +75,9 @@ pub(super) struct ServeArgs {
     /// Calls a token may make in a burst [default: 50000].
     #[arg(long)]
     rate_burst: Option<u32>,
+    /// Subscriptions a token may hold open at once [default: 256].
+    #[arg(long)]
+    max_subscriptions_per_token: Option<u32>,
 }
 
 /// Serves until Ctrl-C or until the server stops of itself.
@@ -123,6 +126,7 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (args.max_connections, &mut t.max_connections, "--max-connections"),
         (args.rate_per_s, &mut t.rate_per_s, "--rate-per-s"),
         (args.rate_burst, &mut t.rate_burst, "--rate-burst"),
+        (args.max_subscriptions_per_token, &mut t.max_subscriptions_per_token, "--max-subscriptions-per-token"),
     ] {
         match value {
             Some(0) => bail!("{name} must be at least 1"),

@@ -252,6 +252,15 @@ impl Api {
                 if let Err(e) = still_valid(&ctx, &caller).await {
                     return pending.reject(e).await;
                 }
+                // Held while the handler runs, which is as long as the subscription lives.
+                let key = caller.token_id.clone().unwrap_or_else(|| caller.user_id.clone());
+                let Some(_held) = ctx.subscriptions.take(&key) else {
+                    let cap = ctx.subscriptions.cap();
+                    let e = crate::jobs::Error::LimitExceeded(format!(
+                        "subscriptions: this token holds {cap} open, the most it may (end some with {unsubscribe})"
+                    ));
+                    return pending.reject(super::to_rpc_error(e)).await;
+                };
                 match parse::<P>(&p) {
                     Ok(req) => handler(req, caller, pending, ctx).await,
                     Err(e) => pending.reject(e).await,

@@ -21,6 +21,7 @@ mod access;
 pub mod api;
 mod artifacts;
 mod batch;
+mod held;
 pub mod http;
 mod jobs;
 mod models;
@@ -63,6 +64,8 @@ pub struct TransportLimits {
     pub rate_per_s: u32,
     /// Calls a token may make in a burst above the sustained rate.
     pub rate_burst: u32,
+    /// Subscriptions a token may hold open at once (over all its connections).
+    pub max_subscriptions_per_token: u32,
 }
 
 impl Default for TransportLimits {
@@ -73,6 +76,7 @@ impl Default for TransportLimits {
             max_connections: 1024,
             rate_per_s: 5_000,
             rate_burst: 50_000,
+            max_subscriptions_per_token: 256,
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct Context {
     pub cluster: crate::cluster::Cluster,
     /// Per-token request rates.
     pub rate: Arc<rate::RateLimiter>,
+    /// Per-token live subscriptions.
+    pub subscriptions: held::PerToken,
 }
 
 /// The services the API calls into.
@@ -126,7 +132,9 @@ impl Context {
     pub fn new(services: Services, limits: &TransportLimits) -> Context {
         let Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster } = services;
         let rate = Arc::new(rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst));
-        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, rate }
+        let subscriptions =
+            held::PerToken::new(usize::try_from(limits.max_subscriptions_per_token).unwrap_or(usize::MAX));
+        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, rate, subscriptions }
     }
 }
 
