@@ -85,31 +85,22 @@ impl Cluster {
         range: Option<(u64, u64)>,
         if_none_match: Option<&http::HeaderValue>,
     ) -> Result<Answer, Error> {
-        let (base, node) = self.address(worker_id, &format!("the files of job {job_id}")).await?;
-        let Some(secret) = &self.secret else {
-            return Err(Error::Unavailable(format!(
-                "the files of job {job_id} are on worker {node}, and this node has no --cluster-secret-file to ask it"
-            )));
-        };
-        let path = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
-        let uri = format!("{}/jobs/{job_id}/artifacts/{path}", base.trim_end_matches('/'));
-        let mut req = http::Request::builder()
-            .method(if head { http::Method::HEAD } else { http::Method::GET })
-            .uri(&uri)
-            .header(CLUSTER_HEADER, &**secret);
-        if let Some((first, last)) = range {
-            req = req.header(http::header::RANGE, format!("bytes={first}-{last}"));
-        }
-        if let Some(v) = if_none_match {
-            req = req.header(http::header::IF_NONE_MATCH, v);
-        }
-        let req = req.body(Empty::new()).map_err(|e| Error::Internal(format!("a request to {uri}: {e}")))?;
-        let unreachable = |why: String| Error::Unavailable(format!("worker {node} at {base} {why}"));
-        match tokio::time::timeout(ANSWER_WITHIN, self.client.request(req)).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(unreachable(format!("could not be reached: {e}"))),
-            Err(_) => Err(unreachable(format!("did not answer within {} s", ANSWER_WITHIN.as_secs()))),
-        }
+        let name = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let path = format!("/jobs/{job_id}/artifacts/{name}");
+        let what = format!("the files of job {job_id}");
+        let (answer, _) = self
+            .ask(worker_id, &what, &path, |mut req| {
+                req = req.method(if head { http::Method::HEAD } else { http::Method::GET });
+                if let Some((first, last)) = range {
+                    req = req.header(http::header::RANGE, format!("bytes={first}-{last}"));
+                }
+                if let Some(v) = if_none_match {
+                    req = req.header(http::header::IF_NONE_MATCH, v);
+                }
+                req
+            })
+            .await?;
+        Ok(answer)
     }
 
     /// Brings the files of upload `id` to this node when another node holds them, for
@@ -122,25 +113,9 @@ impl Cluster {
         let Some(upload) = uploads.record(id).await? else { return Ok(()) };
         let Some(holder) = upload.worker_id.as_deref().filter(|_| !uploads.held_here(&upload)) else { return Ok(()) };
         let what = format!("the files of upload {id}");
-        let (base, node) = self.address(holder, &what).await?;
-        let Some(secret) = &self.secret else {
-            return Err(Error::Unavailable(format!(
-                "{what} are on worker {node}, and this node has no --cluster-secret-file to ask it"
-            )));
-        };
-        let uri = format!("{}/uploads/{id}/archive", base.trim_end_matches('/'));
-        let req = http::Request::get(&uri)
-            .header(CLUSTER_HEADER, &**secret)
-            .body(Empty::new())
-            .map_err(|e| Error::Internal(format!("a request to {uri}: {e}")))?;
-        let unreachable = |why: String| Error::Unavailable(format!("worker {node} at {base} {why}"));
-        let answer = match tokio::time::timeout(ANSWER_WITHIN, self.client.request(req)).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(unreachable(format!("could not be reached: {e}"))),
-            Err(_) => return Err(unreachable(format!("did not answer within {} s", ANSWER_WITHIN.as_secs()))),
-        };
+        let (answer, peer) = self.ask(holder, &what, &format!("/uploads/{id}/archive"), |req| req).await?;
         if answer.status() != http::StatusCode::OK {
-            return Err(Error::Unavailable(format!("worker {node} answered {} for {what}", answer.status())));
+            return Err(Error::Unavailable(format!("{peer} answered {} for {what}", answer.status())));
         }
         // Received into a staged file, then checked and unpacked whole.
         let staged = uploads.stage()?;
@@ -148,7 +123,7 @@ impl Cluster {
         let mut file = tokio::fs::File::from_std(file);
         let mut body = answer.into_body();
         while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-            let frame = frame.map_err(|e| unreachable(format!("broke off sending {what}: {e}")))?;
+            let frame = frame.map_err(|e| Error::Unavailable(format!("{peer} broke off sending {what}: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 tokio::io::AsyncWriteExt::write_all(&mut file, &data).await.map_err(|e| {
                     tracing::error!(upload_id = id, error = %e, "receiving an upload");
@@ -158,6 +133,35 @@ impl Cluster {
         }
         drop(file);
         uploads.unpack_copy(id, path).await
+    }
+
+    /// Sends node `worker_id` a request for `what` (named in the errors) at `path`,
+    /// with the cluster secret and what `build` adds (a `GET` unless it says
+    /// otherwise); answers the response and the node as errors name it (`worker <name>
+    /// at <address>`).
+    async fn ask(
+        &self,
+        worker_id: &str,
+        what: &str,
+        path: &str,
+        build: impl FnOnce(http::request::Builder) -> http::request::Builder,
+    ) -> Result<(Answer, String), Error> {
+        let (base, node) = self.address(worker_id, what).await?;
+        let Some(secret) = &self.secret else {
+            return Err(Error::Unavailable(format!(
+                "{what} are on worker {node}, and this node has no --cluster-secret-file to ask it"
+            )));
+        };
+        let uri = format!("{}{path}", base.trim_end_matches('/'));
+        let req = build(http::Request::get(&uri).header(CLUSTER_HEADER, &**secret))
+            .body(Empty::new())
+            .map_err(|e| Error::Internal(format!("a request to {uri}: {e}")))?;
+        let peer = format!("worker {node} at {base}");
+        match tokio::time::timeout(ANSWER_WITHIN, self.client.request(req)).await {
+            Ok(Ok(answer)) => Ok((answer, peer)),
+            Ok(Err(e)) => Err(Error::Unavailable(format!("{peer} could not be reached: {e}"))),
+            Err(_) => Err(Error::Unavailable(format!("{peer} did not answer within {} s", ANSWER_WITHIN.as_secs()))),
+        }
     }
 
     /// The advertised address and the name of node `worker_id`, if it can be asked for

@@ -56,8 +56,6 @@ pub fn worker_id(data: &Path) -> std::io::Result<String> {
 pub struct Nodes {
     store: Arc<dyn Store>,
     id: Arc<str>,
-    /// This node's record as registered.
-    record: Arc<Worker>,
     /// Cancelled once this node drains: it claims no more.
     draining: CancellationToken,
 }
@@ -91,16 +89,7 @@ impl Nodes {
             used_memory_mb: 0,
         };
         store.register_worker(&worker).await?;
-        Ok(Nodes { store, id: worker.id.clone().into(), record: worker.into(), draining: CancellationToken::new() })
-    }
-
-    /// Records the address other nodes reach this one at, once it is known (it
-    /// listens on a port chosen at start).
-    pub async fn advertise(&mut self, url: String) -> Result<(), Error> {
-        let worker = Worker { advertise: Some(url), last_seen: ids::now(), ..(*self.record).clone() };
-        self.store.register_worker(&worker).await?;
-        self.record = worker.into();
-        Ok(())
+        Ok(Nodes { store, id: worker.id.into(), draining: CancellationToken::new() })
     }
 
     /// Cancelled once this node is draining.

@@ -219,11 +219,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let auth = Auth::new(store.clone());
     auth.bootstrap(data).await.context("creating the first admin token")?;
+    // Bound now: a node that was given no address advertises the one it listens on.
+    let listener =
+        std::net::TcpListener::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
+    listener.set_nonblocking(true).context("setting up the listening socket")?;
+    let local_addr = listener.local_addr().context("reading the listening address")?;
+    let mut node = config.node.clone();
+    if node.advertise.is_none() && !local_addr.ip().is_unspecified() {
+        node.advertise = Some(format!("http://{local_addr}"));
+    }
     let worker_id = crate::nodes::worker_id(data).context("reading this node's id")?;
-    let mut nodes = crate::nodes::Nodes::register(
+    let nodes = crate::nodes::Nodes::register(
         store.clone(),
         &worker_id,
-        &config.node,
+        &node,
         config.concurrency,
         config.limits.capacity_cpus.saturating_mul(1000),
         u64::from(config.limits.capacity_memory_mb),
@@ -328,17 +337,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    // Bound first: a node that was given no address advertises the one it listens on.
-    let listener =
-        std::net::TcpListener::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
-    listener.set_nonblocking(true).context("setting up the listening socket")?;
-    let local_addr = listener.local_addr().context("reading the listening address")?;
-    if config.node.advertise.is_none() && !local_addr.ip().is_unspecified() {
-        nodes
-            .advertise(format!("http://{local_addr}"))
-            .await
-            .map_err(|e| anyhow::anyhow!("registering this node: {e}"))?;
-    }
     let services =
         rpc::Services { jobs: jobs.clone(), plugins, uploads, auth, sweeper, models, nodes: nodes.clone(), cluster };
     let ctx = rpc::Context::new(services, &config.transport);
