@@ -1,5 +1,5 @@
-//! Builds the wasm fixtures the end-to-end tests run: the example plugins `hello` and
-//! `wordcount` and every guest crate under `tests/guests/`, for wasm32-wasip2 in the dev
+//! Builds the wasm fixtures the end-to-end tests run: the example plugins `hello`,
+//! `wordcount` and `container-step` and every guest crate under `tests/guests/`, for wasm32-wasip2 in the dev
 //! profile, and exports each one's path as `<NAME>_WASM` (e.g. `HELLO_WASM`,
 //! `PROBE_WASM`) for `env!` in `src/lib.rs`. The inner cargo uses its own target dir,
 //! `target/wasm`.
@@ -7,7 +7,7 @@
 use jobhost_build::{artifact, build, check_target_installed, rerun_if_changed, run_script, workspace_root};
 
 /// The `plugins/` crates the tests use (each a `cdylib`).
-const PLUGINS: &[&str] = &["hello", "wordcount"];
+const PLUGINS: &[&str] = &["hello", "wordcount", "container-step"];
 
 fn main() {
     run_script(|| {

@@ -94,6 +94,12 @@ impl From<&str> for Error {
     }
 }
 
+impl From<crate::executor::ExecutorError> for Error {
+    fn from(e: crate::executor::ExecutorError) -> Self {
+        Error::new(e)
+    }
+}
+
 impl From<fmt::Error> for Error {
     fn from(e: fmt::Error) -> Self {
         Error::new(e)

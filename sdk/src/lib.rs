@@ -10,7 +10,8 @@
 //! read-only), [`OUTPUT_DIR`] (every file left there becomes an artifact) and
 //! [`WORK_DIR`] (scratch space), all through plain `std::fs`. `println!`/`eprintln!`
 //! go to the job's stdout/stderr log streams; [`log`] writes structured log lines and
-//! [`progress`] updates the progress shown on the job.
+//! [`progress`] updates the progress shown on the job. A plugin an admin granted
+//! `containers` runs containers with [`executor::run`], sharing its `/work` with them.
 //!
 //! # Example
 //!
@@ -154,6 +155,122 @@ impl Job {
 /// optional message; the latest report is shown on the job and pushed to subscribers.
 pub fn progress(done: u64, total: Option<u64>, message: Option<&str>) {
     bindings::jobhost::plugin::progress::report(done, total, message);
+}
+
+/// Running containers from a job (`jobhost:plugin/executor`): for a plugin an admin
+/// installed with the `containers` grant; without it every call fails with
+/// [`ExecutorError::Denied`](executor::ExecutorError::Denied).
+///
+/// The container runs sandboxed (no network, read-only root file system, no
+/// capabilities) with the job's [`WORK_DIR`] as its own `/work`, so files flow both
+/// ways, the job's [`INPUT_DIR`] read-only, and the job's CPUs, memory limit and GPUs.
+/// Its stdout and stderr go to the job's log.
+///
+/// ```no_run
+/// use jobhost_sdk::executor::{self, Container};
+///
+/// fn build(_job: jobhost_sdk::Job) -> Result<(), jobhost_sdk::Error> {
+///     let code = executor::run(&Container::new("builder:1").command(["sh", "-c", "make > /work/log"]))?;
+///     if code != 0 {
+///         return Err(jobhost_sdk::Error::new(format!("make exited with {code}")));
+///     }
+///     let log = std::fs::read_to_string("/work/log")?;
+///     jobhost_sdk::log::info(log);
+///     Ok(())
+/// }
+/// ```
+pub mod executor {
+    use crate::bindings::jobhost::plugin::executor as wit;
+
+    /// A container to run: an image on the machine and how to start it.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Container {
+        image: String,
+        command: Vec<String>,
+        entrypoint: Option<Vec<String>>,
+        workdir: Option<String>,
+        env: Vec<(String, String)>,
+        timeout_s: Option<u32>,
+    }
+
+    impl Container {
+        /// Runs `image` (which must be on the machine: nothing is pulled).
+        pub fn new(image: impl Into<String>) -> Container {
+            Container { image: image.into(), ..Container::default() }
+        }
+
+        /// The command (the image's default when not given).
+        pub fn command<S: Into<String>>(mut self, words: impl IntoIterator<Item = S>) -> Container {
+            self.command = words.into_iter().map(Into::into).collect();
+            self
+        }
+
+        /// Replaces the image's entrypoint.
+        pub fn entrypoint<S: Into<String>>(mut self, words: impl IntoIterator<Item = S>) -> Container {
+            self.entrypoint = Some(words.into_iter().map(Into::into).collect());
+            self
+        }
+
+        /// The working directory [default: `/work`].
+        pub fn workdir(mut self, dir: impl Into<String>) -> Container {
+            self.workdir = Some(dir.into());
+            self
+        }
+
+        /// Sets one environment variable (the container gets no other).
+        pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Container {
+            self.env.push((name.into(), value.into()));
+            self
+        }
+
+        /// Kills the container after `seconds` (default: when the job ends).
+        pub fn timeout_s(mut self, seconds: u32) -> Container {
+            self.timeout_s = Some(seconds);
+            self
+        }
+    }
+
+    /// Why a container did not run to an exit.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum ExecutorError {
+        /// The plugin is not granted `containers`.
+        Denied,
+        /// No container engine runs on this node.
+        Unavailable(String),
+        /// It could not be created or started (a missing image), or was killed at
+        /// its limit.
+        Failed(String),
+    }
+
+    impl std::fmt::Display for ExecutorError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                ExecutorError::Denied => f.write_str("running containers is not granted to this plugin"),
+                ExecutorError::Unavailable(why) => write!(f, "no container engine: {why}"),
+                ExecutorError::Failed(why) => write!(f, "the container failed: {why}"),
+            }
+        }
+    }
+
+    impl std::error::Error for ExecutorError {}
+
+    /// Runs `container` to its exit and returns its exit code; its output goes to the
+    /// job's log as it comes.
+    pub fn run(container: &Container) -> Result<i32, ExecutorError> {
+        let spec = wit::ContainerSpec {
+            image: container.image.clone(),
+            command: container.command.clone(),
+            entrypoint: container.entrypoint.clone(),
+            workdir: container.workdir.clone(),
+            env: container.env.clone(),
+            timeout_s: container.timeout_s,
+        };
+        wit::run_container(&spec).map_err(|e| match e {
+            wit::ExecutorError::Denied => ExecutorError::Denied,
+            wit::ExecutorError::Unavailable(why) => ExecutorError::Unavailable(why),
+            wit::ExecutorError::Failed(why) => ExecutorError::Failed(why),
+        })
+    }
 }
 
 /// Structured log lines, recorded in the job's `log` stream (apart from stdout/stderr).

@@ -12,6 +12,11 @@ pub const HELLO_WASM: &str = env!("HELLO_WASM");
 /// into `/output/report.json` and `/output/report.txt`.
 pub const WORDCOUNT_WASM: &str = env!("WORDCOUNT_WASM");
 
+/// `plugins/container-step`: a `job`-world plugin that runs `input.command` in
+/// `input.image` through `jobhost:plugin/executor` and copies the `/work` files named
+/// in `input.keep` to `/output` (it needs the `containers` grant).
+pub const CONTAINER_STEP_WASM: &str = env!("CONTAINER_STEP_WASM");
+
 /// `tests/guests/probe`: a plain WASI 0.2 command whose behaviour `argv[1]` picks
 /// (echo, exit, trap, sleep, spin, alloc, recurse, open-files, flood, write-output,
 /// read-input, env-dump, escape, noop); see its `src/main.rs`.

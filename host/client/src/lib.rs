@@ -360,6 +360,18 @@ impl Client {
         self.call("plugins.install", json!({ "name": name, "wasm_base64": b64 })).await
     }
 
+    /// `plugins.install` with grants (`containers`): an admin lets the component's jobs
+    /// do more than the sandbox allows.
+    pub async fn install_granted(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        grants: &[jobhost_model::PluginGrant],
+    ) -> Result<Installed> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
+        self.call("plugins.install", json!({ "name": name, "wasm_base64": b64, "grants": grants })).await
+    }
+
     /// `plugins.install` by digest: names a component the server already holds
     /// (`not_found` when it does not).
     pub async fn install_digest(&self, name: &str, digest: &str) -> Result<Installed> {

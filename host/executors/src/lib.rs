@@ -8,8 +8,11 @@
 //! Executors are picked by job kind ([`Executors`]): Wasm components
 //! ([`wasm::WasmExecutor`]) and containers ([`container::ContainerExecutor`], through
 //! the Docker Engine API); each is a module of this crate implementing [`Executor`].
+//! [`gpus`] finds the node's GPUs, which jobs are given by device (the container
+//! executor hands them to the engine).
 
 pub mod container;
+pub mod gpus;
 pub mod wasm;
 
 use jobhost_model::{Job, JobKind, JobSink, RunGrant, RunOutcome};

@@ -38,6 +38,9 @@ impl Executor for WasmExecutor {
             job_dir,
             grant,
             input_from,
+            attempt: job.attempt,
+            cpus: job.cpus,
+            gpu_devices: job.gpu_devices,
         };
         self.runtime.run(spec, sink, cancel).await
     }

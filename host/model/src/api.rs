@@ -72,6 +72,14 @@ pub struct SubmitRequest {
     /// stays pending, and `jobs.get` says so in `waiting`.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// GPUs the job needs: that many devices of the node that runs it, held by it
+    /// alone while it runs (a container sees them; more than any node has is
+    /// `limit_exceeded`, busy ones make it wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    /// The type its GPUs must be (`h100`); only with `gpus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_type: Option<String>,
 }
 
 /// `jobs.submit` result.
@@ -114,6 +122,9 @@ pub struct ResourceUsage {
     pub running_jobs: u64,
     /// What jobs may declare in all at once.
     pub capacity: Usage,
+    /// This node's GPUs by type: held by running jobs, and in all.
+    #[serde(default)]
+    pub gpus: Vec<crate::GpuUsage>,
 }
 
 /// Resources declared by jobs (or available to them).

@@ -280,6 +280,19 @@ pub struct Job {
     /// The engine's id of the container its latest attempt ran in (container jobs).
     #[serde(default)]
     pub container_id: Option<String>,
+    /// GPUs the job asked for (`gpus` at submit; 0: none).
+    #[serde(default)]
+    pub gpus: u32,
+    /// The type its GPUs must be, when it said (`gpu_type` at submit).
+    #[serde(default)]
+    pub gpu_type: Option<String>,
+    /// The device indices its latest attempt holds on its node (empty before a claim
+    /// and for a job without GPUs); the containers it runs see exactly these.
+    #[serde(default)]
+    pub gpu_devices: Vec<u32>,
+    /// What its plugin was granted at install when the job was submitted.
+    #[serde(default)]
+    pub grants: Vec<PluginGrant>,
     /// Why a pending job is not starting, when the host can tell (`jobs.get` only):
     /// "no online worker has labels [gpu]".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,6 +411,33 @@ pub struct Plugin {
     pub size_bytes: u64,
     /// When this digest was installed under the name.
     pub installed_at: String,
+    /// What an admin granted it beyond the sandbox at install.
+    #[serde(default)]
+    pub grants: Vec<PluginGrant>,
+}
+
+/// What an admin may grant a plugin at install (`plugins.install {grants}`), beyond
+/// the sandbox every job has; a job of the plugin carries the grants it had at submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginGrant {
+    /// Running containers through `jobhost:plugin/executor` (without it every call
+    /// answers `denied`).
+    Containers,
+}
+
+impl PluginGrant {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Containers => "containers",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "containers").then_some(Self::Containers)
+    }
 }
 
 /// What a job event is about.

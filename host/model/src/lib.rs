@@ -9,6 +9,7 @@
 //! - `job`: jobs and their statuses, kinds, logs, progress, artifacts, plugins, events.
 //! - `access`: callers, users, tokens and scopes.
 //! - `upload`: uploads.
+//! - `gpu`: GPUs of a node, their use, and how a job's devices are chosen.
 //! - `api`: request and result types of the JSON-RPC methods.
 //! - `error`: the domain [`Error`], which owns its JSON-RPC codes and HTTP statuses.
 //! - `grant`, `outcome`, `sink`: what an executor is handed and what it hands back.
@@ -18,6 +19,7 @@ pub mod ids;
 mod access;
 mod api;
 mod error;
+mod gpu;
 mod grant;
 mod job;
 mod outcome;
@@ -28,6 +30,7 @@ mod worker;
 pub use access::*;
 pub use api::*;
 pub use error::*;
+pub use gpu::*;
 pub use grant::*;
 pub use job::*;
 pub use outcome::*;

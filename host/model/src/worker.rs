@@ -91,6 +91,12 @@ pub struct Worker {
     /// Memory those jobs declared, MiB.
     #[serde(default)]
     pub used_memory_mb: u64,
+    /// Its GPUs (found through NVML or declared with `--gpus FILE`).
+    #[serde(default)]
+    pub gpus: Vec<crate::Gpu>,
+    /// Its GPUs by type: held by its running jobs, and in all.
+    #[serde(default)]
+    pub gpu_usage: Vec<crate::GpuUsage>,
 }
 
 impl Worker {
@@ -139,6 +145,8 @@ mod tests {
             running_jobs: 0,
             used_millicpus: 0,
             used_memory_mb: 0,
+            gpus: vec![],
+            gpu_usage: vec![],
         }
     }
 

@@ -1,6 +1,6 @@
 //! Host side of `wit/job.wit`: the one `bindgen!` of the host, and the implementations
 //! of the `jobhost:plugin` interfaces a job's component may import (`transfer`'s are in
-//! `transfer.rs`).
+//! `transfer.rs`, `executor`'s in `launch.rs`).
 //!
 //! The bindings are of world `puller`, the widest: it is world `job` plus `wasi:http`
 //! and `transfer`, with the same export, so its `PullerPre` classifies components of
@@ -20,6 +20,7 @@ wasmtime::component::bindgen!({
         "jobhost:plugin/transfer.[constructor]sha256": async | trappable,
         "jobhost:plugin/transfer.[method]sha256.absorb-file": async | trappable,
         "jobhost:plugin/transfer.[method]sha256.hex-digest": async | trappable,
+        "jobhost:plugin/executor.run-container": async | trappable,
     },
     exports: { default: async },
     with: {
@@ -42,6 +43,7 @@ pub fn add_to_linker(linker: &mut Linker<JobState>) -> wasmtime::Result<()> {
     jobhost::plugin::log::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     jobhost::plugin::progress::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     jobhost::plugin::job_input::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
+    jobhost::plugin::executor::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)?;
     jobhost::plugin::transfer::add_to_linker::<JobState, HasSelf<JobState>>(linker, |s| s)
 }
 

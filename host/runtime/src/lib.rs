@@ -34,6 +34,7 @@ pub mod capture;
 mod engine;
 mod host;
 pub mod http;
+mod launch;
 mod quota;
 mod run;
 pub mod sandbox;
@@ -142,6 +143,12 @@ pub struct RunSpec {
     pub grant: RunGrant,
     /// Files to move in as `input/` before the first run (a consumed upload's).
     pub input_from: Option<PathBuf>,
+    /// The attempt running.
+    pub attempt: u32,
+    /// The CPUs the job declared (what the containers it starts get).
+    pub cpus: jobhost_model::Cpus,
+    /// The GPU devices it holds (what the containers it starts see).
+    pub gpu_devices: Vec<u32>,
 }
 
 /// The runtime: engine, linker and component cache.

@@ -158,14 +158,17 @@ impl Runtime {
     /// it (no file system work at all), else made on a blocking thread.
     async fn sandbox(&self, spec: &RunSpec) -> std::io::Result<(Sandbox, sandbox::Prepared)> {
         let sandbox = Sandbox::new(spec.job_dir.clone()).with_input_from(spec.input_from.clone());
-        // A job shown its own mounts uses none of the sandbox's directories but its own.
-        if spec.grant.mounts.is_empty()
+        // A job shown its own mounts uses none of the sandbox's directories but its own;
+        // one that starts containers runs in its own directory from the start, which
+        // the containers' mounts name.
+        let own = !spec.grant.mounts.is_empty() || spec.grant.containers.is_some();
+        if !own
             && sandbox.may_use_spare()
             && let Some(spare) = self.spares.pop()
         {
             return Ok(sandbox.in_spare(spare));
         }
-        let (spares, own) = (self.spares.clone(), !spec.grant.mounts.is_empty());
+        let spares = self.spares.clone();
         tokio::task::spawn_blocking(move || {
             if own {
                 let prepared = sandbox.prepare()?;
@@ -247,6 +250,20 @@ impl Runtime {
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: http::JobHttpHooks { job_id: spec.job_id.clone(), grant: spec.grant.http.clone() },
             transfer: spec.grant.transfer && !spec.grant.mounts.is_empty(),
+            containers: spec.grant.containers.clone().filter(|_| spec.grant.mounts.is_empty()).map(|launcher| {
+                crate::launch::Containers {
+                    launcher,
+                    caller: jobhost_model::ContainerCaller {
+                        job_id: spec.job_id.clone(),
+                        attempt: spec.attempt,
+                        work_dir: sandbox.work(),
+                        input_dir: layout.input.clone(),
+                        cpus: spec.cpus,
+                        memory_mb: spec.memory_mb,
+                        gpu_devices: spec.gpu_devices.clone(),
+                    },
+                }
+            }),
         };
         // A job shown its own mounts instead of the sandbox has no `/output` to meter.
         if spec.grant.mounts.is_empty() {

@@ -31,6 +31,8 @@ pub struct JobState {
     pub(crate) http_hooks: http::JobHttpHooks,
     /// Granted `jobhost:plugin/transfer`.
     pub(crate) transfer: bool,
+    /// Granted `jobhost:plugin/executor`: what runs its containers, and what they share.
+    pub(crate) containers: Option<crate::launch::Containers>,
 }
 
 impl WasiView for JobState {

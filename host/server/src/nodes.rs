@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub labels: Vec<String>,
     /// The address other nodes reach it at.
     pub advertise: Option<String>,
+    /// Its GPUs as declared (`--gpus FILE`); none: what NVML finds, if anything.
+    pub gpus: Option<Vec<jobhost_model::Gpu>>,
 }
 
 /// The id of the node whose data dir is `data`: read from [`WORKER_ID_FILE`], or made
@@ -87,6 +89,8 @@ impl Nodes {
             running_jobs: 0,
             used_millicpus: 0,
             used_memory_mb: 0,
+            gpus: config.gpus.clone().unwrap_or_default(),
+            gpu_usage: Vec::new(),
         };
         store.register_worker(&worker).await?;
         Ok(Nodes { store, id: worker.id.into(), draining: CancellationToken::new() })

@@ -71,6 +71,8 @@ pub struct ServerConfig {
     /// default socket) when one answers at start; `jobhost serve --container-engine
     /// none` turns it off.
     pub container_engine: bool,
+    /// The engine's socket (`unix:///path`) instead of `DOCKER_HOST` or the default.
+    pub container_socket: Option<String>,
     /// The secret nodes on one database prove themselves to each other with when one
     /// fetches files another holds (`--cluster-secret-file`); none: files held by
     /// another node cannot be fetched through this one.
@@ -122,6 +124,7 @@ impl ServerConfig {
             database_url: None,
             node: crate::nodes::NodeConfig::default(),
             container_engine: true,
+            container_socket: None,
             cluster_secret: None,
         }
     }
@@ -225,6 +228,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     listener.set_nonblocking(true).context("setting up the listening socket")?;
     let local_addr = listener.local_addr().context("reading the listening address")?;
     let mut node = config.node.clone();
+    // Declared GPUs, or what NVML finds (none on a machine without the driver).
+    let gpus = node.gpus.take().unwrap_or_else(jobhost_executors::gpus::discover);
+    if let Some(bad) = jobhost_model::inventory_error(&gpus) {
+        anyhow::bail!("GPUs: {bad}");
+    }
+    if !gpus.is_empty() {
+        tracing::info!(gpus = gpus.len(), "GPUs on this node");
+    }
+    node.gpus = Some(gpus.clone());
     if node.advertise.is_none() && !local_addr.ip().is_unspecified() {
         node.advertise = Some(format!("http://{local_addr}"));
     }
@@ -252,7 +264,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     })?);
     // Container jobs run when an engine answers now; without one they are refused.
     let containers = if config.container_engine {
-        match ContainerExecutor::connect(&worker_id, config.max_log_bytes, config.max_output_bytes).await {
+        let socket = config.container_socket.as_deref();
+        match ContainerExecutor::connect(socket, &worker_id, config.max_log_bytes, config.max_output_bytes).await {
             Ok(executor) => {
                 // What a previous process of this node left running belongs to no run.
                 match executor.reconcile().await {
@@ -271,7 +284,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         None
     };
     let limits = crate::jobs::Limits { containers: containers.is_some(), ..config.limits.clone() };
-    let here = crate::jobs::Here { worker_id: worker_id.clone().into(), labels: config.node.labels.clone().into() };
+    let here = crate::jobs::Here {
+        worker_id: worker_id.clone().into(),
+        labels: config.node.labels.clone().into(),
+        gpus: gpus.into(),
+    };
     let jobs = Jobs::new(store.clone(), here, limits, jobs_dir, uploads_dir.clone());
     let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir, worker_id.into());
     uploads.reset_staging().context("preparing the uploads directory")?;
@@ -309,11 +326,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     for kind in JobKind::ALL.into_iter().filter(|k| k.runs_component()) {
         executors.insert(kind, wasm.clone());
     }
-    if let Some(containers) = containers {
-        executors.insert(JobKind::Container, containers);
-    }
     let mut grants = Grants::default();
     grants.insert(JobKind::Pull, models.grant());
+    // Components granted `containers` start theirs on the same executor.
+    match containers {
+        Some(containers) => {
+            grants.containers(containers.clone());
+            executors.insert(JobKind::Container, containers);
+        }
+        None => grants.containers(Arc::new(jobhost_executors::container::NoEngine)),
+    }
     let scheduler = Scheduler {
         jobs: jobs.clone(),
         executors,

@@ -42,6 +42,12 @@ pub struct NewJob {
     pub requires: Vec<String>,
     /// A container job's spec (`ContainerSpec` as JSON).
     pub container: Option<String>,
+    /// GPUs it needs (0: none).
+    pub gpus: u32,
+    /// The type they must be.
+    pub gpu_type: Option<String>,
+    /// What its plugin was granted at install.
+    pub grants: Vec<jobhost_model::PluginGrant>,
 }
 
 /// The node a claim is made for: only what it has `starting` or `running` counts
@@ -54,6 +60,9 @@ pub struct Claimant {
     pub labels: Vec<String>,
     /// What it offers jobs.
     pub capacity: Usage,
+    /// Its GPUs: a job asking for some is claimed only when enough of them are free,
+    /// and gets specific ones (recorded as its `gpu_devices`).
+    pub gpus: Vec<jobhost_model::Gpu>,
 }
 
 /// How a run ended, as the store records it.
@@ -164,6 +173,10 @@ pub trait JobStore: Send + Sync {
     /// CPUs and memory declared by the `starting` and `running` jobs of node
     /// `worker_id`, and how many.
     async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)>;
+
+    /// The GPU devices held by `starting` and `running` jobs, by node (of node
+    /// `worker_id` only, when given).
+    async fn held_gpus(&self, worker_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<u32>>>;
 
     /// `starting` → `running` for the current attempt; `None` if the job moved on
     /// (cancelled meanwhile, or the attempt is stale). Queued at once (group commit).

@@ -59,7 +59,8 @@ macro_rules! store_suite {
             nodes_register_heartbeat_and_are_listed_newest_first,
             claims_count_each_nodes_own_jobs_and_honour_requires,
             lapsed_leases_are_taken_back_naming_the_lost_node,
-            component_bytes_are_kept_by_digest);
+            component_bytes_are_kept_by_digest,
+            gpu_jobs_get_free_devices_of_their_type_and_wait_for_busy_ones);
     };
     (@tests $fixture:expr; $($name:ident),*) => {
         $(
@@ -89,6 +90,7 @@ pub async fn seed(store: &dyn Store) -> String {
             kind: PluginKind::Command,
             size_bytes: 1,
             installed_at: ids::now(),
+            grants: vec![],
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -102,7 +104,7 @@ const NODE: &str = "wrk_suite";
 
 /// A claim for [`NODE`], without labels, within `capacity`.
 fn node(capacity: Usage) -> Claimant {
-    Claimant { worker_id: NODE.into(), labels: vec![], capacity }
+    Claimant { worker_id: NODE.into(), labels: vec![], capacity, gpus: vec![] }
 }
 
 /// A pending job of `user` running `p`.
@@ -126,6 +128,9 @@ pub fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         files_id: None,
         requires: vec![],
         container: None,
+        gpus: 0,
+        gpu_type: None,
+        grants: vec![],
     }
 }
 
@@ -451,6 +456,8 @@ pub async fn nodes_register_heartbeat_and_are_listed_newest_first(fx: &Fixture) 
         running_jobs: 0,
         used_millicpus: 0,
         used_memory_mb: 0,
+        gpus: vec![],
+        gpu_usage: vec![],
     };
     let (old, new) = (node("wrk_a", "2026-01-01T00:00:00.000Z"), node("wrk_b", "2026-01-02T00:00:00.000Z"));
     // A node started again under its id (its data dir keeps it) replaces its record.
@@ -479,6 +486,7 @@ pub async fn claims_count_each_nodes_own_jobs_and_honour_requires(fx: &Fixture) 
         worker_id: id.into(),
         labels: labels.iter().map(|l| l.to_string()).collect(),
         capacity: one_cpu,
+        gpus: vec![],
     };
     let (a, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload"); // 1 CPU each
     let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
@@ -509,7 +517,7 @@ pub async fn lapsed_leases_are_taken_back_naming_the_lost_node(fx: &Fixture) -> 
     let (store, user) = seeded(fx).await;
     let now = ids::now();
     store.register_worker(&worker("wrk_lost", "node-b")).await?;
-    let on = |id: &str| Claimant { worker_id: id.into(), labels: vec![], capacity: ROOMY };
+    let on = |id: &str| Claimant { worker_id: id.into(), labels: vec![], capacity: ROOMY, gpus: vec![] };
     let (job, _) = store.insert_job(&new_job(&user, None, 1)).await?.expect("no upload");
     let (live, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
     assert!(store.claim_next("2000-01-01T00:00:00.000Z", &on("wrk_lost")).await?.is_some());
@@ -526,6 +534,60 @@ pub async fn lapsed_leases_are_taken_back_naming_the_lost_node(fx: &Fixture) -> 
     assert_eq!(moved.len(), 1);
     assert_eq!((moved[0].status, moved[0].error.as_deref()), (JobStatus::Failed, Some("worker node-b lost")));
     assert!(store.recover_lapsed(&ids::now()).await?.is_empty());
+    Ok(())
+}
+
+pub async fn gpu_jobs_get_free_devices_of_their_type_and_wait_for_busy_ones(fx: &Fixture) -> Result<()> {
+    let (store, user) = seeded(fx).await;
+    let gpu = |index: u32, gpu_type: &str| jobhost_model::Gpu {
+        index,
+        uuid: format!("GPU-{index}"),
+        gpu_type: gpu_type.into(),
+        memory_mb: 1024,
+    };
+    let with_gpus = Claimant { gpus: vec![gpu(0, "h100"), gpu(1, "h100"), gpu(2, "l4")], ..node(ROOMY) };
+    let mut registered = worker(NODE, "gpu-node");
+    registered.gpus = with_gpus.gpus.clone();
+    store.register_worker(&registered).await?;
+    let asks = |gpus: u32, gpu_type: Option<&str>, priority: i64| NewJob {
+        gpus,
+        gpu_type: gpu_type.map(str::to_owned),
+        ..new_job(&user, None, priority)
+    };
+    let (two_h100, _) = store.insert_job(&asks(2, Some("h100"), 5)).await?.expect("no upload");
+    let (one_h100, _) = store.insert_job(&asks(1, Some("h100"), 4)).await?.expect("no upload");
+    let (any_one, _) = store.insert_job(&asks(1, None, 3)).await?.expect("no upload");
+    let (plain, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
+    // A node without GPUs takes only the job that needs none.
+    let elsewhere = Claimant { worker_id: "wrk_plain".into(), ..node(ROOMY) };
+    let took = store.claim("2099-01-01T00:00:00Z", &elsewhere, 10).await?;
+    assert_eq!(took.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), [plain.id.as_str()]);
+    // Both H100s go to the first job; the second H100 job waits; the untyped job
+    // takes what is left (the L4).
+    let took = store.claim("2099-01-01T00:00:00Z", &with_gpus, 10).await?;
+    let devices =
+        |jobs: &[jobhost_model::Job]| jobs.iter().map(|j| (j.id.clone(), j.gpu_devices.clone())).collect::<Vec<_>>();
+    assert_eq!(devices(&took), [(two_h100.id.clone(), vec![0, 1]), (any_one.id.clone(), vec![2])]);
+    assert_eq!(store.get_job(&two_h100.id).await?.map(|j| j.gpu_devices), Some(vec![0, 1]), "recorded");
+    assert!(store.claim("2099-01-01T00:00:00Z", &with_gpus, 10).await?.is_empty(), "every device is held");
+    let held = store.held_gpus(Some(NODE)).await?;
+    assert_eq!(
+        held.get(NODE).map(|d| d.iter().copied().collect::<std::collections::BTreeSet<_>>()),
+        Some([0, 1, 2].into())
+    );
+    let listed = store.list_workers().await?.into_iter().find(|w| w.id == NODE).expect("registered");
+    assert_eq!(
+        listed.gpu_usage,
+        [
+            jobhost_model::GpuUsage { gpu_type: "h100".into(), used: 2, total: 2 },
+            jobhost_model::GpuUsage { gpu_type: "l4".into(), used: 1, total: 1 }
+        ]
+    );
+    // The end of a run frees its devices for the job that waited.
+    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    store.finish(&two_h100.id, 1, &done, &[]).await?;
+    let took = store.claim("2099-01-01T00:00:00Z", &with_gpus, 10).await?;
+    assert_eq!(devices(&took), [(one_h100.id.clone(), vec![0])]);
     Ok(())
 }
 
@@ -558,5 +620,7 @@ fn worker(id: &str, name: &str) -> jobhost_model::Worker {
         running_jobs: 0,
         used_millicpus: 0,
         used_memory_mb: 0,
+        gpus: vec![],
+        gpu_usage: vec![],
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::{Result, StoreError};
 use jobhost_model::{Worker, WorkerStatus};
+use std::collections::HashMap;
 
 /// The `workers` table: each node's own record, written by that node.
 #[async_trait::async_trait]
@@ -37,6 +38,7 @@ where
     let corrupt = |what: &str| StoreError::Corrupt(format!("worker {id}: {what}"));
     let labels: String = row.try_get("labels")?;
     let status: String = row.try_get("status")?;
+    let gpus: String = row.try_get("gpus")?;
     let number = |name: &str| -> Result<i64> { Ok(row.try_get(name)?) };
     Ok(Worker {
         name: row.try_get("name")?,
@@ -52,6 +54,16 @@ where
         running_jobs: u64::try_from(number("running_jobs")?).unwrap_or(0),
         used_millicpus: u32::try_from(number("used_millicpus")?).unwrap_or(u32::MAX),
         used_memory_mb: u64::try_from(number("used_memory_mb")?).unwrap_or(0),
+        gpus: serde_json::from_str(&gpus).map_err(|e| corrupt(&format!("gpus: {e}")))?,
+        gpu_usage: Vec::new(),
         id,
     })
+}
+
+/// `workers` with their GPU use filled in from the devices each one's live jobs hold.
+pub(crate) fn with_gpu_usage(mut workers: Vec<Worker>, held: &HashMap<String, Vec<u32>>) -> Vec<Worker> {
+    for w in &mut workers {
+        w.gpu_usage = jobhost_model::gpu_usage(&w.gpus, held.get(&w.id).map_or(&[], Vec::as_slice));
+    }
+    workers
 }

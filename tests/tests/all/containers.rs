@@ -120,3 +120,76 @@ fn seconds_between(from: Option<&str>, to: Option<&str>) -> f64 {
     let at = |t: Option<&str>| chrono::DateTime::parse_from_rfc3339(t.unwrap_or_default()).unwrap();
     (at(to) - at(from)).num_milliseconds() as f64 / 1000.0
 }
+
+/// `container-step` running `script` in the test image, keeping `keep` from `/work`.
+fn step(plugin: &str, image: &str, script: &str, keep: &[&str]) -> SubmitRequest {
+    SubmitRequest {
+        plugin: plugin.into(),
+        input: Some(serde_json::json!({"image": image, "command": ["sh", "-c", script], "keep": keep})),
+        ..SubmitRequest::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_granted_containers_runs_one_that_shares_its_work_dir() {
+    let image = image().await;
+    let t = TestServer::start().await;
+    let wasm = std::fs::read(jobhost_tests::CONTAINER_STEP_WASM).unwrap();
+    let granted = t.client.install_granted("step", &wasm, &[jobhost_model::PluginGrant::Containers]).await.unwrap();
+    assert_eq!(granted.plugin.grants, [jobhost_model::PluginGrant::Containers]);
+    let script = "echo made-in-the-container > /work/result.txt; echo to-stdout; echo to-stderr >&2; \
+                  ls /output 2>&1 | head -1; wget -q -T 2 http://127.0.0.1:9 2>/dev/null || echo no-network";
+    let job = t.client.submit(&step("step", image, script, &["result.txt"])).await.unwrap().job;
+    assert_eq!(job.grants, [jobhost_model::PluginGrant::Containers]);
+    let done = t.wait(&job.id).await;
+    assert_eq!(done.status, JobStatus::Completed, "{done:?} {:?}", t.logs(&job.id).await);
+    // The plugin read what the container wrote in the shared /work.
+    assert_eq!(t.client.read_artifact(&job.id, "result.txt").await.unwrap(), b"made-in-the-container\n");
+    let stdout = t.stream_text(&job.id, LogStream::Stdout).await;
+    assert_contains(&stdout, "to-stdout\n");
+    assert_contains(&stdout, "no-network\n");
+    assert_contains(&stdout, "/output: No such file or directory");
+    assert_eq!(t.stream_text(&job.id, LogStream::Stderr).await, "to-stderr\n");
+    assert_contains(&t.stream_text(&job.id, LogStream::Log).await, "the step exited with 0");
+    assert_eq!(containers_of(&job.id), "", "a container was left behind");
+
+    // A failing step fails the job with its exit code.
+    let failing = t.client.submit(&step("step", image, "exit 4", &[])).await.unwrap().job;
+    let failing = t.wait(&failing.id).await;
+    assert_eq!(failing.status, JobStatus::Failed);
+    assert_eq!(failing.error.as_deref(), Some("the step exited with code 4"));
+
+    // The same component installed without the grant is denied.
+    t.client.install("step-plain", &wasm).await.unwrap();
+    let denied = t.client.submit(&step("step-plain", image, "touch /work/x", &[])).await.unwrap().job;
+    let denied = t.wait(&denied.id).await;
+    assert_eq!(denied.status, JobStatus::Failed);
+    assert_contains(denied.error.as_deref().unwrap_or_default(), "not granted");
+    assert_eq!(containers_of(&denied.id), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_components_container_stops_with_its_job() {
+    let image = image().await;
+    let t = TestServer::start().await;
+    let wasm = std::fs::read(jobhost_tests::CONTAINER_STEP_WASM).unwrap();
+    t.client.install_granted("step", &wasm, &[jobhost_model::PluginGrant::Containers]).await.unwrap();
+    // Cancelled while its container runs: the container goes with it.
+    let job = t.client.submit(&step("step", image, "echo started; sleep 100", &[])).await.unwrap().job;
+    eventually(20, || async { t.stream_text(&job.id, LogStream::Stdout).await == "started\n" }).await;
+    assert_ne!(containers_of(&job.id), "", "its container runs");
+    assert_eq!(t.client.cancel(&job.id).await.unwrap().status, JobStatus::Cancelled);
+    eventually(5, || async { containers_of(&job.id).is_empty() }).await;
+    // Timed out while its container runs: the same.
+    let mut slow = step("step", image, "sleep 100", &[]);
+    slow.timeout_s = Some(2);
+    let slow = t.wait(&t.client.submit(&slow).await.unwrap().job.id).await;
+    assert_eq!(slow.status, JobStatus::TimedOut, "{slow:?}");
+    eventually(5, || async { containers_of(&slow.id).is_empty() }).await;
+    // Without an engine the call answers `unavailable`.
+    let off = TestServer::start_with(|c| c.container_engine = false).await;
+    off.client.install_granted("step", &wasm, &[jobhost_model::PluginGrant::Containers]).await.unwrap();
+    let refused = off.wait(&off.client.submit(&step("step", image, "true", &[])).await.unwrap().job.id).await;
+    assert_eq!(refused.status, JobStatus::Failed);
+    assert_contains(refused.error.as_deref().unwrap_or_default(), "no container engine");
+}

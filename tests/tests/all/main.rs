@@ -11,6 +11,7 @@ mod containers;
 mod core;
 mod discover;
 mod files;
+mod gpus;
 mod install;
 mod layers;
 mod lifecycle;

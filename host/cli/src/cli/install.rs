@@ -17,14 +17,22 @@ pub(super) struct InstallArgs {
     name: String,
     /// The .wasm file.
     file: PathBuf,
+    /// Let its jobs do more than the sandbox allows: `containers` (run containers
+    /// through `jobhost:plugin/executor`). Repeat for several.
+    #[arg(long = "grant", value_parser = parse_grant)]
+    grants: Vec<jobhost_model::PluginGrant>,
+}
+
+fn parse_grant(s: &str) -> Result<jobhost_model::PluginGrant, String> {
+    jobhost_model::PluginGrant::parse(s).ok_or_else(|| format!("{s:?} is not a grant (known: containers)"))
 }
 
 /// Installs the file and prints what was installed.
 pub(super) async fn exec(args: InstallArgs) -> anyhow::Result<ExitCode> {
-    let InstallArgs { conn, name, file } = args;
+    let InstallArgs { conn, name, file, grants } = args;
     let client = conn.client()?;
     let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let plugin = client.install(&name, &wasm).await?.plugin;
+    let plugin = client.install_granted(&name, &wasm, &grants).await?.plugin;
     if conn.json {
         println!("{}", serde_json::to_string(&plugin)?);
     } else {

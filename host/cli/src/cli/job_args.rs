@@ -47,6 +47,12 @@ pub(super) struct JobArgs {
     /// A container's working directory [default: /work].
     #[arg(long)]
     workdir: Option<String>,
+    /// GPUs the job needs, held by it alone while it runs.
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// The type its GPUs must be (`h100`); with `--gpus`.
+    #[arg(long)]
+    gpu_type: Option<String>,
 }
 
 impl JobArgs {
@@ -82,6 +88,8 @@ impl JobArgs {
             labels: self.labels.iter().cloned().collect(),
             priority: self.priority,
             requires: self.requires.clone(),
+            gpus: self.gpus,
+            gpu_type: self.gpu_type.clone(),
             ..SubmitRequest::default()
         })
     }
@@ -136,10 +144,15 @@ mod tests {
             "3",
             "--requires",
             "gpu,fast",
+            "--gpus",
+            "2",
+            "--gpu-type",
+            "h100",
         ])
         .unwrap();
         let request = serde_json::to_value(flags.job.request("p".into(), vec!["a".into()]).unwrap()).unwrap();
         assert_eq!(request["requires"], serde_json::json!(["gpu", "fast"]));
+        assert_eq!((&request["gpus"], &request["gpu_type"]), (&serde_json::json!(2), &serde_json::json!("h100")));
         let container =
             Flags::try_parse_from(["t", "--image", "busybox", "--entrypoint", "/bin/sh", "--workdir", "/w"])
                 .unwrap()

@@ -128,6 +128,10 @@ mod tests {
             worker_id: None,
             container: None,
             container_id: None,
+            gpus: 0,
+            gpu_type: None,
+            gpu_devices: vec![],
+            grants: vec![],
             waiting: None,
         }
     }

@@ -53,6 +53,10 @@ pub(super) struct ServeArgs {
     /// `none`. Without an engine answering at start, container jobs are refused.
     #[arg(long, default_value = "docker", value_parser = ["docker", "none"])]
     container_engine: String,
+    /// A JSON file declaring this node's GPUs (`[{"index": 0, "uuid": "GPU-…",
+    /// "type": "h100", "memory_mb": 81920}, …]`) instead of asking NVML; `[]`: none.
+    #[arg(long)]
+    gpus: Option<PathBuf>,
     /// Runs a job may have: one whose node was lost (or that was running when the
     /// server stopped) runs again while it has runs left, otherwise it fails.
     #[arg(long, default_value_t = 1)]
@@ -93,7 +97,19 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(bad) = args.labels.iter().find_map(|l| jobhost_model::label_error(l)) {
         bail!("--labels: {bad}");
     }
-    config.node = server::nodes::NodeConfig { name: args.name, labels: args.labels, advertise: args.advertise };
+    let gpus = match &args.gpus {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("--gpus: reading {}", path.display()))?;
+            let gpus: Vec<jobhost_model::Gpu> = serde_json::from_str(&text)
+                .with_context(|| format!("--gpus: {} is not a JSON array of GPUs", path.display()))?;
+            if let Some(bad) = jobhost_model::inventory_error(&gpus) {
+                bail!("--gpus: {bad}");
+            }
+            Some(gpus)
+        }
+        None => None,
+    };
+    config.node = server::nodes::NodeConfig { name: args.name, labels: args.labels, advertise: args.advertise, gpus };
     if let Some(path) = &args.cluster_secret_file {
         let secret = std::fs::read_to_string(path)
             .with_context(|| format!("--cluster-secret-file: reading {}", path.display()))?

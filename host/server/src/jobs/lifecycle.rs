@@ -151,6 +151,7 @@ impl Jobs {
                 cpus: Cpus::whole(self.limits.capacity_cpus),
                 memory_mb: u64::from(self.limits.capacity_memory_mb),
             },
+            gpus: self.here.gpus.to_vec(),
         };
         let claimed = self.store.claim_early(&lease_until(lease), &node, max);
         async move { Ok(claimed.await?) }

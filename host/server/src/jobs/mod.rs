@@ -41,6 +41,8 @@ pub struct Here {
     pub worker_id: Arc<str>,
     /// Its labels.
     pub labels: Arc<[String]>,
+    /// Its GPUs.
+    pub gpus: Arc<[jobhost_model::Gpu]>,
 }
 
 /// The jobs service; cheap to clone.

@@ -196,6 +196,8 @@ impl Jobs {
     /// What this node's `starting` and `running` jobs declared, against its capacity.
     pub async fn usage(&self) -> Result<ResourceUsage> {
         let (used, running_jobs) = self.store.usage(&self.here.worker_id).await?;
+        let held = self.store.held_gpus(Some(&self.here.worker_id)).await?;
+        let held = held.get(&*self.here.worker_id).map_or(&[][..], Vec::as_slice);
         Ok(ResourceUsage {
             used_cpus: used.cpus,
             used_memory_mb: used.memory_mb,
@@ -204,6 +206,7 @@ impl Jobs {
                 cpus: Cpus::whole(self.limits.capacity_cpus),
                 memory_mb: u64::from(self.limits.capacity_memory_mb),
             },
+            gpus: jobhost_model::gpu_usage(&self.here.gpus, held),
         })
     }
 

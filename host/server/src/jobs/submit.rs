@@ -67,6 +67,7 @@ impl Jobs {
 
     async fn validate(&self, caller: &Caller, req: SubmitRequest, kind: JobKind) -> Result<NewJob> {
         let limits = &self.limits;
+        let mut grants = Vec::new();
         // What runs: an installed component's name and digest, or an image.
         let (plugin, digest, args, container) = match (&req.image, kind) {
             (Some(image), JobKind::Container) => {
@@ -97,9 +98,11 @@ impl Jobs {
                     .get_plugin(&req.plugin)
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("plugin {:?} is not installed", req.plugin)))?;
+                grants = plugin.grants;
                 (plugin.name, plugin.digest, req.args.clone(), None)
             }
         };
+        let (gpus, gpu_type) = self.gpu_request(&req).await?;
         if let Some(files_id) = &req.files_id {
             let upload =
                 if ids::has_prefix(files_id, ids::UPLOAD) { self.store.get_upload(files_id).await? } else { None };
@@ -201,7 +204,49 @@ impl Jobs {
             max_attempts: limits.max_attempts,
             files_id: req.files_id,
             container: container.map(|c| to_json(&c)),
+            gpus,
+            gpu_type,
+            grants,
         })
+    }
+
+    /// The GPUs `req` asks for, checked: a type only with a count, and no more than
+    /// some node has (of that type): a job no node could ever run is refused now.
+    async fn gpu_request(&self, req: &SubmitRequest) -> Result<(u32, Option<String>)> {
+        let gpus = req.gpus.unwrap_or(0);
+        if let Some(t) = &req.gpu_type {
+            if gpus == 0 {
+                return Err(Error::invalid("gpu_type", "is for a job that asks for `gpus`"));
+            }
+            if let Some(bad) = jobhost_model::gpu_type_error(t) {
+                return Err(Error::invalid("gpu_type", bad));
+            }
+        }
+        if gpus == 0 {
+            return Ok((0, None));
+        }
+        if gpus > jobhost_model::MAX_GPUS {
+            return Err(Error::invalid("gpus", format!("at most {}", jobhost_model::MAX_GPUS)));
+        }
+        let now = chrono::Utc::now();
+        let most = self
+            .store
+            .list_workers()
+            .await?
+            .into_iter()
+            .map(|w| w.seen_within(now))
+            .filter(|w| w.status != jobhost_model::WorkerStatus::Offline && w.concurrency > 0)
+            .map(|w| w.gpus.iter().filter(|g| req.gpu_type.as_ref().is_none_or(|t| &g.gpu_type == t)).count())
+            .max()
+            .unwrap_or(0);
+        if usize::try_from(gpus).unwrap_or(usize::MAX) > most {
+            let of = req.gpu_type.as_ref().map(|t| format!(" of type {t}")).unwrap_or_default();
+            return Err(Error::LimitExceeded(format!(
+                "gpus: the job asks for {gpus} GPUs{of} but the most any online node has is {most}; \
+                 it could never start"
+            )));
+        }
+        Ok((gpus, req.gpu_type.clone()))
     }
 
     /// Why the upload `id` could not be consumed, in the caller's terms.

@@ -172,6 +172,7 @@ impl Models {
             http: Arc::new(self.hub.grant()),
             mounts: vec![Mount { host: self.models_dir.clone(), guest: MODELS_GUEST_DIR.to_owned() }],
             transfer: true,
+            containers: None,
         }
     }
 

@@ -1,11 +1,12 @@
 //! Installed components: validating a name, handing the bytes to the runtime to
-//! compile and classify, and recording the result. An install that fails leaves
+//! compile and classify, and recording the result with what an admin granted it
+//! (installing needs `admin`, so granting does too). An install that fails leaves
 //! nothing behind: the record is written only after the runtime accepted the bytes.
 
 use crate::jobs::{Error, Result};
 use base64::Engine as _;
 use jobhost_model::ids;
-use jobhost_model::{Installed, Plugin};
+use jobhost_model::{Installed, Plugin, PluginGrant};
 use jobhost_runtime::{Runtime, RuntimeError};
 use jobhost_store::Store;
 use std::sync::Arc;
@@ -33,17 +34,18 @@ impl Plugins {
     }
 
     /// Installs (or replaces) the component `name` from base64-encoded wasm.
-    pub async fn install(&self, name: &str, wasm_base64: &str) -> Result<Installed> {
+    pub async fn install(&self, name: &str, wasm_base64: &str, grants: Vec<PluginGrant>) -> Result<Installed> {
         validate_name(name)?;
         let wasm = base64::engine::general_purpose::STANDARD
             .decode(wasm_base64.trim())
             .map_err(|e| Error::invalid("wasm_base64", format!("is not valid base64: {e}")))?;
-        self.install_bytes(name, wasm).await
+        client_name(name)?;
+        self.store_component(name, wasm, grants).await
     }
 
     /// Names the component `digest` that the server already holds `name`, without its
     /// bytes: `not_found` when the server does not have it (send the bytes then).
-    pub async fn install_digest(&self, name: &str, digest: &str) -> Result<Installed> {
+    pub async fn install_digest(&self, name: &str, digest: &str, grants: Vec<PluginGrant>) -> Result<Installed> {
         client_name(name)?;
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
@@ -55,7 +57,7 @@ impl Plugins {
             })?,
             other => other.map_err(install_error)?,
         };
-        self.record(name, installed).await
+        self.record(name, installed, grants).await
     }
 
     /// Makes sure this node holds component `digest`, fetching it from the store when
@@ -88,15 +90,15 @@ impl Plugins {
     /// Installs (or replaces) the component `name` from raw wasm bytes.
     pub async fn install_bytes(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
         client_name(name)?;
-        self.store_component(name, wasm).await
+        self.store_component(name, wasm, Vec::new()).await
     }
 
     /// Installs a built-in component under its reserved name.
     pub async fn install_reserved(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
-        self.store_component(name, wasm).await
+        self.store_component(name, wasm, Vec::new()).await
     }
 
-    async fn store_component(&self, name: &str, wasm: Vec<u8>) -> Result<Installed> {
+    async fn store_component(&self, name: &str, wasm: Vec<u8>, grants: Vec<PluginGrant>) -> Result<Installed> {
         validate_name(name)?;
         if wasm.is_empty() {
             return Err(Error::invalid("wasm_base64", "is empty"));
@@ -107,12 +109,20 @@ impl Plugins {
         if !self.store.has_component(&installed.digest).await? {
             self.store.put_component(&installed.digest, &kept).await?;
         }
-        self.record(name, installed).await
+        self.record(name, installed, grants).await
     }
 
     /// Records `installed` under `name`.
-    async fn record(&self, name: &str, installed: jobhost_runtime::Installed) -> Result<Installed> {
+    async fn record(
+        &self,
+        name: &str,
+        installed: jobhost_runtime::Installed,
+        mut grants: Vec<PluginGrant>,
+    ) -> Result<Installed> {
+        grants.sort();
+        grants.dedup();
         let plugin = Plugin {
+            grants,
             name: name.to_owned(),
             digest: installed.digest,
             kind: installed.kind,

@@ -316,7 +316,7 @@ mod tests {
             .unwrap(),
         );
         let _ = admin;
-        let here = crate::jobs::Here { worker_id: "wrk_test".into(), labels: Arc::new([]) };
+        let here = crate::jobs::Here { worker_id: "wrk_test".into(), labels: Arc::new([]), gpus: Arc::new([]) };
         let jobs =
             Jobs::new(store.clone(), here, crate::jobs::Limits::default(), dir.join("jobs"), dir.join("uploads"));
         let uploads = Uploads::new(

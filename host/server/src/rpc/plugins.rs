@@ -18,12 +18,13 @@ pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
         "plugins.install",
         "Installs a component (a `job`-world plugin or a WASI command) under a name: from its bytes, or by \
          the digest of bytes the server already holds (`not_found` when it does not). Bytes the server has \
-         compiled already are not compiled again (`compiled: false`).",
+         compiled already are not compiled again (`compiled: false`). `grants: [\"containers\"]` lets its jobs \
+         run containers through `jobhost:plugin/executor`.",
         Needs(Admin),
         |req, _, ctx| async move {
             match (req.wasm_base64, req.digest) {
-                (Some(wasm), None) => ctx.plugins.install(&req.name, &wasm).await,
-                (None, Some(digest)) => ctx.plugins.install_digest(&req.name, &digest).await,
+                (Some(wasm), None) => ctx.plugins.install(&req.name, &wasm, req.grants).await,
+                (None, Some(digest)) => ctx.plugins.install_digest(&req.name, &digest, req.grants).await,
                 _ => Err(jobhost_model::Error::invalid("wasm_base64", "give either wasm_base64 or digest")),
             }
             .map_err(to_rpc_error)
@@ -52,4 +53,8 @@ struct InstallRequest {
     /// Instead of the bytes: `sha256:<hex>` of a component the server already holds.
     #[serde(default)]
     digest: Option<String>,
+    /// What its jobs may do beyond the sandbox: `containers` (run containers through
+    /// `jobhost:plugin/executor`). None by default; an install replaces the grants.
+    #[serde(default)]
+    grants: Vec<jobhost_model::PluginGrant>,
 }

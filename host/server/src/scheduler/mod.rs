@@ -179,7 +179,7 @@ impl Scheduler {
             job: claimed.clone(),
             job_dir: self.jobs.jobs_dir().join(&job.id),
             input_from: self.jobs.input_source(job),
-            grant: self.grants.for_kind(job.kind),
+            grant: self.grants.for_job(job),
         };
         // Only a run whose effects stay inside `jobs/<id>` may start before the claim is
         // on disk: a consumed upload's files are moved in, and other mounts are shared.

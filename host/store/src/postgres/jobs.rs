@@ -67,6 +67,21 @@ impl JobStore for PgStore {
         queue::send_for(&self.ops, op, rx)
     }
 
+    async fn held_gpus(&self, worker_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<u32>>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT worker_id, unnest(gpu_devices) FROM jobs WHERE status IN ('starting', 'running') AND gpus > 0 \
+             AND worker_id IS NOT NULL AND ($1::text IS NULL OR worker_id = $1)",
+        )
+        .bind(worker_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut held = std::collections::HashMap::<String, Vec<u32>>::new();
+        for (worker, device) in rows {
+            held.entry(worker).or_default().extend(u32::try_from(device).ok());
+        }
+        Ok(held)
+    }
+
     async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(millicpus), 0)::BIGINT AS millicpus, COALESCE(SUM(memory_mb), 0)::BIGINT AS memory_mb, \

@@ -63,7 +63,8 @@ macro_rules! job_columns {
             ts!("started_at"),
             ", ",
             ts!("completed_at"),
-            ", files_id, detail, requires, worker_id, container::text AS container, container_id"
+            ", files_id, detail, requires, worker_id, container::text AS container, container_id, gpus, gpu_type, \
+             gpu_devices, grants"
         )
     };
 }
@@ -230,6 +231,7 @@ fn plugin_from_row(row: &PgRow) -> Result<Plugin> {
         kind: PluginKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("plugin kind {kind:?}")))?,
         size_bytes: to_u64(row.try_get("size_bytes")?),
         installed_at: row.try_get("installed_at")?,
+        grants: grants_of(row.try_get("grants")?)?,
     })
 }
 
@@ -287,9 +289,27 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
             .transpose()
             .map_err(|e| corrupt("container", &e))?,
         container_id: row.try_get("container_id")?,
+        gpus: int("gpus")?,
+        gpu_type: row.try_get("gpu_type")?,
+        gpu_devices: row
+            .try_get::<Vec<i64>, _>("gpu_devices")?
+            .into_iter()
+            .map(|d| u32::try_from(d).map_err(|e| corrupt("gpu_devices", &e)))
+            .collect::<Result<_>>()?,
+        grants: grants_of(row.try_get("grants")?)?,
         waiting: None,
         id,
     })
+}
+
+/// Grants stored by name.
+fn grants_of(names: Vec<String>) -> Result<Vec<jobhost_model::PluginGrant>> {
+    names
+        .iter()
+        .map(|n| {
+            jobhost_model::PluginGrant::parse(n).ok_or_else(|| StoreError::Corrupt(format!("unknown grant {n:?}")))
+        })
+        .collect()
 }
 
 /// Postgres integers are signed; sizes and counts past i64::MAX saturate.

@@ -11,7 +11,7 @@ use jobhost_model::Plugin;
 /// Every column of a plugin row.
 macro_rules! plugin_columns {
     () => {
-        concat!("name, digest, kind, size_bytes, ", ts!("installed_at"))
+        concat!("name, digest, kind, size_bytes, grants, ", ts!("installed_at"))
     };
 }
 
@@ -19,15 +19,17 @@ macro_rules! plugin_columns {
 impl PluginStore for PgStore {
     async fn put_plugin(&self, plugin: &Plugin) -> Result<()> {
         sqlx::query(
-            "INSERT INTO plugins (name, digest, kind, size_bytes, installed_at) VALUES ($1, $2, $3, $4, $5::timestamptz) \
+            "INSERT INTO plugins (name, digest, kind, size_bytes, installed_at, grants) \
+             VALUES ($1, $2, $3, $4, $5::timestamptz, $6) \
              ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, kind = excluded.kind, \
-             size_bytes = excluded.size_bytes, installed_at = excluded.installed_at",
+             size_bytes = excluded.size_bytes, installed_at = excluded.installed_at, grants = excluded.grants",
         )
         .bind(&plugin.name)
         .bind(&plugin.digest)
         .bind(plugin.kind.as_str())
         .bind(to_i64(plugin.size_bytes))
         .bind(&plugin.installed_at)
+        .bind(plugin.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await?;
         Ok(())

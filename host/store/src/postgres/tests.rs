@@ -46,7 +46,7 @@ const ROOMY: Usage = Usage { cpus: Cpus::from_millis(u32::MAX), memory_mb: 1 << 
 
 /// A claim for node `wrk_t` with room for everything.
 fn roomy() -> Claimant {
-    Claimant { worker_id: "wrk_t".into(), labels: vec![], capacity: ROOMY }
+    Claimant { worker_id: "wrk_t".into(), labels: vec![], capacity: ROOMY, gpus: vec![] }
 }
 
 #[tokio::test]

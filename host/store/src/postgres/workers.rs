@@ -11,12 +11,12 @@ impl WorkerStore for PgStore {
         let labels = serde_json::to_string(&w.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO workers (id, name, labels, status, version, advertise, concurrency, millicpus, \
-             memory_mb, started_at, last_seen) \
-             VALUES ($1, $2, $3::json, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz) \
+             memory_mb, started_at, last_seen, gpus) \
+             VALUES ($1, $2, $3::json, $4, $5, $6, $7, $8, $9, $10::timestamptz, $11::timestamptz, $12::json) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
              status = excluded.status, version = excluded.version, advertise = excluded.advertise, \
              concurrency = excluded.concurrency, millicpus = excluded.millicpus, memory_mb = excluded.memory_mb, \
-             started_at = excluded.started_at, last_seen = excluded.last_seen",
+             started_at = excluded.started_at, last_seen = excluded.last_seen, gpus = excluded.gpus",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -29,6 +29,7 @@ impl WorkerStore for PgStore {
         .bind(to_i64(w.memory_mb))
         .bind(&w.started_at)
         .bind(&w.last_seen)
+        .bind(serde_json::to_string(&w.gpus).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -57,9 +58,10 @@ impl WorkerStore for PgStore {
     }
 
     async fn list_workers(&self) -> Result<Vec<Worker>> {
+        let held = crate::JobStore::held_gpus(self, None).await?;
         sqlx::query(concat!(
             "SELECT id, name, labels::text AS labels, status, version, advertise, concurrency, millicpus, \
-             memory_mb, ",
+             memory_mb, gpus::text AS gpus, ",
             ts!("started_at"),
             ", ",
             ts!("last_seen"),
@@ -73,6 +75,7 @@ impl WorkerStore for PgStore {
         .await?
         .iter()
         .map(worker_from_row)
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(|workers| crate::workers::with_gpu_usage(workers, &held))
     }
 }

@@ -63,6 +63,22 @@ impl JobStore for SqliteStore {
         self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), node, max, reply }, rx)
     }
 
+    async fn held_gpus(&self, worker_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<u32>>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT jobs.worker_id, f.value FROM jobs, json_each(jobs.gpu_devices) AS f \
+             WHERE jobs.status IN ('starting', 'running') AND jobs.gpus > 0 AND jobs.worker_id IS NOT NULL \
+             AND (?1 IS NULL OR jobs.worker_id = ?1)",
+        )
+        .bind(worker_id)
+        .fetch_all(&self.read)
+        .await?;
+        let mut held = std::collections::HashMap::<String, Vec<u32>>::new();
+        for (worker, device) in rows {
+            held.entry(worker).or_default().extend(u32::try_from(device).ok());
+        }
+        Ok(held)
+    }
+
     async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(millicpus), 0) AS millicpus, COALESCE(SUM(memory_mb), 0) AS memory_mb, \

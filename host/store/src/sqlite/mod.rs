@@ -32,7 +32,7 @@ macro_rules! job_columns {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
          progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id, detail, \
-         requires, worker_id, container, container_id"
+         requires, worker_id, container, container_id, gpus, gpu_type, gpu_devices, grants"
     };
 }
 
@@ -226,6 +226,8 @@ fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
         kind: PluginKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("plugin kind {kind:?}")))?,
         size_bytes: to_u64(row.try_get("size_bytes")?),
         installed_at: row.try_get("installed_at")?,
+        grants: serde_json::from_str(&row.try_get::<String, _>("grants")?)
+            .map_err(|e| StoreError::Corrupt(format!("plugin grants: {e}")))?,
     })
 }
 
@@ -234,7 +236,7 @@ fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
 /// name and compares them case-insensitively, for each of a row's 27 columns; on the
 /// writer thread, which decodes several job rows per job, that was a visible share of
 /// its time.
-const JOB_COLUMNS: [&str; 31] = [
+const JOB_COLUMNS: [&str; 35] = [
     "id",
     "user_id",
     "kind",
@@ -266,6 +268,10 @@ const JOB_COLUMNS: [&str; 31] = [
     "worker_id",
     "container",
     "container_id",
+    "gpus",
+    "gpu_type",
+    "gpu_devices",
+    "grants",
 ];
 
 /// The position of job column `name` (past the end for an unknown name, which the
@@ -312,6 +318,8 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
     let kind: String = row.col("kind")?;
     let requires: String = row.col("requires")?;
     let container: Option<String> = row.col("container")?;
+    let gpu_devices: String = row.col("gpu_devices")?;
+    let grants: String = row.col("grants")?;
     Ok(Job {
         user_id: row.col("user_id")?,
         kind: JobKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
@@ -348,6 +356,10 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         worker_id: row.col("worker_id")?,
         container: container.map(|c| serde_json::from_str(&c)).transpose().map_err(|e| corrupt("container", &e))?,
         container_id: row.col("container_id")?,
+        gpus: row.col("gpus")?,
+        gpu_type: row.col("gpu_type")?,
+        gpu_devices: serde_json::from_str(&gpu_devices).map_err(|e| corrupt("gpu_devices", &e))?,
+        grants: serde_json::from_str(&grants).map_err(|e| corrupt("grants", &e))?,
         waiting: None,
         id,
     })

@@ -9,15 +9,16 @@ use std::sync::PoisonError;
 impl PluginStore for SqliteStore {
     async fn put_plugin(&self, plugin: &Plugin) -> Result<()> {
         sqlx::query(
-            "INSERT INTO plugins (name, digest, kind, size_bytes, installed_at) VALUES (?, ?, ?, ?, ?) \
+            "INSERT INTO plugins (name, digest, kind, size_bytes, installed_at, grants) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, kind = excluded.kind, \
-             size_bytes = excluded.size_bytes, installed_at = excluded.installed_at",
+             size_bytes = excluded.size_bytes, installed_at = excluded.installed_at, grants = excluded.grants",
         )
         .bind(&plugin.name)
         .bind(&plugin.digest)
         .bind(plugin.kind.as_str())
         .bind(to_i64(plugin.size_bytes))
         .bind(&plugin.installed_at)
+        .bind(serde_json::to_string(&plugin.grants).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *self.write_turn().await?)
         .await?;
         self.plugins.write().unwrap_or_else(PoisonError::into_inner).insert(plugin.name.clone(), plugin.clone());
@@ -28,12 +29,13 @@ impl PluginStore for SqliteStore {
         if let Some(p) = self.plugins.read().unwrap_or_else(PoisonError::into_inner).get(name) {
             return Ok(Some(p.clone()));
         }
-        let plugin = sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?
-            .map(|row| plugin_from_row(&row))
-            .transpose()?;
+        let plugin =
+            sqlx::query("SELECT name, digest, kind, size_bytes, installed_at, grants FROM plugins WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?
+                .map(|row| plugin_from_row(&row))
+                .transpose()?;
         if let Some(p) = &plugin {
             self.plugins
                 .write()
@@ -45,7 +47,7 @@ impl PluginStore for SqliteStore {
     }
 
     async fn list_plugins(&self) -> Result<Vec<Plugin>> {
-        sqlx::query("SELECT name, digest, kind, size_bytes, installed_at FROM plugins ORDER BY name")
+        sqlx::query("SELECT name, digest, kind, size_bytes, installed_at, grants FROM plugins ORDER BY name")
             .fetch_all(&self.read)
             .await?
             .iter()

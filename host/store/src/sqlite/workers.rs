@@ -11,11 +11,11 @@ impl WorkerStore for SqliteStore {
         let labels = serde_json::to_string(&w.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO workers (id, name, labels, status, version, advertise, concurrency, millicpus, \
-             memory_mb, started_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             memory_mb, started_at, last_seen, gpus) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, \
              status = excluded.status, version = excluded.version, advertise = excluded.advertise, \
              concurrency = excluded.concurrency, millicpus = excluded.millicpus, memory_mb = excluded.memory_mb, \
-             started_at = excluded.started_at, last_seen = excluded.last_seen",
+             started_at = excluded.started_at, last_seen = excluded.last_seen, gpus = excluded.gpus",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -28,6 +28,7 @@ impl WorkerStore for SqliteStore {
         .bind(to_i64(w.memory_mb))
         .bind(&w.started_at)
         .bind(&w.last_seen)
+        .bind(serde_json::to_string(&w.gpus).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .execute(&mut *self.write_turn().await?)
         .await?;
         Ok(())
@@ -56,9 +57,10 @@ impl WorkerStore for SqliteStore {
     }
 
     async fn list_workers(&self) -> Result<Vec<Worker>> {
+        let held = crate::JobStore::held_gpus(self, None).await?;
         sqlx::query(
             "SELECT id, name, labels, status, version, advertise, concurrency, millicpus, memory_mb, \
-             started_at, last_seen, COALESCE(live.jobs, 0) AS running_jobs, \
+             started_at, last_seen, gpus, COALESCE(live.jobs, 0) AS running_jobs, \
              COALESCE(live.cpus, 0) AS used_millicpus, COALESCE(live.mem, 0) AS used_memory_mb \
              FROM workers LEFT JOIN (SELECT worker_id, COUNT(*) AS jobs, SUM(millicpus) AS cpus, \
              SUM(memory_mb) AS mem FROM jobs WHERE status IN ('starting', 'running') GROUP BY worker_id) \
@@ -68,6 +70,7 @@ impl WorkerStore for SqliteStore {
         .await?
         .iter()
         .map(worker_from_row)
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(|workers| crate::workers::with_gpu_usage(workers, &held))
     }
 }

@@ -34,7 +34,10 @@ const HEAD_CLAIM_AT: usize = 1;
 pub(super) async fn claim(conn: &mut PgConnection, lease_until: &str, node: &Claimant, max: usize) -> Result<Vec<Job>> {
     let now = ids::now();
     let mut jobs =
-        if max >= HEAD_CLAIM_AT { claim_head(conn, lease_until, &now, node, max).await? } else { Vec::new() };
+        if node.gpus.is_empty() { Vec::new() } else { claim_gpu_jobs(conn, lease_until, &now, node, max).await? };
+    if max - jobs.len() >= HEAD_CLAIM_AT {
+        jobs.extend(claim_head(conn, lease_until, &now, node, max - jobs.len()).await?);
+    }
     while jobs.len() < max {
         match claim_one(conn, lease_until, &now, node).await? {
             Some(job) => jobs.push(job),
@@ -64,7 +67,7 @@ async fn claim_head(
          AND id = ANY(ARRAY(\
            SELECT id FROM (\
              SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
-               SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' \
+               SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' AND gpus = 0 \
                AND requires <@ $7::text[] \
                ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) AS head \
              WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) AS sums \
@@ -94,7 +97,7 @@ async fn claim_one(conn: &mut PgConnection, lease_until: &str, now: &str, node: 
     let query = sqlx::query(concat!(
         "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
          updated_at = $2::timestamptz, worker_id = $5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-         AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+         AND gpus = 0 AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
                                 WHERE status IN ('starting', 'running') AND worker_id = $5) \
          AND memory_mb <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
                                 WHERE status IN ('starting', 'running') AND worker_id = $5) \
@@ -110,4 +113,66 @@ async fn claim_one(conn: &mut PgConnection, lease_until: &str, now: &str, node: 
     .bind(&node.worker_id)
     .bind(&node.labels);
     Ok(jobs_of(conn, query).await?.pop())
+}
+
+/// Claims jobs asking for GPUs, one at a time while `max` allows: the next pending
+/// one no other writer holds whose CPUs and memory fit and whose GPUs are free on the
+/// node (of its type, when it names one), each given the lowest free device indices
+/// and recording them. No other node changes this node's live jobs, so the devices
+/// read are the devices held.
+async fn claim_gpu_jobs(
+    conn: &mut PgConnection,
+    lease_until: &str,
+    now: &str,
+    node: &Claimant,
+    max: usize,
+) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    while jobs.len() < max {
+        let held: Vec<i64> = sqlx::query_scalar(
+            "SELECT unnest(gpu_devices) FROM jobs WHERE status IN ('starting', 'running') AND worker_id = $1 \
+             AND gpus > 0",
+        )
+        .bind(&node.worker_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let held: Vec<u32> = held.into_iter().filter_map(|d| u32::try_from(d).ok()).collect();
+        let free = jobhost_model::free_types(&node.gpus, &held);
+        if free.is_empty() {
+            break;
+        }
+        let query = sqlx::query(concat!(
+            "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
+             updated_at = $2::timestamptz, worker_id = $5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND gpus > 0 AND gpus <= (SELECT COUNT(*) FROM unnest($7::text[]) AS f(t) \
+                                       WHERE jobs.gpu_type IS NULL OR f.t = jobs.gpu_type) \
+             AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running') AND worker_id = $5) \
+             AND memory_mb <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
+                                    WHERE status IN ('starting', 'running') AND worker_id = $5) \
+             AND requires <@ $6::text[] \
+             ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'pending' \
+             AND NOT EXISTS (SELECT 1 FROM workers WHERE id = $5 AND status = 'draining') RETURNING ",
+            job_columns!()
+        ))
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::from(node.capacity.cpus.millis()))
+        .bind(to_i64(node.capacity.memory_mb))
+        .bind(&node.worker_id)
+        .bind(&node.labels)
+        .bind(&free);
+        let Some(mut job) = jobs_of(conn, query).await?.pop() else { break };
+        // The statement admitted it only with enough free devices of its type.
+        let devices =
+            jobhost_model::choose_devices(&node.gpus, &held, job.gpus, job.gpu_type.as_deref()).unwrap_or_default();
+        sqlx::query("UPDATE jobs SET gpu_devices = $1 WHERE id = $2")
+            .bind(devices.iter().map(|&d| i64::from(d)).collect::<Vec<_>>())
+            .bind(&job.id)
+            .execute(&mut *conn)
+            .await?;
+        job.gpu_devices = devices;
+        jobs.push(job);
+    }
+    Ok(jobs)
 }

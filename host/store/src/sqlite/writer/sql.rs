@@ -14,7 +14,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
 use std::collections::HashMap;
 
-/// Rows per multi-row statement: 19 parameters a row stays well under SQLite's
+/// Rows per multi-row statement: 22 parameters a row stays well under SQLite's
 /// 32,766 parameters per statement.
 pub(super) const BULK_ROWS: usize = 1000;
 
@@ -54,9 +54,9 @@ pub(super) fn job_of(conn: &Connection, sql: &str, values: impl IntoIterator<Ite
     Ok(jobs_of(conn, sql, values)?.pop())
 }
 
-/// A new job's values for the columns from `id` to `container` of an insert, in
+/// A new job's values for the columns from `id` to `grants` of an insert, in
 /// that order (`status` is written as a literal between `plugin_digest` and `args`).
-fn new_job_values(job: &NewJob) -> [Value; 17] {
+fn new_job_values(job: &NewJob) -> [Value; 20] {
     [
         text(&job.id),
         text(&job.user_id),
@@ -75,6 +75,9 @@ fn new_job_values(job: &NewJob) -> [Value; 17] {
         Value::Integer(job.max_attempts.into()),
         Value::Text(serde_json::to_string(&job.requires).unwrap_or_else(|_| "[]".into())),
         opt_text(job.container.as_deref()),
+        Value::Integer(job.gpus.into()),
+        opt_text(job.gpu_type.as_deref()),
+        Value::Text(serde_json::to_string(&job.grants).unwrap_or_else(|_| "[]".into())),
     ]
 }
 
@@ -86,7 +89,7 @@ pub(super) fn bulk_insert<'a>(
 ) -> Result<HashMap<String, Job>> {
     let now = ids::now();
     let rows = jobs.len();
-    let mut values = Vec::with_capacity(rows * 19);
+    let mut values = Vec::with_capacity(rows * 22);
     for job in jobs {
         values.extend(new_job_values(job));
         values.extend([text(&now), text(&now)]);
@@ -95,10 +98,10 @@ pub(super) fn bulk_insert<'a>(
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, requires, container, \
-             created_at, updated_at) VALUES {} ON CONFLICT DO NOTHING RETURNING ",
+             gpus, gpu_type, grants, created_at, updated_at) VALUES {} ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
-        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     );
     Ok(jobs_of(conn, &sql, values)?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
@@ -220,8 +223,9 @@ fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bo
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, requires, container, \
-             created_at, updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-             ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19) ON CONFLICT DO NOTHING RETURNING ",
+             gpus, gpu_type, grants, created_at, updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, \
+             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21, ?22) \
+             ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
         new_job_values(job).into_iter().chain([text(&now), opt_text(job.files_id.as_deref())]),
