@@ -130,6 +130,13 @@ impl Job {
         bindings::jobhost::plugin::job_input::job_id()
     }
 
+    /// Which attempt this run is, from 1: 2 or more when a failed, timed-out or lost
+    /// run is retried (the job's `max_attempts`), so a step can tell a retry from a
+    /// first run (the same number is `JOBHOST_ATTEMPT` in its environment).
+    pub fn attempt(&self) -> u32 {
+        bindings::jobhost::plugin::job_input::attempt()
+    }
+
     /// The job's `input`, deserialized from JSON into `T`.
     ///
     /// A job submitted without input has the input `null`, which deserializes only into

@@ -431,6 +431,11 @@ impl Client {
         self.call("jobs.logs", p).await
     }
 
+    /// `jobs.attempts`: how each ended attempt of job `id` went.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<jobhost_model::JobAttempt>> {
+        Ok(self.call::<jobhost_model::AttemptList>("jobs.attempts", json!({ "id": id })).await?.attempts)
+    }
+
     /// `artifacts.list`.
     pub async fn artifacts(&self, job_id: &str) -> Result<Vec<Artifact>> {
         #[derive(serde::Deserialize)]

@@ -172,7 +172,7 @@ impl ContainerExecutor {
         let id = self.create(&spec, &owner).await?;
         sink.container(&job.id, job.attempt, &id);
         let timeout = Duration::from_secs(u64::from(job.timeout_s));
-        let capture = LogCapture::new(self.max_log_bytes);
+        let capture = LogCapture::for_attempt(self.max_log_bytes, job.attempt);
         let flushing = {
             let (capture, sink, job_id) = (capture.clone(), sink.clone(), job.id.clone());
             tokio::spawn(async move {

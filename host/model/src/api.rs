@@ -80,6 +80,27 @@ pub struct SubmitRequest {
     /// The type its GPUs must be (`h100`); only with `gpus`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_type: Option<String>,
+    /// Attempts the job may have (1–100) [default: the server's `--max-attempts`]: one
+    /// that fails or times out runs again, after `retry`'s backoff, while attempts
+    /// remain, and so does one whose node was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// How long to wait between attempts [default: 1 s doubling up to 300 s].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::RetryPolicy>,
+    /// Hold the job until this time (RFC 3339); it is not claimed earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// Hold the job this many seconds from now (instead of `run_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_s: Option<u32>,
+}
+
+/// `jobs.attempts` result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AttemptList {
+    /// Every ended attempt, the first first.
+    pub attempts: Vec<crate::JobAttempt>,
 }
 
 /// `jobs.submit` result.

@@ -293,10 +293,76 @@ pub struct Job {
     /// What its plugin was granted at install when the job was submitted.
     #[serde(default)]
     pub grants: Vec<PluginGrant>,
+    /// A pending job held until this time (a delayed job, or a retry backing off);
+    /// none once it may be claimed.
+    #[serde(default)]
+    pub run_at: Option<String>,
+    /// How a failed or timed-out attempt is retried while attempts remain.
+    #[serde(default)]
+    pub retry: RetryPolicy,
     /// Why a pending job is not starting, when the host can tell (`jobs.get` only):
     /// "no online worker has labels [gpu]".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+}
+
+/// How a job that failed or timed out is retried while it has attempts left
+/// (`max_attempts`): after `backoff_s` × 2^(attempt − 1) seconds, at most
+/// `max_backoff_s`, plus up to a quarter more at random (jitter, so retries of many
+/// jobs failing together spread out). A cancelled job is never retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// The first wait, seconds (0: retry at once).
+    #[serde(default = "RetryPolicy::default_backoff_s")]
+    pub backoff_s: u32,
+    /// The longest wait, seconds.
+    #[serde(default = "RetryPolicy::default_max_backoff_s")]
+    pub max_backoff_s: u32,
+}
+
+impl RetryPolicy {
+    fn default_backoff_s() -> u32 {
+        1
+    }
+
+    fn default_max_backoff_s() -> u32 {
+        300
+    }
+
+    /// The wait before attempt `attempt + 1`, given `jitter` in `[0, 1)`.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> std::time::Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        let base = f64::from(self.backoff_s) * 2f64.powi(doublings as i32);
+        let capped = base.min(f64::from(self.max_backoff_s.max(self.backoff_s)));
+        std::time::Duration::from_secs_f64(capped * (1.0 + jitter.clamp(0.0, 1.0) / 4.0))
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { backoff_s: Self::default_backoff_s(), max_backoff_s: Self::default_max_backoff_s() }
+    }
+}
+
+/// One attempt of a job: how it ended (`jobs.attempts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JobAttempt {
+    /// 1-based.
+    pub attempt: u32,
+    /// `completed`, `failed`, `timed_out`, `cancelled`, or `lost` (its node was lost or
+    /// stopped while it ran).
+    pub status: String,
+    /// Its exit code, when it had one.
+    pub exit_code: Option<i32>,
+    /// Why it did not complete.
+    pub error: Option<String>,
+    /// When it started running, if it did.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub ended_at: String,
+    /// The node that ran it.
+    pub worker_id: Option<String>,
 }
 
 /// A container job's image and how its command starts.
@@ -348,14 +414,32 @@ impl LogStream {
 /// One piece of a job's output, in the order the guest produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LogChunk {
-    /// Position in the job's log, from 0, across all streams.
+    /// Position in the job's log, across all streams and attempts: attempt `n`
+    /// writes from `(n − 1) × 2^32` on, so the attempts follow each other in order.
     pub seq: u64,
+    /// The attempt that wrote it (1-based; from `seq`).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// Where it came from.
     pub stream: LogStream,
     /// The text (invalid UTF-8 is replaced with U+FFFD).
     pub data: String,
     /// When it was captured.
     pub at: String,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// The first `seq` of attempt `attempt`'s log chunks.
+pub fn first_seq_of_attempt(attempt: u32) -> u64 {
+    u64::from(attempt.saturating_sub(1)) << 32
+}
+
+/// The attempt whose log chunk has `seq`.
+pub fn attempt_of_seq(seq: u64) -> u32 {
+    u32::try_from(seq >> 32).unwrap_or(u32::MAX - 1) + 1
 }
 
 /// A file the job left in `/output`.

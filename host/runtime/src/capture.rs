@@ -48,9 +48,15 @@ struct CaptureState {
 impl LogCapture {
     /// A capture that keeps at most `max_bytes` of output.
     pub fn new(max_bytes: u64) -> Arc<LogCapture> {
+        LogCapture::for_attempt(max_bytes, 1)
+    }
+
+    /// A capture of attempt `attempt`: its chunks are numbered from the attempt's
+    /// first sequence number on, after every earlier attempt's.
+    pub fn for_attempt(max_bytes: u64, attempt: u32) -> Arc<LogCapture> {
         Arc::new(LogCapture {
             state: Mutex::new(CaptureState {
-                next_seq: 0,
+                next_seq: jobhost_model::first_seq_of_attempt(attempt),
                 pending: Vec::new(),
                 kept_bytes: 0,
                 max_bytes,
@@ -161,7 +167,8 @@ impl CaptureState {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.push(LogChunk { seq, stream, data: text.to_owned(), at: ids::now() });
+        let attempt = jobhost_model::attempt_of_seq(seq);
+        self.pending.push(LogChunk { seq, attempt, stream, data: text.to_owned(), at: ids::now() });
     }
 }
 

@@ -74,4 +74,8 @@ impl jobhost::plugin::job_input::Host for JobState {
     async fn job_id(&mut self) -> String {
         self.job_id.clone()
     }
+
+    async fn attempt(&mut self) -> u32 {
+        self.attempt
+    }
 }

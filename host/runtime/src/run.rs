@@ -43,7 +43,7 @@ impl Runtime {
                 return RunOutcome::failed(format!("preparing the sandbox: {e}"));
             }
         };
-        let capture = LogCapture::new(self.config.max_log_bytes);
+        let capture = LogCapture::for_attempt(self.config.max_log_bytes, spec.attempt);
         let flusher = {
             let (capture, sink, job_id) = (capture.clone(), sink.clone(), spec.job_id.clone());
             let stop = CancellationToken::new();
@@ -246,6 +246,7 @@ impl Runtime {
             capture,
             sink,
             job_id: spec.job_id.clone(),
+            attempt: spec.attempt,
             input_json: spec.input_json.clone(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: http::JobHttpHooks { job_id: spec.job_id.clone(), grant: spec.grant.http.clone() },

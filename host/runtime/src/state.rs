@@ -26,6 +26,7 @@ pub struct JobState {
     pub(crate) capture: Arc<LogCapture>,
     pub(crate) sink: Arc<dyn JobSink>,
     pub(crate) job_id: String,
+    pub(crate) attempt: u32,
     pub(crate) input_json: String,
     pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
     pub(crate) http_hooks: http::JobHttpHooks,

@@ -318,6 +318,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("starting the job runtime")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(nodes.clone().heartbeat(jobs.clone(), shutdown.clone()));
+    tokio::spawn(jobs.clone().release_held(shutdown.clone()));
     let cluster = crate::cluster::Cluster::new(nodes.clone(), config.cluster_secret.clone());
     // The kinds that run a component share the Wasm executor (what differs is the grant
     // their service gives); containers have theirs, when an engine answered.

@@ -48,6 +48,10 @@ pub struct NewJob {
     pub gpu_type: Option<String>,
     /// What its plugin was granted at install.
     pub grants: Vec<jobhost_model::PluginGrant>,
+    /// Held until then (RFC 3339, as `ids::now` writes it); none: claimable at once.
+    pub run_at: Option<String>,
+    /// Its retry policy (`RetryPolicy` as JSON).
+    pub retry: Option<String>,
 }
 
 /// The node a claim is made for: only what it has `starting` or `running` counts
@@ -68,8 +72,11 @@ pub struct Claimant {
 /// How a run ended, as the store records it.
 #[derive(Debug, Clone)]
 pub struct Finish {
-    /// Terminal status.
+    /// How the attempt ended (a terminal status).
     pub status: JobStatus,
+    /// Run the job again, from this time (RFC 3339): it goes back to `pending`, held
+    /// until then, and `status` is only the attempt's outcome.
+    pub retry_at: Option<String>,
     /// Exit code, when there is one.
     pub exit_code: Option<i32>,
     /// Error text, when there is one.
@@ -174,6 +181,15 @@ pub trait JobStore: Send + Sync {
     /// `worker_id`, and how many.
     async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)>;
 
+    /// Makes every job held until `now` or earlier claimable; returns how many.
+    async fn release_held(&self, now: &str) -> Result<u64>;
+
+    /// When the earliest held job is due, if any job is held.
+    async fn next_held(&self) -> Result<Option<String>>;
+
+    /// Every ended attempt of job `id`, the first first.
+    async fn attempts(&self, id: &str) -> Result<Vec<jobhost_model::JobAttempt>>;
+
     /// The GPU devices held by `starting` and `running` jobs, by node (of node
     /// `worker_id` only, when given).
     async fn held_gpus(&self, worker_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<u32>>>;
@@ -231,4 +247,25 @@ pub trait JobStore: Send + Sync {
     /// Deletes the jobs of `kind` that ended before `ended_before` (RFC 3339), with
     /// their logs and artifact records; returns their ids so their files can be removed.
     async fn prune_jobs(&self, kind: JobKind, ended_before: &str) -> Result<Vec<String>>;
+}
+
+/// A `job_attempts` row of either backend (timestamps selected as text).
+pub(crate) fn attempt_from_row<R>(row: &R) -> Result<jobhost_model::JobAttempt>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i32>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(jobhost_model::JobAttempt {
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).unwrap_or(0),
+        status: row.try_get("status")?,
+        exit_code: row.try_get("exit_code")?,
+        error: row.try_get("error")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        worker_id: row.try_get("worker_id")?,
+    })
 }

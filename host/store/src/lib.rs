@@ -33,7 +33,7 @@ macro_rules! recover_sql {
              progress_done = CASE WHEN attempt < max_attempts THEN NULL ELSE progress_done END, \
              progress_total = CASE WHEN attempt < max_attempts THEN NULL ELSE progress_total END, \
              progress_message = CASE WHEN attempt < max_attempts THEN NULL ELSE progress_message END, \
-             lease_expires_at = NULL, updated_at = ",
+             lease_expires_at = NULL, outcome = 'lost', updated_at = ",
             $now,
             " WHERE status IN ('starting', 'running')"
         )

@@ -60,7 +60,8 @@ macro_rules! store_suite {
             claims_count_each_nodes_own_jobs_and_honour_requires,
             lapsed_leases_are_taken_back_naming_the_lost_node,
             component_bytes_are_kept_by_digest,
-            gpu_jobs_get_free_devices_of_their_type_and_wait_for_busy_ones);
+            gpu_jobs_get_free_devices_of_their_type_and_wait_for_busy_ones,
+            a_retry_holds_the_job_and_every_attempt_is_kept);
     };
     (@tests $fixture:expr; $($name:ident),*) => {
         $(
@@ -131,6 +132,8 @@ pub fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         gpus: 0,
         gpu_type: None,
         grants: vec![],
+        run_at: None,
+        retry: None,
     }
 }
 
@@ -163,7 +166,7 @@ pub async fn a_stale_attempt_cannot_finish_and_an_ended_job_cannot_be_cancelled(
     let claimed = store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.map(|j| j.attempt);
     assert_eq!(claimed, Some(1));
     assert!(store.mark_running(&job.id, 1).await?.is_some());
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let done = Finish { status: JobStatus::Completed, retry_at: None, exit_code: Some(0), error: None, detail: None };
     assert!(store.finish(&job.id, 2, &done, &[]).await?.is_none(), "attempt 2 is not the current one");
     let finished = store.finish(&job.id, 1, &done, &[]).await?.map(|j| j.status);
     assert_eq!(finished, Some(JobStatus::Completed));
@@ -194,7 +197,7 @@ pub async fn log_chunks_read_back_in_order_from_a_sequence_number(fx: &Fixture) 
     let chunks: Vec<StoredChunk> = (0..5)
         .map(|i| StoredChunk {
             job_id: job.id.clone(),
-            chunk: LogChunk { seq: i, stream: LogStream::Stdout, data: format!("{i}"), at: ids::now() },
+            chunk: LogChunk { seq: i, attempt: 1, stream: LogStream::Stdout, data: format!("{i}"), at: ids::now() },
         })
         .collect();
     store.append_logs(&chunks).await?;
@@ -211,7 +214,7 @@ pub async fn a_claim_admits_only_what_fits_beside_the_running_jobs(fx: &Fixture)
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &node(capacity)).await?.map(|j| j.id), Some(a.id.clone()));
     assert!(store.claim_next("2099-01-01T00:00:00Z", &node(capacity)).await?.is_none(), "128 MiB > 100");
     assert_eq!(store.usage(NODE).await?, (Usage { cpus: Cpus::ONE, memory_mb: 64 }, 1));
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let done = Finish { status: JobStatus::Completed, retry_at: None, exit_code: Some(0), error: None, detail: None };
     store.finish(&a.id, 1, &done, &[]).await?;
     assert_eq!(store.claim_next("2099-01-01T00:00:00Z", &node(capacity)).await?.map(|j| j.id), Some(b.id));
     Ok(())
@@ -241,7 +244,7 @@ pub async fn queued_writes_share_a_commit_and_answer_each_op(fx: &Fixture) -> Re
 
     // Transitions of several jobs in one batch, one of them with a stale attempt.
     let running: Vec<_> = claimed.iter().map(|id| store.mark_running(id, 1)).collect();
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let done = Finish { status: JobStatus::Completed, retry_at: None, exit_code: Some(0), error: None, detail: None };
     let stale = store.finish(&claimed[0], 2, &done, &[]);
     let ends: Vec<_> = claimed[1..].iter().map(|id| store.finish(id, 1, &done, &[])).collect();
     for r in running {
@@ -282,7 +285,7 @@ pub async fn log_chunks_of_many_jobs_share_a_commit(fx: &Fixture) -> Result<()> 
     let (b, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
     let chunk = |job: &str, seq: u64| StoredChunk {
         job_id: job.to_owned(),
-        chunk: LogChunk { seq, stream: LogStream::Stdout, data: format!("{seq}"), at: ids::now() },
+        chunk: LogChunk { seq, attempt: 1, stream: LogStream::Stdout, data: format!("{seq}"), at: ids::now() },
     };
     let mut pending = Vec::new();
     for seq in 0..1500 {
@@ -328,7 +331,7 @@ pub async fn a_start_and_an_end_queued_together_are_both_recorded(fx: &Fixture) 
     let stale = store.insert_job(&new_job(&user, None, 0)).await?.expect("inserted").0;
     let claimed = store.claim("2099-01-01T00:00:00Z", &node(ROOMY), 2).await?;
     assert_eq!(claimed.len(), 2);
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let done = Finish { status: JobStatus::Completed, retry_at: None, exit_code: Some(0), error: None, detail: None };
     let started = store.mark_running(&job.id, 1);
     let ended = store.finish(&job.id, 1, &done, &[]);
     // A stale attempt is refused on both counts.
@@ -396,7 +399,7 @@ pub async fn output_queued_before_an_end_is_answered_before_the_end_is_observed(
     let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = told.clone();
     assert!(store.observe(Box::new(move |job| seen.lock().unwrap().push(format!("{:?} {}", job.status, job.id)))));
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let done = Finish { status: JobStatus::Completed, retry_at: None, exit_code: Some(0), error: None, detail: None };
     let mut ends = Vec::new();
     for _ in 0..20 {
         let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload to consume");
@@ -415,7 +418,7 @@ pub async fn output_queued_before_an_end_is_answered_before_the_end_is_observed(
     for id in &ends {
         let chunk = StoredChunk {
             job_id: id.clone(),
-            chunk: LogChunk { seq: 0, stream: LogStream::Stdout, data: "last line".into(), at: ids::now() },
+            chunk: LogChunk { seq: 0, attempt: 1, stream: LogStream::Stdout, data: "last line".into(), at: ids::now() },
         };
         let (log_told, id2) = (told.clone(), id.clone());
         store.append_logs_then(
@@ -584,10 +587,47 @@ pub async fn gpu_jobs_get_free_devices_of_their_type_and_wait_for_busy_ones(fx: 
         ]
     );
     // The end of a run frees its devices for the job that waited.
-    let done = Finish { status: JobStatus::Completed, exit_code: Some(0), error: None, detail: None };
+    let done = Finish { status: JobStatus::Completed, retry_at: None, exit_code: Some(0), error: None, detail: None };
     store.finish(&two_h100.id, 1, &done, &[]).await?;
     let took = store.claim("2099-01-01T00:00:00Z", &with_gpus, 10).await?;
     assert_eq!(devices(&took), [(one_h100.id.clone(), vec![0])]);
+    Ok(())
+}
+
+pub async fn a_retry_holds_the_job_and_every_attempt_is_kept(fx: &Fixture) -> Result<()> {
+    let (store, user) = seeded(fx).await;
+    let (job, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.is_some());
+    let until = "2099-01-01T00:00:00.000Z";
+    let failed = Finish {
+        status: JobStatus::Failed,
+        retry_at: Some(until.into()),
+        exit_code: Some(1),
+        error: Some("boom".into()),
+        detail: None,
+    };
+    let moved = store.finish(&job.id, 1, &failed, &[]).await?.expect("the current attempt");
+    assert_eq!((moved.status, moved.run_at.as_deref(), moved.completed_at), (JobStatus::Pending, Some(until), None));
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.is_none(), "held until its time");
+    assert_eq!(store.next_held().await?.as_deref(), Some(until));
+    assert_eq!(store.release_held("2098-12-31T23:59:59.999Z").await?, 0);
+    assert_eq!(store.release_held(until).await?, 1);
+    assert_eq!(store.next_held().await?, None);
+    let again = store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.expect("released");
+    assert_eq!((again.id.as_str(), again.attempt, again.run_at), (job.id.as_str(), 2, None));
+    store.cancel(&job.id, "stopped").await?;
+    let kept = |a: &[jobhost_model::JobAttempt]| {
+        a.iter().map(|a| (a.attempt, a.status.clone(), a.exit_code, a.error.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kept(&store.attempts(&job.id).await?),
+        [(1, "failed".into(), Some(1), Some("boom".into())), (2, "cancelled".into(), None, Some("stopped".into()))]
+    );
+    // A run its node lost is an attempt too.
+    let (lost, _) = store.insert_job(&new_job(&user, None, 0)).await?.expect("no upload");
+    assert!(store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.is_some());
+    store.recover_orphans(NODE, "host stopped").await?;
+    assert_eq!(kept(&store.attempts(&lost.id).await?), [(1, "lost".into(), None, None)]);
     Ok(())
 }
 

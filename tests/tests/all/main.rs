@@ -16,6 +16,7 @@ mod install;
 mod layers;
 mod lifecycle;
 mod pull;
+mod retries;
 mod sandbox;
 mod workers;
 

@@ -53,6 +53,22 @@ pub(super) struct JobArgs {
     /// The type its GPUs must be (`h100`); with `--gpus`.
     #[arg(long)]
     gpu_type: Option<String>,
+    /// Attempts the job may have: a failed or timed-out one runs again while any
+    /// remain [default: the server's].
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Seconds before the first retry, doubling for each later one [default: 1].
+    #[arg(long)]
+    retry_backoff_s: Option<u32>,
+    /// The longest wait between attempts, seconds [default: 300].
+    #[arg(long)]
+    retry_max_backoff_s: Option<u32>,
+    /// Hold the job until this time (RFC 3339).
+    #[arg(long)]
+    run_at: Option<String>,
+    /// Hold the job this many seconds.
+    #[arg(long)]
+    delay_s: Option<u32>,
 }
 
 impl JobArgs {
@@ -90,6 +106,16 @@ impl JobArgs {
             requires: self.requires.clone(),
             gpus: self.gpus,
             gpu_type: self.gpu_type.clone(),
+            max_attempts: self.max_attempts,
+            retry: (self.retry_backoff_s.is_some() || self.retry_max_backoff_s.is_some()).then(|| {
+                let default = jobhost_model::RetryPolicy::default();
+                jobhost_model::RetryPolicy {
+                    backoff_s: self.retry_backoff_s.unwrap_or(default.backoff_s),
+                    max_backoff_s: self.retry_max_backoff_s.unwrap_or(default.max_backoff_s),
+                }
+            }),
+            run_at: self.run_at.clone(),
+            delay_s: self.delay_s,
             ..SubmitRequest::default()
         })
     }
@@ -148,11 +174,20 @@ mod tests {
             "2",
             "--gpu-type",
             "h100",
+            "--max-attempts",
+            "3",
+            "--retry-backoff-s",
+            "2",
+            "--run-at",
+            "2099-01-01T00:00:00Z",
+            "--delay-s",
+            "5",
         ])
         .unwrap();
         let request = serde_json::to_value(flags.job.request("p".into(), vec!["a".into()]).unwrap()).unwrap();
         assert_eq!(request["requires"], serde_json::json!(["gpu", "fast"]));
         assert_eq!((&request["gpus"], &request["gpu_type"]), (&serde_json::json!(2), &serde_json::json!("h100")));
+        assert_eq!(request["retry"], serde_json::json!({"backoff_s": 2, "max_backoff_s": 300}));
         let container =
             Flags::try_parse_from(["t", "--image", "busybox", "--entrypoint", "/bin/sh", "--workdir", "/w"])
                 .unwrap()

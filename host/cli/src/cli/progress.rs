@@ -132,6 +132,8 @@ mod tests {
             gpu_type: None,
             gpu_devices: vec![],
             grants: vec![],
+            run_at: None,
+            retry: Default::default(),
             waiting: None,
         }
     }

@@ -235,6 +235,44 @@ impl Jobs {
         }
     }
 
+    /// Says a job was held (delayed, or a retry backing off), so the release loop
+    /// looks at the earliest time again.
+    pub fn held_changed(&self) {
+        self.held.notify_one();
+    }
+
+    /// Makes held jobs claimable when their time comes, until `shutdown`: sleeps
+    /// until the earliest is due (at most a second, since other nodes hold jobs too)
+    /// or one is added, releases what is due in one indexed UPDATE, and wakes the
+    /// scheduler. Claims never walk held jobs.
+    pub async fn release_held(self, shutdown: CancellationToken) {
+        const MOST: Duration = Duration::from_secs(1);
+        loop {
+            let wait = match self.store.next_held().await {
+                Ok(Some(due)) => chrono::DateTime::parse_from_rfc3339(&due)
+                    .ok()
+                    .and_then(|due| (due.to_utc() - chrono::Utc::now()).to_std().ok())
+                    .unwrap_or(Duration::ZERO)
+                    .min(MOST),
+                Ok(None) => MOST,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for held jobs");
+                    MOST
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.held.notified() => continue,
+                () = shutdown.cancelled() => return,
+            }
+            match self.store.release_held(&jobhost_model::ids::now()).await {
+                Ok(0) => {}
+                Ok(_) => self.work.notify_one(),
+                Err(e) => tracing::warn!(error = %e, "releasing held jobs"),
+            }
+        }
+    }
+
     /// Cancels every run of this process (at shutdown).
     pub fn cancel_all_runs(&self) {
         for token in self.running.lock().unwrap_or_else(PoisonError::into_inner).values() {

@@ -61,6 +61,8 @@ pub struct Jobs {
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     /// Wakes the scheduler when work arrives.
     work: Arc<tokio::sync::Notify>,
+    /// Wakes the release of held jobs when one is added (see [`Jobs::release_held`]).
+    held: Arc<tokio::sync::Notify>,
     /// Called right after a submit's insert is queued (see [`Jobs::on_submit`]).
     submit_hook: Arc<HookSlot>,
 }
@@ -103,6 +105,7 @@ impl Jobs {
             uploads_dir,
             running: Arc::default(),
             work: Arc::default(),
+            held: Arc::default(),
             submit_hook: Arc::default(),
         };
         // What other nodes move: the hook holds no `Jobs` (the store would then hold

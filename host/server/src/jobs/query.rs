@@ -20,8 +20,21 @@ impl Jobs {
         }
     }
 
-    /// `job`, saying why when it is pending for labels no online node has.
+    /// Every ended attempt of job `id` (`jobs.attempts`).
+    pub async fn attempts(&self, caller: &Caller, id: &str) -> Result<Vec<jobhost_model::JobAttempt>> {
+        let job = self.get(caller, id).await?;
+        Ok(self.store.attempts(&job.id).await?)
+    }
+
+    /// `job`, saying why when it is pending: held until a time (delayed, or a retry
+    /// backing off), or for labels no online node has.
     async fn with_waiting(&self, mut job: Job) -> Result<Job> {
+        if job.status == JobStatus::Pending
+            && let Some(at) = &job.run_at
+        {
+            job.waiting = Some(format!("scheduled: held until {at}"));
+            return Ok(job);
+        }
         if job.status == JobStatus::Pending && !job.requires.is_empty() {
             let now = chrono::Utc::now();
             let workers = self.store.list_workers().await?;

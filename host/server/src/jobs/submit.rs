@@ -62,6 +62,9 @@ impl Jobs {
         let Some((job, created)) = inserted.await? else {
             return Err(self.unusable_upload(caller, new.files_id.as_deref().unwrap_or_default()).await);
         };
+        if job.run_at.is_some() {
+            self.held_changed();
+        }
         Ok(Submitted { job, created })
     }
 
@@ -103,6 +106,20 @@ impl Jobs {
             }
         };
         let (gpus, gpu_type) = self.gpu_request(&req).await?;
+        let max_attempts = match req.max_attempts {
+            None => limits.max_attempts,
+            Some(n) if (1..=MAX_ATTEMPTS).contains(&n) => n,
+            Some(_) => return Err(Error::invalid("max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}"))),
+        };
+        if let Some(retry) = &req.retry {
+            if retry.backoff_s > MAX_BACKOFF_S || retry.max_backoff_s > MAX_BACKOFF_S {
+                return Err(Error::invalid("retry", format!("backoffs are at most {MAX_BACKOFF_S} s (a day)")));
+            }
+            if retry.max_backoff_s < retry.backoff_s {
+                return Err(Error::invalid("retry.max_backoff_s", "must be at least backoff_s"));
+            }
+        }
+        let run_at = hold_until(req.run_at.as_deref(), req.delay_s)?;
         if let Some(files_id) = &req.files_id {
             let upload =
                 if ids::has_prefix(files_id, ids::UPLOAD) { self.store.get_upload(files_id).await? } else { None };
@@ -201,12 +218,14 @@ impl Jobs {
             timeout_s,
             client_job_id: req.client_job_id,
             requires,
-            max_attempts: limits.max_attempts,
             files_id: req.files_id,
             container: container.map(|c| to_json(&c)),
             gpus,
             gpu_type,
             grants,
+            max_attempts,
+            run_at,
+            retry: req.retry.map(|r| to_json(&r)),
         })
     }
 
@@ -265,6 +284,32 @@ impl Jobs {
             Err(e) => e.into(),
         }
     }
+}
+
+/// Most attempts a job may ask for.
+const MAX_ATTEMPTS: u32 = 100;
+/// The longest retry backoff, seconds.
+const MAX_BACKOFF_S: u32 = 24 * 3600;
+/// The furthest a job may be held, seconds.
+const MAX_HOLD_S: i64 = 366 * 24 * 3600;
+
+/// When a job asking for `run_at` or `delay_s` may first be claimed, written as the
+/// store compares times; none for a time already past (it runs at once).
+fn hold_until(run_at: Option<&str>, delay_s: Option<u32>) -> Result<Option<String>> {
+    let now = chrono::Utc::now();
+    let at = match (run_at, delay_s) {
+        (Some(_), Some(_)) => return Err(Error::invalid("delay_s", "give run_at or delay_s, not both")),
+        (None, None) => return Ok(None),
+        (None, Some(s)) => now + chrono::Duration::seconds(i64::from(s)),
+        (Some(text), None) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| Error::invalid("run_at", format!("is not an RFC 3339 time: {e}")))?
+            .to_utc(),
+    };
+    let field = if delay_s.is_some() { "delay_s" } else { "run_at" };
+    if (at - now).num_seconds() > MAX_HOLD_S {
+        return Err(Error::invalid(field, "is more than a year away"));
+    }
+    Ok((at > now).then(|| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
 }
 
 /// Serializing our own vectors and string maps to JSON cannot fail; this keeps the

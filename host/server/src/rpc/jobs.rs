@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Registers `jobs.submit`, `jobs.get`, `jobs.list`, `jobs.wait`, `jobs.cancel`,
-/// `jobs.logs`, `jobs.cleanup` and the `jobs.subscribe` subscription.
+/// `jobs.logs`, `jobs.attempts`, `jobs.cleanup` and the `jobs.subscribe` subscription.
 pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
     use Access::Scope as Needs;
     use Scope::{Read, Submit};
@@ -68,6 +68,15 @@ pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
         Needs(Read),
         |req, caller, ctx| async move {
             ctx.jobs.logs(&caller, &req.id, req.since_seq.unwrap_or(0), req.limit).await.map_err(to_rpc_error)
+        },
+    )?;
+    api.method::<IdRequest, jobhost_model::AttemptList, _, _>(
+        "jobs.attempts",
+        "How each ended attempt of a job went (a retried or recovered job has several).",
+        Needs(Read),
+        |req, caller, ctx| async move {
+            let attempts = ctx.jobs.attempts(&caller, &req.id).await.map_err(to_rpc_error)?;
+            Ok(jobhost_model::AttemptList { attempts })
         },
     )?;
     api.method::<IdRequest, Job, _, _>(

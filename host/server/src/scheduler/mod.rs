@@ -28,7 +28,7 @@ pub use grants::Grants;
 
 use crate::jobs::Jobs;
 use jobhost_executors::{Executors, Task};
-use jobhost_model::{Job, RunOutcome};
+use jobhost_model::{Job, JobStatus, RunOutcome};
 use jobhost_store::{Claimed, Committed, Finish};
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,8 +175,13 @@ impl Scheduler {
         let job = &claimed;
         let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
+        let mut run_job = claimed.clone();
+        // A job that may run again tells its runs apart: `JOBHOST_ATTEMPT`, from 1.
+        if job.max_attempts > 1 {
+            run_job.env.insert("JOBHOST_ATTEMPT".into(), job.attempt.to_string());
+        }
         let task = Task {
-            job: claimed.clone(),
+            job: run_job,
             job_dir: self.jobs.jobs_dir().join(&job.id),
             input_from: self.jobs.input_source(job),
             grant: self.grants.for_job(job),
@@ -235,13 +240,25 @@ impl Scheduler {
         }
         // Queued now, right before the end (a short run's start and end share a commit).
         let start_now = started.is_none().then(|| self.jobs.start(job, &cancel));
+        // A failed or timed-out attempt runs again, after its backoff, while attempts
+        // remain; its files stay in the job's directory and become artifacts only
+        // with the attempt that ends the job.
+        let retry_at = (matches!(outcome.status, JobStatus::Failed | JobStatus::TimedOut)
+            && job.attempt < job.max_attempts)
+            .then(|| retry_time(job));
+        let artifacts = if retry_at.is_some() { &[][..] } else { &outcome.artifacts[..] };
+        let retried = retry_at.is_some();
         let finish = Finish {
             status: outcome.status,
+            retry_at,
             exit_code: outcome.exit_code,
             error: outcome.error,
             detail: outcome.detail,
         };
-        let recorded = self.jobs.finish(job, finish, &outcome.artifacts);
+        let recorded = self.jobs.finish(job, finish, artifacts);
+        if retried {
+            self.jobs.held_changed();
+        }
         drop(permit);
         let started = match (started, start_now) {
             (Some(watched), _) => watched.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
@@ -258,6 +275,17 @@ impl Scheduler {
             Err(e) => tracing::error!(job_id = job.id, error = %e, "recording the end of a job"),
         }
     }
+}
+
+/// When the attempt after `job`'s current one may start: its retry policy's backoff,
+/// with jitter.
+fn retry_time(job: &Job) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let jitter = (random >> 11) as f64 / (1u64 << 53) as f64;
+    let delay = job.retry.delay(job.attempt, jitter);
+    let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Renews the lease of a running attempt every [`RENEW_EVERY`] until aborted; cancels

@@ -67,6 +67,43 @@ impl JobStore for PgStore {
         queue::send_for(&self.ops, op, rx)
     }
 
+    async fn release_held(&self, now: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET run_at = NULL, updated_at = $1::timestamptz \
+             WHERE status = 'pending' AND run_at IS NOT NULL AND run_at <= $1::timestamptz",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn next_held(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT ",
+            ts!("MIN(run_at)", "due"),
+            " FROM jobs WHERE status = 'pending' AND run_at IS NOT NULL"
+        ))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn attempts(&self, id: &str) -> Result<Vec<jobhost_model::JobAttempt>> {
+        sqlx::query(concat!(
+            "SELECT attempt, status, exit_code, error, ",
+            ts!("started_at"),
+            ", ",
+            ts!("ended_at"),
+            ", worker_id FROM job_attempts WHERE job_id = $1 ORDER BY attempt"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(crate::jobs::attempt_from_row)
+        .collect()
+    }
+
     async fn held_gpus(&self, worker_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<u32>>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT worker_id, unnest(gpu_devices) FROM jobs WHERE status IN ('starting', 'running') AND gpus > 0 \

@@ -55,6 +55,7 @@ impl LogStore for PgStore {
             let seq = to_u64(row.try_get("seq")?);
             Ok(LogChunk {
                 seq,
+                attempt: jobhost_model::attempt_of_seq(seq),
                 stream: LogStream::parse(&stream)
                     .ok_or_else(|| StoreError::Corrupt(format!("log stream {stream:?}")))?,
                 data: String::from_utf8(row.try_get("data")?)

@@ -64,7 +64,8 @@ macro_rules! job_columns {
             ", ",
             ts!("completed_at"),
             ", files_id, detail, requires, worker_id, container::text AS container, container_id, gpus, gpu_type, \
-             gpu_devices, grants"
+             gpu_devices, grants, retry::text AS retry, ",
+            ts!("run_at")
         )
     };
 }
@@ -297,6 +298,13 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
             .map(|d| u32::try_from(d).map_err(|e| corrupt("gpu_devices", &e)))
             .collect::<Result<_>>()?,
         grants: grants_of(row.try_get("grants")?)?,
+        run_at: row.try_get("run_at")?,
+        retry: row
+            .try_get::<Option<String>, _>("retry")?
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| corrupt("retry", &e))?
+            .unwrap_or_default(),
         waiting: None,
         id,
     })

@@ -170,13 +170,19 @@ async fn values_read_back_as_written() -> Result<()> {
     job.input = Some(r#"{"text": "a\u0000b", "n": 1.50}"#.into());
     let (job, _) = store.insert_job(&job).await?.unwrap_or_else(|| panic!("inserted"));
     assert_eq!(job.input, Some(serde_json::json!({"text": "a\u{0}b", "n": 1.5})));
-    let chunk = LogChunk { seq: 0, stream: LogStream::Stdout, data: "bin\0ary ✓".into(), at: at.clone() };
+    let chunk = LogChunk { seq: 0, attempt: 1, stream: LogStream::Stdout, data: "bin\0ary ✓".into(), at: at.clone() };
     store.append_logs(&[StoredChunk { job_id: job.id.clone(), chunk: chunk.clone() }]).await?;
     let read = store.read_logs(&job.id, 0, 10).await?;
     assert_eq!((read[0].data.as_str(), read[0].at.as_str()), (chunk.data.as_str(), at.as_str()));
 
     store.claim("2099-01-01T00:00:00Z", &roomy(), 1).await?;
-    let failed = Finish { status: JobStatus::Failed, exit_code: None, error: Some("bad\0byte".into()), detail: None };
+    let failed = Finish {
+        status: JobStatus::Failed,
+        retry_at: None,
+        exit_code: None,
+        error: Some("bad\0byte".into()),
+        detail: None,
+    };
     let ended = store.finish(&job.id, 1, &failed, &[]).await?.unwrap_or_else(|| panic!("ended"));
     assert_eq!(ended.error.as_deref(), Some("bad\u{FFFD}byte"));
     let stored = store.get_job(&job.id).await?.unwrap_or_else(|| panic!("stored"));

@@ -63,6 +63,36 @@ impl JobStore for SqliteStore {
         self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), node, max, reply }, rx)
     }
 
+    async fn release_held(&self, now: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET run_at = NULL, updated_at = ?1 \
+             WHERE status = 'pending' AND run_at IS NOT NULL AND run_at <= ?1",
+        )
+        .bind(now)
+        .execute(&mut *self.write_turn().await?)
+        .await?
+        .rows_affected())
+    }
+
+    async fn next_held(&self) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE status = 'pending' AND run_at IS NOT NULL")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    async fn attempts(&self, id: &str) -> Result<Vec<jobhost_model::JobAttempt>> {
+        sqlx::query(
+            "SELECT attempt, status, exit_code, error, started_at, ended_at, worker_id FROM job_attempts \
+             WHERE job_id = ? ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(crate::jobs::attempt_from_row)
+        .collect()
+    }
+
     async fn held_gpus(&self, worker_id: Option<&str>) -> Result<std::collections::HashMap<String, Vec<u32>>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT jobs.worker_id, f.value FROM jobs, json_each(jobs.gpu_devices) AS f \

@@ -50,8 +50,10 @@ impl LogStore for SqliteStore {
         .iter()
         .map(|row| {
             let stream: String = row.try_get("stream")?;
+            let seq = to_u64(row.try_get("seq")?);
             Ok(LogChunk {
-                seq: to_u64(row.try_get("seq")?),
+                seq,
+                attempt: jobhost_model::attempt_of_seq(seq),
                 stream: LogStream::parse(&stream)
                     .ok_or_else(|| StoreError::Corrupt(format!("log stream {stream:?}")))?,
                 data: row.try_get("data")?,

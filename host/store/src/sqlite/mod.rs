@@ -32,7 +32,7 @@ macro_rules! job_columns {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
          progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id, detail, \
-         requires, worker_id, container, container_id, gpus, gpu_type, gpu_devices, grants"
+         requires, worker_id, container, container_id, gpus, gpu_type, gpu_devices, grants, run_at, retry"
     };
 }
 
@@ -236,7 +236,7 @@ fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
 /// name and compares them case-insensitively, for each of a row's 27 columns; on the
 /// writer thread, which decodes several job rows per job, that was a visible share of
 /// its time.
-const JOB_COLUMNS: [&str; 35] = [
+const JOB_COLUMNS: [&str; 37] = [
     "id",
     "user_id",
     "kind",
@@ -272,6 +272,8 @@ const JOB_COLUMNS: [&str; 35] = [
     "gpu_type",
     "gpu_devices",
     "grants",
+    "run_at",
+    "retry",
 ];
 
 /// The position of job column `name` (past the end for an unknown name, which the
@@ -320,6 +322,7 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
     let container: Option<String> = row.col("container")?;
     let gpu_devices: String = row.col("gpu_devices")?;
     let grants: String = row.col("grants")?;
+    let retry: Option<String> = row.col("retry")?;
     Ok(Job {
         user_id: row.col("user_id")?,
         kind: JobKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
@@ -360,6 +363,12 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         gpu_type: row.col("gpu_type")?,
         gpu_devices: serde_json::from_str(&gpu_devices).map_err(|e| corrupt("gpu_devices", &e))?,
         grants: serde_json::from_str(&grants).map_err(|e| corrupt("grants", &e))?,
+        run_at: row.col("run_at")?,
+        retry: retry
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| corrupt("retry", &e))?
+            .unwrap_or_default(),
         waiting: None,
         id,
     })

@@ -22,6 +22,7 @@
 //! | `create PATH` | tries to create the file PATH; prints `create:<path>:ok` or `create:<path>:blocked:<err>`; exit 0 |
 //! | `env-dump` | `env:K=V` per env var (sorted), then `env-count:<n>` |
 //! | `escape [PORT]` | tries to get out of the sandbox; one line per attempt: `escape:<name>:blocked:<err>`, `escape:<name>:ESCAPED:<detail>` or `escape:<name>:skipped:<why>` |
+//! | `fail-until N` | prints `attempt <JOBHOST_ATTEMPT>`; exits 1 (`too early`) while it is below N, else 0 |
 //! | `noop` | nothing, exit 0 |
 //!
 //! Anything else prints the usage on stderr and exits 2.
@@ -37,7 +38,7 @@ modes: echo ARGS... | exit N | trap | sleep SECS | spin | alloc MB_PER_STEP | re
        open-files N | flood MIB | write-output MIB [ignore-errors] | write-work MIB
        write-output-wasi MIB
        move-to-output MIB | read-input | grep PATTERN | create PATH | env-dump
-       escape [PORT] | noop";
+       escape [PORT] | fail-until N | noop";
 
 const MIB: usize = 1024 * 1024;
 
@@ -105,6 +106,15 @@ fn main() {
             println!("env-count:{}", vars.len());
         }
         "escape" => escape(rest.first().map(String::as_str)),
+        "fail-until" => {
+            let until: u32 = number(rest, "attempt");
+            let attempt: u32 = std::env::var("JOBHOST_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
+            println!("attempt {attempt}");
+            if attempt < until {
+                eprintln!("too early");
+                exit(1);
+            }
+        }
         "noop" => {}
         _ => usage(&format!("unknown mode {mode:?}")),
     }

@@ -67,7 +67,7 @@ async fn claim_head(
          AND id = ANY(ARRAY(\
            SELECT id FROM (\
              SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
-               SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' AND gpus = 0 \
+               SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' AND run_at IS NULL AND gpus = 0 \
                AND requires <@ $7::text[] \
                ORDER BY priority DESC, id LIMIT $5 FOR UPDATE SKIP LOCKED) AS head \
              WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) AS sums \
@@ -97,7 +97,7 @@ async fn claim_one(conn: &mut PgConnection, lease_until: &str, now: &str, node: 
     let query = sqlx::query(concat!(
         "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
          updated_at = $2::timestamptz, worker_id = $5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-         AND gpus = 0 AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
+         AND run_at IS NULL AND gpus = 0 AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
                                 WHERE status IN ('starting', 'running') AND worker_id = $5) \
          AND memory_mb <= $4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
                                 WHERE status IN ('starting', 'running') AND worker_id = $5) \
@@ -144,7 +144,7 @@ async fn claim_gpu_jobs(
         let query = sqlx::query(concat!(
             "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = $1::timestamptz, \
              updated_at = $2::timestamptz, worker_id = $5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-             AND gpus > 0 AND gpus <= (SELECT COUNT(*) FROM unnest($7::text[]) AS f(t) \
+             AND run_at IS NULL AND gpus > 0 AND gpus <= (SELECT COUNT(*) FROM unnest($7::text[]) AS f(t) \
                                        WHERE jobs.gpu_type IS NULL OR f.t = jobs.gpu_type) \
              AND millicpus <= $3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
                                     WHERE status IN ('starting', 'running') AND worker_id = $5) \

@@ -29,7 +29,7 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
     let query = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, requires, container, \
-         gpus, gpu_type, grants) \
+         gpus, gpu_type, grants, run_at, retry) \
          SELECT v_id, v_user_id, v_kind, v_plugin, v_digest, 'pending', v_args::json, v_env::json, v_input::json, \
          v_labels::json, v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, \
          $16::timestamptz, $16::timestamptz, \
@@ -37,13 +37,14 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
               ELSE ARRAY(SELECT json_array_elements_text(v_requires::json)) END, v_container::json, \
          v_gpus, v_gpu_type, \
          CASE WHEN v_grants = '[]' THEN '{}'::text[] \
-              ELSE ARRAY(SELECT json_array_elements_text(v_grants::json)) END \
+              ELSE ARRAY(SELECT json_array_elements_text(v_grants::json)) END, \
+         v_run_at::timestamptz, v_retry::json \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::int8[], \
-         $17::text[], $18::text[], $19::int8[], $20::text[], $21::text[]) \
+         $17::text[], $18::text[], $19::int8[], $20::text[], $21::text[], $22::text[], $23::text[]) \
          WITH ORDINALITY AS v (v_id, v_user_id, v_kind, v_plugin, v_digest, v_args, v_env, v_input, v_labels, \
          v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, v_requires, v_container, \
-         v_gpus, v_gpu_type, v_grants, v_n) \
+         v_gpus, v_gpu_type, v_grants, v_run_at, v_retry, v_n) \
          ORDER BY v_n ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
@@ -67,7 +68,9 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
     .bind(opt(|j| j.container.as_deref()))
     .bind(int(|j| j.gpus.into()))
     .bind(opt(|j| j.gpu_type.as_deref()))
-    .bind(jobs.iter().map(|j| serde_json::to_string(&j.grants).unwrap_or_else(|_| "[]".into())).collect::<Vec<_>>());
+    .bind(jobs.iter().map(|j| serde_json::to_string(&j.grants).unwrap_or_else(|_| "[]".into())).collect::<Vec<_>>())
+    .bind(opt(|j| j.run_at.as_deref()))
+    .bind(opt(|j| j.retry.as_deref()));
     Ok(jobs_of(conn, query).await?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
 
@@ -80,9 +83,10 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
     let query = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, files_id, requires, \
-         container, gpus, gpu_type, grants) \
+         container, gpus, gpu_type, grants, run_at, retry) \
          VALUES ($1, $2, $3, $4, $5, 'pending', $6::json, $7::json, $8::json, $9::json, $10, $11, $12, $13, $14, \
-         $15, $16::timestamptz, $16::timestamptz, $17, $18, $19::json, $20, $21, $22) ON CONFLICT DO NOTHING RETURNING ",
+         $15, $16::timestamptz, $16::timestamptz, $17, $18, $19::json, $20, $21, $22, $23::timestamptz, $24::json) \
+         ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
     .bind(&job.id)
@@ -106,7 +110,9 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
     .bind(&job.container)
     .bind(i64::from(job.gpus))
     .bind(&job.gpu_type)
-    .bind(job.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>());
+    .bind(job.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>())
+    .bind(&job.run_at)
+    .bind(&job.retry);
     if let Some(created) = jobs_of(conn, query).await?.pop() {
         if let Some(files_id) = &job.files_id {
             let consumed = sqlx::query(
@@ -204,11 +210,15 @@ pub(super) async fn bulk_mark_running(conn: &mut PgConnection, runs: &[(&str, u3
 /// `running` transition (its `started_at`) of a run whose start is in the same batch.
 pub(super) async fn bulk_finish(conn: &mut PgConnection, ends: &[(&str, u32, &Finish, bool)]) -> Result<Vec<Job>> {
     let query = sqlx::query(concat!(
-        "UPDATE jobs SET status = v.v_status, exit_code = v.v_exit_code, error = v.v_error, detail = v.v_detail, \
-         started_at = CASE WHEN v.v_started THEN COALESCE(jobs.started_at, $1::timestamptz) ELSE jobs.started_at END, \
-         completed_at = $1::timestamptz, updated_at = $1::timestamptz, lease_expires_at = NULL \
-         FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[], $8::bool[]) \
-         AS v (v_id, v_attempt, v_status, v_exit_code, v_error, v_detail, v_started) \
+        "UPDATE jobs SET status = CASE WHEN v.v_retry_at IS NULL THEN v.v_status ELSE 'pending' END, \
+         outcome = v.v_status, run_at = v.v_retry_at::timestamptz, \
+         exit_code = v.v_exit_code, error = v.v_error, detail = v.v_detail, \
+         started_at = CASE WHEN v.v_started AND jobs.status = 'starting' THEN $1::timestamptz \
+                      ELSE jobs.started_at END, \
+         completed_at = CASE WHEN v.v_retry_at IS NULL THEN $1::timestamptz END, updated_at = $1::timestamptz, \
+         lease_expires_at = NULL \
+         FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[], $8::bool[], \
+         $9::text[]) AS v (v_id, v_attempt, v_status, v_exit_code, v_error, v_detail, v_started, v_retry_at) \
          WHERE jobs.id = v.v_id AND jobs.attempt = v.v_attempt \
          AND jobs.status IN ('starting', 'running') RETURNING ",
         job_columns!()
@@ -220,7 +230,8 @@ pub(super) async fn bulk_finish(conn: &mut PgConnection, ends: &[(&str, u32, &Fi
     .bind(ends.iter().map(|e| e.2.exit_code).collect::<Vec<_>>())
     .bind(ends.iter().map(|e| e.2.error.as_deref().map(no_nul)).collect::<Vec<_>>())
     .bind(ends.iter().map(|e| e.2.detail.as_deref().map(no_nul)).collect::<Vec<_>>())
-    .bind(ends.iter().map(|e| e.3).collect::<Vec<_>>());
+    .bind(ends.iter().map(|e| e.3).collect::<Vec<_>>())
+    .bind(ends.iter().map(|e| e.2.retry_at.as_deref()).collect::<Vec<_>>());
     jobs_of(conn, query).await
 }
 

@@ -85,7 +85,7 @@ fn claim_head(
              AND NOT EXISTS (SELECT 1 FROM workers WHERE id = ?6 AND status = 'draining') AND id IN (\
                SELECT id FROM (\
                  SELECT id, SUM(millicpus) OVER w AS cpus_upto, SUM(memory_mb) OVER w AS memory_upto FROM (\
-                   SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' AND gpus = 0 AND ",
+                   SELECT id, priority, millicpus, memory_mb FROM jobs WHERE status = 'pending' AND run_at IS NULL AND gpus = 0 AND ",
             labels_cover!("?7"),
             " ORDER BY priority DESC, id LIMIT ?5) \
                  WINDOW w AS (ORDER BY priority DESC, id ROWS UNBOUNDED PRECEDING)) \
@@ -117,7 +117,7 @@ fn claim_one(conn: &Connection, lease_until: &str, now: &str, node: &Claimant, l
         conn,
         concat!(
             "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
-             updated_at = ?2, worker_id = ?5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND gpus = 0 \
+             updated_at = ?2, worker_id = ?5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND run_at IS NULL AND gpus = 0 \
              AND millicpus <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
                                     WHERE status IN ('starting', 'running') AND worker_id = ?5) \
              AND memory_mb <= ?4 - (SELECT COALESCE(SUM(memory_mb), 0) FROM jobs \
@@ -161,7 +161,7 @@ fn claim_gpu_jobs(
             concat!(
                 "UPDATE jobs SET status = 'starting', attempt = attempt + 1, lease_expires_at = ?1, \
                  updated_at = ?2, worker_id = ?5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
-                 AND gpus > 0 AND gpus <= (SELECT COUNT(*) FROM json_each(?7) AS f \
+                 AND run_at IS NULL AND gpus > 0 AND gpus <= (SELECT COUNT(*) FROM json_each(?7) AS f \
                                            WHERE jobs.gpu_type IS NULL OR f.value = jobs.gpu_type) \
                  AND millicpus <= ?3 - (SELECT COALESCE(SUM(millicpus), 0) FROM jobs \
                                         WHERE status IN ('starting', 'running') AND worker_id = ?5) \

@@ -14,7 +14,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
 use std::collections::HashMap;
 
-/// Rows per multi-row statement: 22 parameters a row stays well under SQLite's
+/// Rows per multi-row statement: 24 parameters a row stays well under SQLite's
 /// 32,766 parameters per statement.
 pub(super) const BULK_ROWS: usize = 1000;
 
@@ -54,9 +54,9 @@ pub(super) fn job_of(conn: &Connection, sql: &str, values: impl IntoIterator<Ite
     Ok(jobs_of(conn, sql, values)?.pop())
 }
 
-/// A new job's values for the columns from `id` to `grants` of an insert, in
+/// A new job's values for the columns from `id` to `retry` of an insert, in
 /// that order (`status` is written as a literal between `plugin_digest` and `args`).
-fn new_job_values(job: &NewJob) -> [Value; 20] {
+fn new_job_values(job: &NewJob) -> [Value; 22] {
     [
         text(&job.id),
         text(&job.user_id),
@@ -78,6 +78,8 @@ fn new_job_values(job: &NewJob) -> [Value; 20] {
         Value::Integer(job.gpus.into()),
         opt_text(job.gpu_type.as_deref()),
         Value::Text(serde_json::to_string(&job.grants).unwrap_or_else(|_| "[]".into())),
+        opt_text(job.run_at.as_deref()),
+        opt_text(job.retry.as_deref()),
     ]
 }
 
@@ -89,7 +91,7 @@ pub(super) fn bulk_insert<'a>(
 ) -> Result<HashMap<String, Job>> {
     let now = ids::now();
     let rows = jobs.len();
-    let mut values = Vec::with_capacity(rows * 22);
+    let mut values = Vec::with_capacity(rows * 24);
     for job in jobs {
         values.extend(new_job_values(job));
         values.extend([text(&now), text(&now)]);
@@ -98,10 +100,11 @@ pub(super) fn bulk_insert<'a>(
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, requires, container, \
-             gpus, gpu_type, grants, created_at, updated_at) VALUES {} ON CONFLICT DO NOTHING RETURNING ",
+             gpus, gpu_type, grants, run_at, retry, created_at, updated_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
-        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     );
     Ok(jobs_of(conn, &sql, values)?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
@@ -148,18 +151,21 @@ pub(super) fn bulk_finish<'a>(
             opt_text(finish.error.as_deref()),
             opt_text(finish.detail.as_deref()),
             Value::Integer(started.into()),
+            opt_text(finish.retry_at.as_deref()),
         ]);
     }
     let sql = format!(
         concat!(
-            "UPDATE jobs SET status = v.column3, exit_code = v.column4, error = v.column5, detail = v.column6, \
-             started_at = CASE WHEN v.column7 THEN COALESCE(jobs.started_at, ?1) ELSE jobs.started_at END, \
-             completed_at = ?1, updated_at = ?1, lease_expires_at = NULL FROM (VALUES {}) AS v \
+            "UPDATE jobs SET status = CASE WHEN v.column8 IS NULL THEN v.column3 ELSE 'pending' END, \
+             outcome = v.column3, run_at = v.column8, exit_code = v.column4, error = v.column5, detail = v.column6, \
+             started_at = CASE WHEN v.column7 AND jobs.status = 'starting' THEN ?1 ELSE jobs.started_at END, \
+             completed_at = CASE WHEN v.column8 IS NULL THEN ?1 END, updated_at = ?1, lease_expires_at = NULL \
+             FROM (VALUES {}) AS v \
              WHERE jobs.id = v.column1 AND jobs.attempt = v.column2 \
              AND jobs.status IN ('starting', 'running') RETURNING ",
             job_columns!()
         ),
-        rows_sql(rows, "(?, ?, ?, ?, ?, ?, ?)")
+        rows_sql(rows, "(?, ?, ?, ?, ?, ?, ?, ?)")
     );
     jobs_of(conn, &sql, values)
 }
@@ -223,8 +229,9 @@ fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bo
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, requires, container, \
-             gpus, gpu_type, grants, created_at, updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, \
-             ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?21, ?22) \
+             gpus, gpu_type, grants, run_at, retry, created_at, updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, \
+             'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?23, \
+             ?24) \
              ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
@@ -284,7 +291,8 @@ pub(super) fn finish_job(
         job_of(
             conn,
             concat!(
-                "UPDATE jobs SET status = ?1, exit_code = ?2, error = ?3, completed_at = ?4, \
+                "UPDATE jobs SET status = CASE WHEN ?8 IS NULL THEN ?1 ELSE 'pending' END, outcome = ?1, \
+                 run_at = ?8, exit_code = ?2, error = ?3, completed_at = CASE WHEN ?8 IS NULL THEN ?4 END, \
                  updated_at = ?4, lease_expires_at = NULL, detail = ?7 \
                  WHERE id = ?5 AND attempt = ?6 AND status IN ('starting', 'running') RETURNING ",
                 job_columns!()
@@ -297,6 +305,7 @@ pub(super) fn finish_job(
                 text(id),
                 Value::Integer(attempt.into()),
                 opt_text(finish.detail.as_deref()),
+                opt_text(finish.retry_at.as_deref()),
             ],
         )
     };
