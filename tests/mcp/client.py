@@ -6,6 +6,7 @@ and prints, as one JSON object on stdout, what a real agent client saw:
 - `run_job` of `probe echo from-mcp`: its structured content and text;
 - `job_status` of a job that does not exist: an isError result;
 - `read_artifact`, `list_plugins`, `upload_file` and `pull_model` results;
+- `start_workflow` of the workflow `mcp-flow`, then `workflow_status` until it ends;
 - `run_job` of the `steps` plugin, which reports progress: the notifications;
 - `run_job` of `probe sleep 60` with a progress callback: the progress
   notifications, then the call cancelled by the client (the SDK sends
@@ -68,6 +69,17 @@ async def main():
         report["read_artifact"] = result_json(r)
         r = await client.call_tool("list_plugins", {})
         report["list_plugins"] = result_json(r)
+        r = await client.call_tool("start_workflow", {"workflow": "mcp-flow", "params": {"who": "mcp"}})
+        report["start_workflow"] = result_json(r)
+        run_id = ((report["start_workflow"]["structured"] or {}).get("run") or {}).get("id")
+        deadline = time.monotonic() + 30
+        while run_id and time.monotonic() < deadline:
+            r = await client.call_tool("workflow_status", {"run_id": run_id})
+            report["workflow_status"] = result_json(r)
+            status = (report["workflow_status"]["structured"] or {}).get("status")
+            if status in ("success", "failed", "cancelled"):
+                break
+            await anyio.sleep(0.1)
         r = await client.call_tool("upload_file", {"path": "notes.txt", "content": "hello from mcp\n"})
         report["upload_file"] = result_json(r)
         files_id = (report["upload_file"]["structured"] or {}).get("files_id")

@@ -285,6 +285,18 @@ fn bench_of_containers_prints_its_figures_as_one_json_line() {
 }
 
 #[test]
+fn bench_of_a_workflow_fan_out_prints_its_figures_as_one_json_line() {
+    let out = Command::new(BIN).args(["bench", "--workflow-tasks", "300", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["tasks"], 300);
+    for figure in ["run_s", "tasks_per_s"] {
+        assert!(report[figure].as_f64().is_some_and(|v| v > 0.0), "{figure} in {report}");
+    }
+}
+
+#[test]
 fn bench_prints_every_figure_as_one_json_line() {
     let out = Command::new(BIN)
         .args(["bench", "--jobs", "200", "--latency-jobs", "20", "--spawns", "20", "--concurrent", "20", "--json"])
@@ -566,4 +578,106 @@ async fn the_data_dir_and_database_are_private_whatever_the_umask() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A server killed with SIGKILL in the middle of a 500-task fan-out: started again, the
+/// run completes with every task once (one job per index), none lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_finishes_a_fan_out_with_every_task_once() {
+    use jobhost_model::{RunStatus, StartRun, Step, TaskStatus, WorkflowRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--concurrency", "8", "--max-attempts", "3"];
+    let (mut first, url, _) = serve_with(dir.path(), "warn", &flags);
+    let token = jobhost_server::auth::read_token_file(&dir.path().join("token")).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let step = Step {
+        name: "wide".into(),
+        plugin: "probe".into(),
+        args: vec!["sleep".into(), "0.02".into()],
+        task_count: Some(500),
+        ..Step::default()
+    };
+    let workflow = WorkflowRequest { name: "wide".into(), steps: vec![step], ..WorkflowRequest::default() };
+    client.create_workflow(&workflow).await.unwrap();
+    let run = client.start_run(&StartRun { workflow: "wide".into(), ..StartRun::default() }).await.unwrap().run;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = client.run(&run.id).await.unwrap();
+        let done = now.steps[0].tasks.iter().filter(|t| t.status == TaskStatus::Success).count();
+        if done >= 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fan-out never got going: {done} done");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: in the middle of the fan-out.
+    first.wait().unwrap();
+
+    let (mut second, url, _) = serve_with(dir.path(), "warn", &flags);
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let now = client.run(&run.id).await.unwrap();
+        if now.status.is_terminal() {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the run did not end after the restart: {:?}", now.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done.status, RunStatus::Success, "{:?}", done.error);
+    let tasks = &done.steps[0].tasks;
+    assert_eq!(tasks.iter().map(|t| t.index).collect::<Vec<_>>(), (0..500).collect::<Vec<_>>(), "one task per index");
+    assert!(tasks.iter().all(|t| t.status == TaskStatus::Success));
+    let jobs: std::collections::HashSet<&str> = tasks.iter().map(|t| t.job_id.as_str()).collect();
+    assert_eq!(jobs.len(), 500, "one job per task");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+/// Workflows from the terminal: one defined in TOML, run with a parameter and waited
+/// for (the exit code says how it ended), listed, and shown step by step.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_is_defined_run_and_followed_from_the_terminal() {
+    let (dir, server, client) = probe_server().await;
+    let conn =
+        ["--server".to_owned(), server.url(), "--token-file".into(), dir.path().join("token").display().to_string()];
+    let jobhost = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args).args(&conn);
+        async move { cmd.output().await.unwrap() }
+    };
+    let file = dir.path().join("flow.toml");
+    std::fs::write(
+        &file,
+        "name = \"flow\"\n\n[[steps]]\nname = \"first\"\nplugin = \"probe\"\nargs = [\"task-output\"]\n\n\
+         [[steps]]\nname = \"then\"\nplugin = \"probe\"\nargs = [\"gather\"]\nneeds = [\"first\"]\ntask_count = 3\n",
+    )
+    .unwrap();
+    let created = jobhost(&["workflow", "create", file.to_str().unwrap()]).await;
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("flow  steps: first, then×3"));
+
+    let ran = jobhost(&["run-workflow", "flow", "-p", "n=3", "--wait"]).await;
+    let shown = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert_eq!(ran.status.code(), Some(0), "{shown}\n{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(shown.contains(" success"), "{shown}");
+    assert!(shown.lines().any(|l| l.contains("then") && l.contains("[####################] 3/3")), "{shown}");
+    let run_id = shown.split_whitespace().next().unwrap().to_owned();
+    let run = client.run(&run_id).await.unwrap();
+    assert_eq!(run.params, serde_json::json!({"n": 3}));
+    assert_eq!(run.triggered_by, "manual");
+
+    let listed = jobhost(&["runs", "--workflow", "flow"]).await;
+    assert!(String::from_utf8_lossy(&listed.stdout).starts_with(&run_id));
+    let status = jobhost(&["run-status", &run_id]).await;
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.lines().any(|l| l.contains("first") && l.contains("1/1")), "{status}");
+
+    // A run that fails exits 1.
+    std::fs::write(&file, "name = \"broken\"\n[[steps]]\nname = \"x\"\nplugin = \"probe\"\nargs = [\"exit\", \"3\"]\n")
+        .unwrap();
+    assert!(jobhost(&["workflow", "create", file.to_str().unwrap()]).await.status.success());
+    assert_eq!(jobhost(&["run-workflow", "broken", "--wait"]).await.status.code(), Some(1));
+    server.stop().await;
 }

@@ -46,6 +46,15 @@ async fn drive(mode: &str) -> Value {
     let client = Client::with_token(&server.url(), Some(&token)).unwrap();
     client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
     client.install("steps", &std::fs::read(STEPS_WASM).unwrap()).await.unwrap();
+    let flow = jobhost_model::Step {
+        name: "greet".into(),
+        plugin: "probe".into(),
+        args: vec!["echo".into(), "from-a-workflow".into()],
+        task_count: Some(2),
+        ..jobhost_model::Step::default()
+    };
+    let flow = jobhost_model::WorkflowRequest { name: "mcp-flow".into(), steps: vec![flow], ..Default::default() };
+    client.create_workflow(&flow).await.unwrap();
     // The server wrote its admin token there at first start.
     let token_file = dir.path().join("token");
 
@@ -76,6 +85,8 @@ async fn drive(mode: &str) -> Value {
         "read_artifact",
         "pull_model",
         "list_plugins",
+        "start_workflow",
+        "workflow_status",
     ] {
         let tool = tools.get(name).unwrap_or_else(|| panic!("tools/list lacks {name}: {report}"));
         assert_eq!(tool["input_schema"]["type"], "object", "{name}");
@@ -116,6 +127,12 @@ async fn drive(mode: &str) -> Value {
         (Some("result\n"), Some("utf8"), Some(true)),
         "{report}"
     );
+    // start_workflow started a run; workflow_status followed it to its end.
+    assert_eq!(report["start_workflow"]["structured"]["created"], true, "{report}");
+    assert_eq!(report["start_workflow"]["structured"]["run"]["params"]["who"], "mcp", "{report}");
+    let status = &report["workflow_status"]["structured"];
+    assert_eq!(status["status"], "success", "{report}");
+    assert_eq!(status["steps"][0]["tasks"].as_array().map(Vec::len), Some(2), "{report}");
     let plugins = report["list_plugins"]["structured"]["plugins"].as_array().unwrap();
     assert!(plugins.iter().any(|p| p["name"] == "probe"), "{report}");
 

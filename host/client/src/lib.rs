@@ -431,6 +431,48 @@ impl Client {
         self.call("jobs.logs", p).await
     }
 
+    /// `workflows.create`.
+    pub async fn create_workflow(&self, workflow: &jobhost_model::WorkflowRequest) -> Result<jobhost_model::Workflow> {
+        self.call(
+            "workflows.create",
+            serde_json::to_value(workflow).map_err(|e| Error::Transport(format!("encoding the request: {e}")))?,
+        )
+        .await
+    }
+
+    /// `workflows.list`.
+    pub async fn workflows(&self) -> Result<Vec<jobhost_model::Workflow>> {
+        Ok(self.call::<jobhost_model::WorkflowList>("workflows.list", Value::Null).await?.workflows)
+    }
+
+    /// `runs.start`.
+    pub async fn start_run(&self, start: &jobhost_model::StartRun) -> Result<jobhost_model::StartedRun> {
+        self.call(
+            "runs.start",
+            serde_json::to_value(start).map_err(|e| Error::Transport(format!("encoding the request: {e}")))?,
+        )
+        .await
+    }
+
+    /// `runs.get`: the run with its steps and tasks.
+    pub async fn run(&self, id: &str) -> Result<jobhost_model::Run> {
+        self.call("runs.get", json!({ "id": id })).await
+    }
+
+    /// `runs.list`, of one workflow when given.
+    pub async fn runs(&self, workflow: Option<&str>) -> Result<Vec<jobhost_model::Run>> {
+        let params = match workflow {
+            Some(w) => json!({ "workflow": w }),
+            None => json!({}),
+        };
+        Ok(self.call::<jobhost_model::RunList>("runs.list", params).await?.runs)
+    }
+
+    /// `runs.cancel`.
+    pub async fn cancel_run(&self, id: &str) -> Result<jobhost_model::Run> {
+        self.call("runs.cancel", json!({ "id": id })).await
+    }
+
     /// `jobs.attempts`: how each ended attempt of job `id` went.
     pub async fn attempts(&self, id: &str) -> Result<Vec<jobhost_model::JobAttempt>> {
         Ok(self.call::<jobhost_model::AttemptList>("jobs.attempts", json!({ "id": id })).await?.attempts)

@@ -15,6 +15,10 @@ pub const ARTIFACT: &str = "art_";
 pub const UPLOAD: &str = "upl_";
 /// Prefix of API token ids.
 pub const TOKEN: &str = "tok_";
+/// Prefix of workflow ids.
+pub const WORKFLOW: &str = "wf_";
+/// Prefix of run ids.
+pub const RUN: &str = "run_";
 
 /// A new id with `prefix`, e.g. `new(JOB)` → `job_0192…`.
 pub fn new(prefix: &str) -> String {

@@ -300,6 +300,15 @@ pub struct Job {
     /// How a failed or timed-out attempt is retried while attempts remain.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// The workflow run it is a task of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Its step in that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Its index in that step, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_index: Option<u32>,
     /// Why a pending job is not starting, when the host can tell (`jobs.get` only):
     /// "no online worker has labels [gpu]".
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,6 +9,7 @@
 //! - `job`: jobs and their statuses, kinds, logs, progress, artifacts, plugins, events.
 //! - `access`: callers, users, tokens and scopes.
 //! - `upload`: uploads.
+//! - `workflow`: workflows (DAGs of steps), runs and their tasks.
 //! - `gpu`: GPUs of a node, their use, and how a job's devices are chosen.
 //! - `api`: request and result types of the JSON-RPC methods.
 //! - `error`: the domain [`Error`], which owns its JSON-RPC codes and HTTP statuses.
@@ -26,6 +27,7 @@ mod outcome;
 mod sink;
 mod upload;
 mod worker;
+mod workflow;
 
 pub use access::*;
 pub use api::*;
@@ -37,6 +39,7 @@ pub use outcome::*;
 pub use sink::*;
 pub use upload::*;
 pub use worker::*;
+pub use workflow::*;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -29,6 +29,7 @@ pub mod models;
 pub mod nodes;
 pub mod plugins;
 pub mod rpc;
+pub mod runs;
 pub mod scheduler;
 pub mod uploads;
 mod wiring;

@@ -73,6 +73,8 @@ pub struct ServerConfig {
     pub container_engine: bool,
     /// The engine's socket (`unix:///path`) instead of `DOCKER_HOST` or the default.
     pub container_socket: Option<String>,
+    /// The clock workflow schedules are read against (a test sets its own).
+    pub clock: Arc<dyn crate::runs::Clock>,
     /// The secret nodes on one database prove themselves to each other with when one
     /// fetches files another holds (`--cluster-secret-file`); none: files held by
     /// another node cannot be fetched through this one.
@@ -125,6 +127,7 @@ impl ServerConfig {
             node: crate::nodes::NodeConfig::default(),
             container_engine: true,
             container_socket: None,
+            clock: Arc::new(crate::runs::SystemClock),
             cluster_secret: None,
         }
     }
@@ -360,8 +363,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
-    let services =
-        rpc::Services { jobs: jobs.clone(), plugins, uploads, auth, sweeper, models, nodes: nodes.clone(), cluster };
+    let runs = crate::runs::Runs::new(store.clone(), jobs.clone(), uploads.clone(), config.clock.clone());
+    tokio::spawn(runs.clone().drive(shutdown.clone()));
+    tokio::spawn(runs.clone().schedule(shutdown.clone()));
+    let services = rpc::Services {
+        jobs: jobs.clone(),
+        plugins,
+        uploads,
+        auth,
+        sweeper,
+        models,
+        nodes: nodes.clone(),
+        cluster,
+        runs,
+    };
     let ctx = rpc::Context::new(services, &config.transport);
     let rpc = rpc::serve(listener, ctx, &config.transport).await.with_context(|| format!("serving on {local_addr}"))?;
     // A drained node stops serving once its runs have ended; `RunningServer::stopped`

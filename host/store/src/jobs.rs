@@ -52,6 +52,8 @@ pub struct NewJob {
     pub run_at: Option<String>,
     /// Its retry policy (`RetryPolicy` as JSON).
     pub retry: Option<String>,
+    /// The run, step and index it is a task of.
+    pub task: Option<(String, String, u32)>,
 }
 
 /// The node a claim is made for: only what it has `starting` or `running` counts

@@ -47,6 +47,7 @@ mod plugins;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod queue;
+mod runs;
 pub mod sqlite;
 #[cfg(any(test, feature = "suite"))]
 pub mod suite;
@@ -61,6 +62,7 @@ pub use logs::{Done, LogStore, StoredChunk};
 pub use plugins::PluginStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
+pub use runs::{NewRun, RunStore, TaskRow};
 pub use sqlite::SqliteStore;
 pub use uploads::UploadStore;
 pub use workers::WorkerStore;
@@ -118,7 +120,7 @@ pub type Observer = Box<dyn Fn(&Job) + Send + Sync>;
 /// The whole store: every area, and the handle's own life.
 #[async_trait::async_trait]
 pub trait Store:
-    JobStore + LogStore + AccessStore + UploadStore + PluginStore + WorkerStore + std::fmt::Debug + Send + Sync
+    JobStore + LogStore + AccessStore + UploadStore + PluginStore + WorkerStore + RunStore + std::fmt::Debug + Send + Sync
 {
     /// Sets the one observer of group-committed transitions: it is called with every
     /// job that an insert, claim, `running` transition or end moved, right after the

@@ -134,6 +134,7 @@ pub fn new_job(user: &str, key: Option<&str>, priority: i64) -> NewJob {
         grants: vec![],
         run_at: None,
         retry: None,
+        task: None,
     }
 }
 

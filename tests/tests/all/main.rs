@@ -19,6 +19,7 @@ mod pull;
 mod retries;
 mod sandbox;
 mod workers;
+mod workflows;
 
 use jobhost_client::Client;
 use jobhost_model::SubmitRequest;

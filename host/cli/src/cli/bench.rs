@@ -145,6 +145,10 @@ pub struct BenchArgs {
     /// Container jobs (and `docker run`s) measured with `--container`.
     #[arg(long, default_value_t = 20, requires = "container")]
     container_runs: usize,
+    /// Measure one run of a one-step workflow fanning out into this many no-op tasks,
+    /// start → success, instead of the job figures.
+    #[arg(long, value_name = "N", conflicts_with_all = ["database_url", "container"])]
+    workflow_tasks: Option<u32>,
 }
 
 /// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
@@ -173,6 +177,9 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(args.pipeline > 0, "--pipeline must be at least 1");
     ensure!(args.concurrency != Some(0), "--concurrency must be at least 1");
     let noop = wat::parse_str(NOOP_WAT).context("assembling the no-op component")?;
+    if let Some(tasks) = args.workflow_tasks {
+        return super::bench_workflow::exec(&args, tasks, &noop).await;
+    }
     if let Some(image) = &args.container {
         return super::bench_containers::exec(&args, image, args.container_runs).await;
     }

@@ -14,6 +14,7 @@ mod bench;
 mod bench_containers;
 mod bench_nodes;
 mod bench_pull;
+mod bench_workflow;
 mod cancel;
 mod conn;
 mod gc;
@@ -27,12 +28,14 @@ mod output;
 mod progress;
 mod pull;
 mod run;
+mod runs;
 mod serve;
 mod submit;
 mod transfer;
 mod upload;
 mod wait;
 mod workers;
+mod workflow;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -89,6 +92,14 @@ enum Command {
     Workers(workers::WorkersArgs),
     /// Drain a node: it takes no new job and stops once its running jobs end.
     Drain(workers::DrainArgs),
+    /// Create, update, list, show or delete workflows (DAGs of steps).
+    Workflow(workflow::WorkflowArgs),
+    /// Start a run of a workflow (`-p key=value` parameters; `--wait` follows it).
+    RunWorkflow(runs::RunWorkflowArgs),
+    /// List workflow runs, newest first.
+    Runs(runs::RunsArgs),
+    /// Show a run step by step (`--watch` follows it to its end).
+    RunStatus(runs::RunStatusArgs),
 }
 
 /// Entry point of the binary.
@@ -130,6 +141,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::BenchPull(args) => bench_pull::exec(args).await,
         Command::Workers(args) => workers::exec(args).await,
         Command::Drain(args) => workers::drain(args).await,
+        Command::Workflow(args) => workflow::exec(args).await,
+        Command::RunWorkflow(args) => runs::run_workflow(args).await,
+        Command::Runs(args) => runs::runs(args).await,
+        Command::RunStatus(args) => runs::run_status(args).await,
     }
 }
 

@@ -134,6 +134,9 @@ mod tests {
             grants: vec![],
             run_at: None,
             retry: Default::default(),
+            run_id: None,
+            step: None,
+            task_index: None,
             waiting: None,
         }
     }

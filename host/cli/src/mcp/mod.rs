@@ -4,7 +4,7 @@
 //!
 //! Tools (each with an input and an output schema generated from the types in
 //! [`tools`]): `run_job`, `submit_job`, `job_status`, `job_logs`, `cancel_job`,
-//! `upload_file`, `read_artifact`, `pull_model`, `list_plugins`. A tool that fails —
+//! `upload_file`, `read_artifact`, `pull_model`, `list_plugins`, `start_workflow`, `workflow_status`. A tool that fails —
 //! a bad argument, an unknown job, a server without the feature — returns a result
 //! with `isError: true` and a message the agent can act on, never a protocol error.
 //!
@@ -110,6 +110,20 @@ impl JobhostMcp {
                     c.call::<jobhost_model::Submitted>("models.pull", params)
                         .await
                         .map_err(|e| call_error(c, "models.pull", e))
+                }
+                .await,
+            ),
+            "start_workflow" => respond(
+                async {
+                    let input: jobhost_model::StartRun = parse_input(args)?;
+                    c.start_run(&input).await.map_err(|e| call_error(c, "runs.start", e))
+                }
+                .await,
+            ),
+            "workflow_status" => respond(
+                async {
+                    let input: tools::RunIdInput = parse_input(args)?;
+                    c.run(&input.run_id).await.map_err(|e| call_error(c, "runs.get", e))
                 }
                 .await,
             ),
@@ -312,6 +326,17 @@ pub fn tool_list() -> Vec<Tool> {
             "pull_model",
             "Start downloading a model from the configured hub; returns the pull job.",
             ToolAnnotations::new().read_only(false).destructive(false).open_world(true),
+        ),
+        tool::<jobhost_model::StartRun, jobhost_model::StartedRun>(
+            "start_workflow",
+            "Start a run of a workflow (a DAG of steps whose tasks are jobs) with params; returns the run \
+             (follow it with workflow_status).",
+            acts.clone(),
+        ),
+        tool::<tools::RunIdInput, jobhost_model::Run>(
+            "workflow_status",
+            "A workflow run: its status, and each step with its tasks (status, attempt, job id, error).",
+            read_only.clone(),
         ),
         tool::<NoInput, jobhost_model::PluginList>(
             "list_plugins",

@@ -118,6 +118,16 @@ impl ToolOutput for Submitted {}
 impl ToolOutput for Job {}
 impl ToolOutput for LogPage {}
 impl ToolOutput for PluginList {}
+impl ToolOutput for jobhost_model::StartedRun {}
+impl ToolOutput for jobhost_model::Run {}
+
+/// `workflow_status` input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunIdInput {
+    /// The run's id (`run_…`).
+    pub run_id: String,
+}
 
 /// Input of tools about one job.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -65,6 +65,33 @@ pub struct Jobs {
     held: Arc<tokio::sync::Notify>,
     /// Called right after a submit's insert is queued (see [`Jobs::on_submit`]).
     submit_hook: Arc<HookSlot>,
+    /// Told the run of every task whose end this node publishes (see [`Jobs::on_task_end`]).
+    task_end: Arc<TaskEndSlot>,
+}
+
+/// What is told of a workflow task's end: its run's id.
+pub type TaskEndHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where the task-end hook is kept.
+#[derive(Default)]
+struct TaskEndSlot(Mutex<Option<TaskEndHook>>);
+
+impl std::fmt::Debug for TaskEndSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskEndSlot")
+    }
+}
+
+impl TaskEndSlot {
+    /// Tells the hook when `job` is a task that has ended.
+    fn tell(&self, job: &Job) {
+        if let Some(run) = &job.run_id
+            && job.status.is_terminal()
+            && let Some(hook) = self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        {
+            hook(run);
+        }
+    }
 }
 
 /// What the scheduler does when a job is submitted: claim into free slots at once.
@@ -91,7 +118,12 @@ impl Jobs {
         // Status events of what the store group-commits (submits, claims, starts, ends)
         // are published by the store's writer, in commit order.
         let published = events.clone();
-        if !store.observe(Box::new(move |job| publish(&published, job))) {
+        let task_end = Arc::new(TaskEndSlot::default());
+        let told = task_end.clone();
+        if !store.observe(Box::new(move |job| {
+            publish(&published, job);
+            told.tell(job);
+        })) {
             tracing::warn!("the store already has an observer; status events come from it");
         }
         let recorder = Recorder::start(store.clone(), events.clone());
@@ -107,6 +139,7 @@ impl Jobs {
             work: Arc::default(),
             held: Arc::default(),
             submit_hook: Arc::default(),
+            task_end,
         };
         // What other nodes move: the hook holds no `Jobs` (the store would then hold
         // itself), only what hearing needs.
@@ -164,6 +197,12 @@ impl Jobs {
 
     fn publish_status(&self, job: &Job) {
         publish(&self.events, job);
+        self.task_end.tell(job);
+    }
+
+    /// Tells `hook` the run of every workflow task whose end this node publishes.
+    pub fn on_task_end(&self, hook: TaskEndHook) {
+        *self.task_end.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(hook);
     }
 }
 

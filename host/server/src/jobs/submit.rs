@@ -51,7 +51,29 @@ impl Jobs {
     /// [`Jobs::submit`] for a job of another `kind` (e.g. `pull`, submitted by the
     /// models service), which decides what the scheduler grants the run.
     pub async fn submit_kind(&self, caller: &Caller, req: SubmitRequest, kind: JobKind) -> Result<Submitted> {
-        let new = self.validate(caller, req, kind).await?;
+        self.submit_new(caller, req, kind, None).await
+    }
+
+    /// [`Jobs::submit_kind`] for task `task` (run, step, index) of a workflow run.
+    pub async fn submit_task(
+        &self,
+        caller: &Caller,
+        req: SubmitRequest,
+        kind: JobKind,
+        task: (String, String, u32),
+    ) -> Result<Submitted> {
+        self.submit_new(caller, req, kind, Some(task)).await
+    }
+
+    async fn submit_new(
+        &self,
+        caller: &Caller,
+        req: SubmitRequest,
+        kind: JobKind,
+        task: Option<(String, String, u32)>,
+    ) -> Result<Submitted> {
+        let mut new = self.validate(caller, req, kind).await?;
+        new.task = task;
         let inserted = self.store.insert_job(&new);
         // Claim now rather than after the commit: queued behind the insert, the claim
         // shares its transaction (it sees the job).
@@ -226,6 +248,7 @@ impl Jobs {
             max_attempts,
             run_at,
             retry: req.retry.map(|r| to_json(&r)),
+            task: None,
         })
     }
 

@@ -27,6 +27,7 @@ mod jobs;
 mod models;
 mod plugins;
 pub mod rate;
+mod runs;
 mod system;
 mod uploads;
 mod workers;
@@ -100,6 +101,8 @@ pub struct Context {
     pub nodes: crate::nodes::Nodes,
     /// Files held by other nodes.
     pub cluster: crate::cluster::Cluster,
+    /// Workflows and their runs.
+    pub runs: crate::runs::Runs,
     /// Per-token request rates.
     pub rate: Arc<rate::RateLimiter>,
     /// Per-token live subscriptions.
@@ -125,16 +128,18 @@ pub struct Services {
     pub nodes: crate::nodes::Nodes,
     /// Files held by other nodes.
     pub cluster: crate::cluster::Cluster,
+    /// Workflows and their runs.
+    pub runs: crate::runs::Runs,
 }
 
 impl Context {
     /// The context of a server over these services, its rate limits those of `limits`.
     pub fn new(services: Services, limits: &TransportLimits) -> Context {
-        let Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster } = services;
+        let Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster, runs } = services;
         let rate = Arc::new(rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst));
         let subscriptions =
             held::PerToken::new(usize::try_from(limits.max_subscriptions_per_token).unwrap_or(usize::MAX));
-        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, rate, subscriptions }
+        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, runs, rate, subscriptions }
     }
 }
 
@@ -215,6 +220,7 @@ pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
     uploads::register(&mut api)?;
     access::register(&mut api)?;
     workers::register(&mut api)?;
+    runs::register(&mut api)?;
     api.finish()
 }
 
@@ -333,6 +339,7 @@ mod tests {
         };
         let auth = Auth::new(store.clone());
         let store_for_nodes = store.clone();
+        let store_for_runs = store.clone();
         let plugins = Plugins::new(store, runtime);
         let models = crate::models::Models::new(
             jobs.clone(),
@@ -343,7 +350,13 @@ mod tests {
         let node = crate::nodes::NodeConfig::default();
         let nodes = crate::nodes::Nodes::register(store_for_nodes, "wrk_test", &node, 1, 1000, 1024).await.unwrap();
         let cluster = crate::cluster::Cluster::new(nodes.clone(), None);
-        let services = Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster };
+        let runs = crate::runs::Runs::new(
+            store_for_runs,
+            jobs.clone(),
+            uploads.clone(),
+            std::sync::Arc::new(crate::runs::SystemClock),
+        );
+        let services = Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster, runs };
         Context::new(services, &TransportLimits::default())
     }
 

@@ -176,8 +176,9 @@ impl Scheduler {
         let cancel = self.jobs.track(job);
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
         let mut run_job = claimed.clone();
-        // A job that may run again tells its runs apart: `JOBHOST_ATTEMPT`, from 1.
-        if job.max_attempts > 1 {
+        // A job that may run again, and every workflow task, tells its runs apart:
+        // `JOBHOST_ATTEMPT`, from 1.
+        if job.max_attempts > 1 || job.run_id.is_some() {
             run_job.env.insert("JOBHOST_ATTEMPT".into(), job.attempt.to_string());
         }
         let task = Task {

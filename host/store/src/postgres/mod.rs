@@ -65,7 +65,8 @@ macro_rules! job_columns {
             ts!("completed_at"),
             ", files_id, detail, requires, worker_id, container::text AS container, container_id, gpus, gpu_type, \
              gpu_devices, grants, retry::text AS retry, ",
-            ts!("run_at")
+            ts!("run_at"),
+            ", run_id, step, task_index"
         )
     };
 }
@@ -75,6 +76,7 @@ mod jobs;
 mod listen;
 mod logs;
 mod plugins;
+mod runs;
 pub mod scratch;
 #[cfg(test)]
 mod tests;
@@ -299,6 +301,9 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
             .collect::<Result<_>>()?,
         grants: grants_of(row.try_get("grants")?)?,
         run_at: row.try_get("run_at")?,
+        run_id: row.try_get("run_id")?,
+        step: row.try_get("step")?,
+        task_index: row.try_get::<Option<i64>, _>("task_index")?.and_then(|i| u32::try_from(i).ok()),
         retry: row
             .try_get::<Option<String>, _>("retry")?
             .map(|r| serde_json::from_str(&r))

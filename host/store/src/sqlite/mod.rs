@@ -32,7 +32,7 @@ macro_rules! job_columns {
         "id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, attempt, max_attempts, exit_code, error, \
          progress_done, progress_total, progress_message, created_at, started_at, completed_at, files_id, detail, \
-         requires, worker_id, container, container_id, gpus, gpu_type, gpu_devices, grants, run_at, retry"
+         requires, worker_id, container, container_id, gpus, gpu_type, gpu_devices, grants, run_at, retry, run_id, step, task_index"
     };
 }
 
@@ -40,6 +40,7 @@ mod access;
 mod jobs;
 mod logs;
 mod plugins;
+mod runs;
 #[cfg(test)]
 mod tests;
 mod uploads;
@@ -236,7 +237,7 @@ fn plugin_from_row(row: &SqliteRow) -> Result<Plugin> {
 /// name and compares them case-insensitively, for each of a row's 27 columns; on the
 /// writer thread, which decodes several job rows per job, that was a visible share of
 /// its time.
-const JOB_COLUMNS: [&str; 37] = [
+const JOB_COLUMNS: [&str; 40] = [
     "id",
     "user_id",
     "kind",
@@ -274,6 +275,9 @@ const JOB_COLUMNS: [&str; 37] = [
     "grants",
     "run_at",
     "retry",
+    "run_id",
+    "step",
+    "task_index",
 ];
 
 /// The position of job column `name` (past the end for an unknown name, which the
@@ -364,6 +368,9 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         gpu_devices: serde_json::from_str(&gpu_devices).map_err(|e| corrupt("gpu_devices", &e))?,
         grants: serde_json::from_str(&grants).map_err(|e| corrupt("grants", &e))?,
         run_at: row.col("run_at")?,
+        run_id: row.col("run_id")?,
+        step: row.col("step")?,
+        task_index: row.col("task_index")?,
         retry: retry
             .map(|r| serde_json::from_str(&r))
             .transpose()

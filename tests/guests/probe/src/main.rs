@@ -23,6 +23,8 @@
 //! | `env-dump` | `env:K=V` per env var (sorted), then `env-count:<n>` |
 //! | `escape [PORT]` | tries to get out of the sandbox; one line per attempt: `escape:<name>:blocked:<err>`, `escape:<name>:ESCAPED:<detail>` or `escape:<name>:skipped:<why>` |
 //! | `fail-until N` | prints `attempt <JOBHOST_ATTEMPT>`; exits 1 (`too early`) while it is below N, else 0 |
+//! | `task-output` | writes `/output/task.txt`: `task <TASK_INDEX> of <TASK_COUNT>` (a workflow task's) |
+//! | `gather` | `<path>=<content>` per file under `/input` (paths relative to `/input`, sorted, content trimmed) |
 //! | `noop` | nothing, exit 0 |
 //!
 //! Anything else prints the usage on stderr and exits 2.
@@ -38,7 +40,7 @@ modes: echo ARGS... | exit N | trap | sleep SECS | spin | alloc MB_PER_STEP | re
        open-files N | flood MIB | write-output MIB [ignore-errors] | write-work MIB
        write-output-wasi MIB
        move-to-output MIB | read-input | grep PATTERN | create PATH | env-dump
-       escape [PORT] | fail-until N | noop";
+       escape [PORT] | fail-until N | task-output | gather | noop";
 
 const MIB: usize = 1024 * 1024;
 
@@ -113,6 +115,23 @@ fn main() {
             if attempt < until {
                 eprintln!("too early");
                 exit(1);
+            }
+        }
+        "task-output" => {
+            let var = |name: &str| std::env::var(name).unwrap_or_else(|_| "?".into());
+            let line = format!("task {} of {}\n", var("TASK_INDEX"), var("TASK_COUNT"));
+            if let Err(e) = fs::write("/output/task.txt", &line) {
+                fail(&format!("writing /output/task.txt: {e}"));
+            }
+            print!("{line}");
+        }
+        "gather" => {
+            let files = files_under(Path::new("/input")).unwrap_or_else(|e| fail(&format!("listing /input: {e}")));
+            for path in &files {
+                let content =
+                    fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("reading {}: {e}", path.display())));
+                let relative = path.strip_prefix("/input").unwrap_or(path);
+                println!("{}={}", relative.display(), content.trim());
             }
         }
         "noop" => {}

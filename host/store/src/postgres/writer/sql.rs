@@ -29,7 +29,7 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
     let query = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, requires, container, \
-         gpus, gpu_type, grants, run_at, retry) \
+         gpus, gpu_type, grants, run_at, retry, run_id, step, task_index) \
          SELECT v_id, v_user_id, v_kind, v_plugin, v_digest, 'pending', v_args::json, v_env::json, v_input::json, \
          v_labels::json, v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, \
          $16::timestamptz, $16::timestamptz, \
@@ -38,13 +38,14 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
          v_gpus, v_gpu_type, \
          CASE WHEN v_grants = '[]' THEN '{}'::text[] \
               ELSE ARRAY(SELECT json_array_elements_text(v_grants::json)) END, \
-         v_run_at::timestamptz, v_retry::json \
+         v_run_at::timestamptz, v_retry::json, v_run_id, v_step, v_task_index \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::text[], $15::int8[], \
-         $17::text[], $18::text[], $19::int8[], $20::text[], $21::text[], $22::text[], $23::text[]) \
+         $17::text[], $18::text[], $19::int8[], $20::text[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], \
+         $26::int8[]) \
          WITH ORDINALITY AS v (v_id, v_user_id, v_kind, v_plugin, v_digest, v_args, v_env, v_input, v_labels, \
          v_priority, v_millicpus, v_memory_mb, v_timeout_s, v_client_job_id, v_max_attempts, v_requires, v_container, \
-         v_gpus, v_gpu_type, v_grants, v_run_at, v_retry, v_n) \
+         v_gpus, v_gpu_type, v_grants, v_run_at, v_retry, v_run_id, v_step, v_task_index, v_n) \
          ORDER BY v_n ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
@@ -70,7 +71,10 @@ pub(super) async fn bulk_insert(conn: &mut PgConnection, jobs: &[&NewJob]) -> Re
     .bind(opt(|j| j.gpu_type.as_deref()))
     .bind(jobs.iter().map(|j| serde_json::to_string(&j.grants).unwrap_or_else(|_| "[]".into())).collect::<Vec<_>>())
     .bind(opt(|j| j.run_at.as_deref()))
-    .bind(opt(|j| j.retry.as_deref()));
+    .bind(opt(|j| j.retry.as_deref()))
+    .bind(opt(|j| j.task.as_ref().map(|t| t.0.as_str())))
+    .bind(opt(|j| j.task.as_ref().map(|t| t.1.as_str())))
+    .bind(jobs.iter().map(|j| j.task.as_ref().map(|t| i64::from(t.2))).collect::<Vec<_>>());
     Ok(jobs_of(conn, query).await?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
 
@@ -83,9 +87,10 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
     let query = sqlx::query(concat!(
         "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, labels, priority, \
          millicpus, memory_mb, timeout_s, client_job_id, max_attempts, created_at, updated_at, files_id, requires, \
-         container, gpus, gpu_type, grants, run_at, retry) \
+         container, gpus, gpu_type, grants, run_at, retry, run_id, step, task_index) \
          VALUES ($1, $2, $3, $4, $5, 'pending', $6::json, $7::json, $8::json, $9::json, $10, $11, $12, $13, $14, \
-         $15, $16::timestamptz, $16::timestamptz, $17, $18, $19::json, $20, $21, $22, $23::timestamptz, $24::json) \
+         $15, $16::timestamptz, $16::timestamptz, $17, $18, $19::json, $20, $21, $22, $23::timestamptz, $24::json, \
+         $25, $26, $27) \
          ON CONFLICT DO NOTHING RETURNING ",
         job_columns!()
     ))
@@ -112,7 +117,10 @@ pub(super) async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<
     .bind(&job.gpu_type)
     .bind(job.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>())
     .bind(&job.run_at)
-    .bind(&job.retry);
+    .bind(&job.retry)
+    .bind(job.task.as_ref().map(|t| t.0.as_str()))
+    .bind(job.task.as_ref().map(|t| t.1.as_str()))
+    .bind(job.task.as_ref().map(|t| i64::from(t.2)));
     if let Some(created) = jobs_of(conn, query).await?.pop() {
         if let Some(files_id) = &job.files_id {
             let consumed = sqlx::query(

@@ -14,7 +14,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
 use std::collections::HashMap;
 
-/// Rows per multi-row statement: 24 parameters a row stays well under SQLite's
+/// Rows per multi-row statement: 27 parameters a row stays well under SQLite's
 /// 32,766 parameters per statement.
 pub(super) const BULK_ROWS: usize = 1000;
 
@@ -54,9 +54,9 @@ pub(super) fn job_of(conn: &Connection, sql: &str, values: impl IntoIterator<Ite
     Ok(jobs_of(conn, sql, values)?.pop())
 }
 
-/// A new job's values for the columns from `id` to `retry` of an insert, in
+/// A new job's values for the columns from `id` to `task_index` of an insert, in
 /// that order (`status` is written as a literal between `plugin_digest` and `args`).
-fn new_job_values(job: &NewJob) -> [Value; 22] {
+fn new_job_values(job: &NewJob) -> [Value; 25] {
     [
         text(&job.id),
         text(&job.user_id),
@@ -80,6 +80,9 @@ fn new_job_values(job: &NewJob) -> [Value; 22] {
         Value::Text(serde_json::to_string(&job.grants).unwrap_or_else(|_| "[]".into())),
         opt_text(job.run_at.as_deref()),
         opt_text(job.retry.as_deref()),
+        opt_text(job.task.as_ref().map(|t| t.0.as_str())),
+        opt_text(job.task.as_ref().map(|t| t.1.as_str())),
+        job.task.as_ref().map_or(Value::Null, |t| Value::Integer(t.2.into())),
     ]
 }
 
@@ -91,7 +94,7 @@ pub(super) fn bulk_insert<'a>(
 ) -> Result<HashMap<String, Job>> {
     let now = ids::now();
     let rows = jobs.len();
-    let mut values = Vec::with_capacity(rows * 24);
+    let mut values = Vec::with_capacity(rows * 27);
     for job in jobs {
         values.extend(new_job_values(job));
         values.extend([text(&now), text(&now)]);
@@ -100,11 +103,11 @@ pub(super) fn bulk_insert<'a>(
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, requires, container, \
-             gpus, gpu_type, grants, run_at, retry, created_at, updated_at) VALUES {} \
+             gpus, gpu_type, grants, run_at, retry, run_id, step, task_index, created_at, updated_at) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
-        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        rows_sql(rows, "(?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     );
     Ok(jobs_of(conn, &sql, values)?.into_iter().map(|j| (j.id.clone(), j)).collect())
 }
@@ -229,9 +232,9 @@ fn insert_and_consume(conn: &Connection, job: &NewJob) -> Result<Option<(Job, bo
         concat!(
             "INSERT INTO jobs (id, user_id, kind, plugin, plugin_digest, status, args, env, input, \
              labels, priority, millicpus, memory_mb, timeout_s, client_job_id, max_attempts, requires, container, \
-             gpus, gpu_type, grants, run_at, retry, created_at, updated_at, files_id) VALUES (?1, ?2, ?3, ?4, ?5, \
-             'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?23, \
-             ?24) \
+             gpus, gpu_type, grants, run_at, retry, run_id, step, task_index, created_at, updated_at, files_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+             ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?26, ?27) \
              ON CONFLICT DO NOTHING RETURNING ",
             job_columns!()
         ),
