@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod jobs;
+pub mod metrics;
 pub mod models;
 pub mod nodes;
 pub mod plugins;

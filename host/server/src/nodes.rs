@@ -141,7 +141,11 @@ impl Nodes {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            match self.store.heartbeat(&self.id, &ids::now()).await {
+            let beat = self.store.heartbeat(&self.id, &ids::now()).await;
+            if beat.is_ok() {
+                jobs.metrics().heartbeat();
+            }
+            match beat {
                 Ok(Some(WorkerStatus::Draining)) if !self.draining.is_cancelled() => {
                     tracing::info!(worker = %self.id, "draining: no new jobs; stopping once the running ones end");
                     self.draining.cancel();

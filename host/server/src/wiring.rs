@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub container_engine: bool,
     /// The engine's socket (`unix:///path`) instead of `DOCKER_HOST` or the default.
     pub container_socket: Option<String>,
+    /// Where to serve `GET /metrics` without a token (`--metrics-listen`); none: only
+    /// the main port serves it, to admins.
+    pub metrics_listen: Option<SocketAddr>,
     /// The clock workflow schedules are read against (a test sets its own).
     pub clock: Arc<dyn crate::runs::Clock>,
     /// The secret nodes on one database prove themselves to each other with when one
@@ -127,6 +130,7 @@ impl ServerConfig {
             node: crate::nodes::NodeConfig::default(),
             container_engine: true,
             container_socket: None,
+            metrics_listen: None,
             clock: Arc::new(crate::runs::SystemClock),
             cluster_secret: None,
         }
@@ -145,6 +149,7 @@ pub struct RunningServer {
     exec: Option<tokio::runtime::Runtime>,
     store: Arc<dyn Store>,
     nodes: crate::nodes::Nodes,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -179,6 +184,11 @@ impl RunningServer {
         }
         self.nodes.leave().await;
         self.store.close().await;
+    }
+
+    /// Where `--metrics-listen` serves `/metrics`, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// This node's id in `workers.list`.
@@ -363,6 +373,21 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     tokio::spawn(sweeper.clone().run(shutdown.clone()));
 
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => {
+            if !addr.ip().is_loopback() && !config.allow_remote {
+                anyhow::bail!("--metrics-listen {addr} is not a loopback address: that needs --allow-remote");
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for metrics on {addr}"))?;
+            let bound = listener.local_addr().context("reading the metrics address")?;
+            tokio::spawn(rpc::serve_metrics(listener, jobs.clone(), shutdown.clone()));
+            tracing::info!(addr = %bound, "serving /metrics");
+            Some(bound)
+        }
+        None => None,
+    };
     let runs = crate::runs::Runs::new(store.clone(), jobs.clone(), uploads.clone(), config.clock.clone());
     tokio::spawn(runs.clone().drive(shutdown.clone()));
     tokio::spawn(runs.clone().schedule(shutdown.clone()));
@@ -400,6 +425,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         exec: Some(exec),
         store,
         nodes,
+        metrics_addr,
     })
 }
 

@@ -183,6 +183,9 @@ pub trait JobStore: Send + Sync {
     /// `worker_id`, and how many.
     async fn usage(&self, worker_id: &str) -> Result<(Usage, u64)>;
 
+    /// Jobs pending and claimable now (not held), on every node.
+    async fn queue_depth(&self) -> Result<u64>;
+
     /// Makes every job held until `now` or earlier claimable; returns how many.
     async fn release_held(&self, now: &str) -> Result<u64>;
 

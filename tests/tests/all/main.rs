@@ -15,6 +15,7 @@ mod gpus;
 mod install;
 mod layers;
 mod lifecycle;
+mod metrics;
 mod pull;
 mod retries;
 mod sandbox;

@@ -48,6 +48,10 @@ pub(super) struct ServeArgs {
     /// Allow listening on an address other than loopback (other machines can connect).
     #[arg(long)]
     allow_remote: bool,
+    /// Also serve `GET /metrics` (Prometheus text) here without a token, e.g.
+    /// `127.0.0.1:9717`; on the main port it needs an admin token.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// The container engine that runs container jobs: `docker` (the Docker Engine API
     /// at `DOCKER_HOST` or the default socket; Podman's compatible socket works) or
     /// `none`. Without an engine answering at start, container jobs are refused.
@@ -94,6 +98,7 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServerConfig::new(data_dir);
     config.listen = args.listen;
     config.allow_remote = args.allow_remote;
+    config.metrics_listen = args.metrics_listen;
     if let Some(bad) = args.labels.iter().find_map(|l| jobhost_model::label_error(l)) {
         bail!("--labels: {bad}");
     }

@@ -223,6 +223,7 @@ impl Jobs {
         artifacts: &[Artifact],
     ) -> impl Future<Output = Result<Job>> + Send + 'static + use<> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&job.id);
+        self.metrics.artifact_bytes(artifacts.iter().map(|a| a.size_bytes).sum());
         let recorded = self.store.finish(&job.id, job.attempt, &finish, artifacts);
         let (this, id) = (self.clone(), job.id.clone());
         async move {

@@ -67,6 +67,8 @@ pub struct Jobs {
     submit_hook: Arc<HookSlot>,
     /// Told the run of every task whose end this node publishes (see [`Jobs::on_task_end`]).
     task_end: Arc<TaskEndSlot>,
+    /// What `/metrics` shows.
+    metrics: crate::metrics::Metrics,
 }
 
 /// What is told of a workflow task's end: its run's id.
@@ -120,13 +122,16 @@ impl Jobs {
         let published = events.clone();
         let task_end = Arc::new(TaskEndSlot::default());
         let told = task_end.clone();
+        let metrics = crate::metrics::Metrics::new();
+        let counted = metrics.clone();
         if !store.observe(Box::new(move |job| {
             publish(&published, job);
             told.tell(job);
+            counted.job_moved(job);
         })) {
             tracing::warn!("the store already has an observer; status events come from it");
         }
-        let recorder = Recorder::start(store.clone(), events.clone());
+        let recorder = Recorder::start(store.clone(), events.clone(), metrics.clone());
         let jobs = Jobs {
             store,
             here,
@@ -140,6 +145,7 @@ impl Jobs {
             held: Arc::default(),
             submit_hook: Arc::default(),
             task_end,
+            metrics,
         };
         // What other nodes move: the hook holds no `Jobs` (the store would then hold
         // itself), only what hearing needs.
@@ -198,6 +204,20 @@ impl Jobs {
     fn publish_status(&self, job: &Job) {
         publish(&self.events, job);
         self.task_end.tell(job);
+        self.metrics.job_moved(job);
+    }
+
+    /// What `/metrics` shows.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The text of `/metrics`: every metric, with the queue depth and this node's
+    /// running jobs read now.
+    pub async fn render_metrics(&self) -> Result<String> {
+        let depth = self.store.queue_depth().await?;
+        let (_, running) = self.store.usage(&self.here.worker_id).await?;
+        Ok(self.metrics.render(depth, running))
     }
 
     /// Tells `hook` the run of every workflow task whose end this node publishes.

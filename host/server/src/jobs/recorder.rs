@@ -17,12 +17,13 @@ use std::sync::Arc;
 pub struct Recorder {
     store: Arc<dyn Store>,
     events: EventBus,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Recorder {
     /// A recorder writing through `store` and publishing on `events`.
-    pub fn start(store: Arc<dyn Store>, events: EventBus) -> Recorder {
-        Recorder { store, events }
+    pub fn start(store: Arc<dyn Store>, events: EventBus, metrics: crate::metrics::Metrics) -> Recorder {
+        Recorder { store, events, metrics }
     }
 
     /// Resolves once everything queued before the call is committed.
@@ -38,6 +39,7 @@ impl JobSink for Recorder {
         if chunks.is_empty() {
             return;
         }
+        self.metrics.log_bytes(chunks.iter().map(|c| c.data.len() as u64).sum());
         let stored: Vec<StoredChunk> =
             chunks.into_iter().map(|chunk| StoredChunk { job_id: job_id.to_owned(), chunk }).collect();
         let events = self.events.clone();

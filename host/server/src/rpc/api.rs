@@ -142,10 +142,16 @@ impl Api {
         self.module.register_async_method(name, move |p: Params<'static>, ctx, ext| {
             let handler = handler.clone();
             async move {
-                let caller = access.check(&ctx, &ext)?;
-                still_valid(&ctx, &caller).await?;
-                let req: P = parse(&p)?;
-                handler(req, caller, ctx).await
+                let metrics = ctx.jobs.metrics().clone();
+                let answer = async {
+                    let caller = access.check(&ctx, &ext)?;
+                    still_valid(&ctx, &caller).await?;
+                    let req: P = parse(&p)?;
+                    handler(req, caller, ctx).await
+                }
+                .await;
+                metrics.call(name, answer.as_ref().map_or_else(error_kind, |_| "ok".into()).as_str());
+                answer
             }
         })?;
         self.methods.push(doc);
@@ -379,4 +385,12 @@ fn errors() -> Value {
 /// jsonrpsee's subscription ids: numbers by default, strings with other providers.
 fn subscription_id_schema() -> Value {
     json!({ "type": ["integer", "string"] })
+}
+
+/// The `data.kind` of a JSON-RPC error (its numeric code when it has none).
+fn error_kind(e: &ErrorObjectOwned) -> String {
+    e.data()
+        .and_then(|d| serde_json::from_str::<Value>(d.get()).ok())
+        .and_then(|d| d.get("kind").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| e.code().to_string())
 }

@@ -98,7 +98,24 @@ enum Route {
     BadEncoding {
         what: &'static str,
     },
+    /// `GET /metrics`, for an admin.
+    Metrics,
     Rpc,
+}
+
+impl Route {
+    /// Its name in `jobhost_http_requests_total`.
+    fn name(&self) -> &'static str {
+        match self {
+            Route::UploadFile { .. } => "upload_file",
+            Route::UploadArchive { .. } => "upload_archive",
+            Route::UploadPack { .. } => "upload_pack",
+            Route::Artifact { .. } => "artifact",
+            Route::BadEncoding { .. } => "bad_encoding",
+            Route::Metrics => "metrics",
+            Route::Rpc => "rpc",
+        }
+    }
 }
 
 impl<S, B> Service<HttpRequest<B>> for HttpService<S>
@@ -171,7 +188,12 @@ where
                 ));
                 return Ok(error_response(&e));
             }
+            let name = route.name();
             let result = match route {
+                Route::Metrics if !caller.is_admin => {
+                    Err(Error::Forbidden("/metrics needs an admin token (or serve it with --metrics-listen)".into()))
+                }
+                Route::Metrics => ctx.jobs.render_metrics().await.map(metrics_response),
                 Route::UploadFile { id, path } => put_file(&ctx, &caller, &id, &path, req).await,
                 Route::UploadArchive { id } => put_archive(&ctx, &caller, &id, req).await,
                 Route::UploadPack { id } => get_upload_archive(&ctx, &caller, &id).await,
@@ -185,10 +207,21 @@ where
                 )),
                 Route::Rpc => Err(Error::Internal("unreachable route".into())),
             };
-            Ok(result.unwrap_or_else(|e| error_response(&e)))
+            let response = result.unwrap_or_else(|e| error_response(&e));
+            ctx.jobs.metrics().route(name, response.status().as_u16());
+            Ok(response)
         }
         .boxed()
     }
+}
+
+/// A `/metrics` answer: the Prometheus text format.
+pub fn metrics_response(text: String) -> HttpResponse {
+    let mut response = HttpResponse::new(HttpBody::from(text));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
 }
 
 fn needs_token() -> Error {
@@ -222,6 +255,7 @@ fn route(method: &Method, path: &str) -> Route {
             Some(path) => Route::UploadFile { id: (*id).to_owned(), path },
             None => Route::BadEncoding { what: "path" },
         },
+        (&Method::GET, ["metrics"]) => Route::Metrics,
         (&Method::PUT, ["uploads", id, "archive"]) => Route::UploadArchive { id: (*id).to_owned() },
         (&Method::GET, ["uploads", id, "archive"]) => Route::UploadPack { id: (*id).to_owned() },
         (&Method::GET | &Method::HEAD, ["jobs", id, "artifacts", rest]) => match decode(rest) {

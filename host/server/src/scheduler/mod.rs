@@ -177,9 +177,12 @@ impl Scheduler {
         tracing::debug!(job_id = job.id, plugin = job.plugin, "running");
         let mut run_job = claimed.clone();
         // A job that may run again, and every workflow task, tells its runs apart:
-        // `JOBHOST_ATTEMPT`, from 1.
+        // `JOBHOST_ATTEMPT`, from 1, and `attempt` in an input that is an object.
         if job.max_attempts > 1 || job.run_id.is_some() {
             run_job.env.insert("JOBHOST_ATTEMPT".into(), job.attempt.to_string());
+            if let Some(serde_json::Value::Object(input)) = &mut run_job.input {
+                input.insert("attempt".into(), job.attempt.into());
+            }
         }
         let task = Task {
             job: run_job,
@@ -281,10 +284,7 @@ impl Scheduler {
 /// When the attempt after `job`'s current one may start: its retry policy's backoff,
 /// with jitter.
 fn retry_time(job: &Job) -> String {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let jitter = (random >> 11) as f64 / (1u64 << 53) as f64;
-    let delay = job.retry.delay(job.attempt, jitter);
+    let delay = job.retry.delay(job.attempt, rand::random::<f64>());
     let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

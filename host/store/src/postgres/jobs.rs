@@ -67,6 +67,13 @@ impl JobStore for PgStore {
         queue::send_for(&self.ops, op, rx)
     }
 
+    async fn queue_depth(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND run_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn release_held(&self, now: &str) -> Result<u64> {
         Ok(sqlx::query(
             "UPDATE jobs SET run_at = NULL, updated_at = $1::timestamptz \

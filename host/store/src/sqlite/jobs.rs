@@ -63,6 +63,13 @@ impl JobStore for SqliteStore {
         self.send(writer::Op::Claim { lease_until: lease_until.to_owned(), node, max, reply }, rx)
     }
 
+    async fn queue_depth(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND run_at IS NULL")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn release_held(&self, now: &str) -> Result<u64> {
         Ok(sqlx::query(
             "UPDATE jobs SET run_at = NULL, updated_at = ?1 \

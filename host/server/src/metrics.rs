@@ -1,0 +1,185 @@
+//! What `GET /metrics` shows, in the Prometheus text format (`prometheus-client`):
+//! jobs submitted, started and ended by kind (and status), the time from submit to
+//! start and the run time, the queue depth and the running jobs (read from the store
+//! at each scrape), JSON-RPC calls by method and outcome, file-route requests, log
+//! and artifact bytes, and this node's heartbeats. One [`Metrics`] per server; the
+//! services record into it where the events happen.
+
+use jobhost_model::{Job, JobStatus};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindStatus {
+    kind: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Call {
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    route: String,
+    status: String,
+}
+
+/// The server's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    submitted: Family<Kind, Counter>,
+    started: Family<Kind, Counter>,
+    ended: Family<KindStatus, Counter>,
+    wait_seconds: Histogram,
+    run_seconds: Family<Kind, Histogram>,
+    queue_depth: Gauge,
+    running: Gauge,
+    calls: Family<Call, Counter>,
+    routes: Family<Route, Counter>,
+    log_bytes: Counter,
+    artifact_bytes: Counter,
+    heartbeats: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Seconds buckets from 1 ms to about 9 minutes.
+fn seconds() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.001, 2.0, 20)
+}
+
+impl Metrics {
+    /// Every metric, registered, at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("jobhost");
+        let submitted = Family::<Kind, Counter>::default();
+        let started = Family::<Kind, Counter>::default();
+        let ended = Family::<KindStatus, Counter>::default();
+        let wait_seconds = Histogram::new(seconds());
+        let run_seconds = Family::<Kind, Histogram>::new_with_constructor(|| Histogram::new(seconds()));
+        let (queue_depth, running) = (Gauge::default(), Gauge::default());
+        let calls = Family::<Call, Counter>::default();
+        let routes = Family::<Route, Counter>::default();
+        let (log_bytes, artifact_bytes, heartbeats) = (Counter::default(), Counter::default(), Counter::default());
+        registry.register("jobs_submitted", "Jobs submitted through this node, by kind", submitted.clone());
+        registry.register("jobs_started", "Jobs this node claimed, by kind", started.clone());
+        registry.register("jobs_ended", "Jobs that ended on this node, by kind and status", ended.clone());
+        registry.register("job_wait_seconds", "Time from submit to claim", wait_seconds.clone());
+        registry.register("job_run_seconds", "Time from start to end, by kind", run_seconds.clone());
+        registry.register("queue_depth", "Jobs pending and claimable now", queue_depth.clone());
+        registry.register("jobs_running", "Jobs starting or running on this node", running.clone());
+        registry.register("rpc_requests", "JSON-RPC calls, by method and outcome", calls.clone());
+        registry.register("http_requests", "File-route requests, by route and status", routes.clone());
+        registry.register("log_bytes", "Bytes of job output recorded", log_bytes.clone());
+        registry.register("artifact_bytes", "Bytes of artifacts recorded", artifact_bytes.clone());
+        registry.register("worker_heartbeats", "Heartbeats this node wrote", heartbeats.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            submitted,
+            started,
+            ended,
+            wait_seconds,
+            run_seconds,
+            queue_depth,
+            running,
+            calls,
+            routes,
+            log_bytes,
+            artifact_bytes,
+            heartbeats,
+        }
+    }
+
+    /// Counts what a job's new status says: a submit, a claim or an end.
+    pub fn job_moved(&self, job: &Job) {
+        let kind = Kind { kind: job.kind.as_str().to_owned() };
+        match job.status {
+            JobStatus::Pending if job.attempt == 0 => {
+                self.submitted.get_or_create(&kind).inc();
+            }
+            JobStatus::Starting => {
+                self.started.get_or_create(&kind).inc();
+                // Observed as the claim commits: now is when it was claimed.
+                if let Some(waited) = between(Some(&job.created_at), Some(&jobhost_model::ids::now())) {
+                    self.wait_seconds.observe(waited);
+                }
+            }
+            JobStatus::Completed | JobStatus::Failed | JobStatus::TimedOut | JobStatus::Cancelled => {
+                let status = job.status.as_str().to_owned();
+                self.ended.get_or_create(&KindStatus { kind: kind.kind.clone(), status }).inc();
+                if let Some(ran) = between(job.started_at.as_deref(), job.completed_at.as_deref()) {
+                    self.run_seconds.get_or_create(&kind).observe(ran);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a JSON-RPC call of `method` answered with `code` (`ok` or an error kind).
+    pub fn call(&self, method: &str, code: &str) {
+        self.calls.get_or_create(&Call { method: method.to_owned(), code: code.to_owned() }).inc();
+    }
+
+    /// Counts a file-route request.
+    pub fn route(&self, route: &str, status: u16) {
+        self.routes.get_or_create(&Route { route: route.to_owned(), status: status.to_string() }).inc();
+    }
+
+    /// Counts recorded output bytes.
+    pub fn log_bytes(&self, bytes: u64) {
+        self.log_bytes.inc_by(bytes);
+    }
+
+    /// Counts recorded artifact bytes.
+    pub fn artifact_bytes(&self, bytes: u64) {
+        self.artifact_bytes.inc_by(bytes);
+    }
+
+    /// Counts a heartbeat.
+    pub fn heartbeat(&self) {
+        self.heartbeats.inc();
+    }
+
+    /// The text exposition, with the gauges set to `queue_depth` and `running`.
+    pub fn render(&self, queue_depth: u64, running: u64) -> String {
+        self.queue_depth.set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "encoding the metrics");
+        }
+        text
+    }
+}
+
+/// Seconds from `from` to `to` (RFC 3339), when both are known and in order.
+fn between(from: Option<&str>, to: Option<&str>) -> Option<f64> {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let (from, to) = (at(from?)?, at(to?)?);
+    let ms = (to - from).num_milliseconds();
+    (ms >= 0).then(|| ms as f64 / 1000.0)
+}
