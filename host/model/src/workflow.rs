@@ -95,8 +95,8 @@ pub struct WorkflowRequest {
     /// Most runs of it running at once; the rest wait [default: no limit].
     #[serde(default)]
     pub concurrency: Option<u32>,
-    /// A JSON Schema that a run's `params` must match (kept and shown; checked for
-    /// being an object schema).
+    /// A JSON Schema that the `params` of `runs.start` must match (a run started by
+    /// the schedule has `{}`).
     #[serde(default)]
     pub params_schema: Option<serde_json::Value>,
 }

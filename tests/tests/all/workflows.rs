@@ -146,6 +146,28 @@ async fn workflows_are_checked_runs_are_idempotent_and_concurrency_is_kept() {
         let e = t.client.create_workflow(&workflow("bad", steps)).await.unwrap_err();
         assert_eq!((e.kind(), e.field()), (Some("invalid_params"), Some(field)), "{e}");
     }
+    // A run's params must match the workflow's params_schema.
+    let typed = WorkflowRequest {
+        params_schema: Some(serde_json::json!({
+            "type": "object",
+            "properties": {"size": {"type": "integer"}},
+            "required": ["size"]
+        })),
+        ..workflow("typed", vec![probe_step("a", &["noop"], &[])])
+    };
+    t.client.create_workflow(&typed).await.unwrap();
+    let start_typed = |params| StartRun { workflow: "typed".into(), params: Some(params), ..StartRun::default() };
+    let e = t.client.start_run(&start_typed(serde_json::json!({"size": "big"}))).await.unwrap_err();
+    assert_eq!((e.kind(), e.field()), (Some("invalid_params"), Some("params")), "{e}");
+    assert_contains(&e.to_string(), "/size");
+    assert!(t.client.start_run(&start_typed(serde_json::json!({}))).await.is_err(), "size is required");
+    let typed_run = t.client.start_run(&start_typed(serde_json::json!({"size": 3}))).await.unwrap().run;
+    assert_eq!(finished(&t, &typed_run.id).await.status, RunStatus::Success);
+    let not_a_schema = WorkflowRequest {
+        params_schema: Some(serde_json::json!({"type": 12})),
+        ..workflow("bad", vec![probe_step("a", &["noop"], &[])])
+    };
+    assert_eq!(t.client.create_workflow(&not_a_schema).await.unwrap_err().field(), Some("params_schema"));
     let bad_cron = WorkflowRequest {
         schedule: Some("every minute".into()),
         ..workflow("bad", vec![probe_step("a", &["noop"], &[])])

@@ -13,6 +13,15 @@ impl Runs {
         if !params.is_object() {
             return Err(Error::invalid("params", "must be a JSON object"));
         }
+        if let Some(schema) = &workflow.params_schema {
+            let validator = jsonschema::validator_for(schema)
+                .map_err(|e| Error::Internal(format!("workflow {}: its params_schema: {e}", workflow.id)))?;
+            if let Err(e) = validator.validate(&params) {
+                let at = e.instance_path().to_string();
+                let place = if at.is_empty() { String::new() } else { format!(" at {at}") };
+                return Err(Error::invalid("params", format!("do not match the workflow's params_schema{place}: {e}")));
+            }
+        }
         if let Some(key) = &req.client_run_id {
             if key.is_empty() || key.len() > 200 {
                 return Err(Error::invalid("client_run_id", "must be 1 to 200 characters"));

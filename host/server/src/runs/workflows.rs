@@ -101,10 +101,12 @@ impl Runs {
         if req.concurrency == Some(0) {
             return Err(Error::invalid("concurrency", "must be at least 1"));
         }
-        if let Some(schema) = &req.params_schema
-            && !schema.is_object()
-        {
-            return Err(Error::invalid("params_schema", "must be a JSON Schema object"));
+        if let Some(schema) = &req.params_schema {
+            if !schema.is_object() {
+                return Err(Error::invalid("params_schema", "must be a JSON Schema object"));
+            }
+            jsonschema::validator_for(schema)
+                .map_err(|e| Error::invalid("params_schema", format!("is not a valid JSON Schema: {e}")))?;
         }
         let next_run_at = match &req.schedule {
             Some(cron) => {
