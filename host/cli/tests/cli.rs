@@ -681,3 +681,29 @@ async fn a_workflow_is_defined_run_and_followed_from_the_terminal() {
     assert_eq!(jobhost(&["run-workflow", "broken", "--wait"]).await.status.code(), Some(1));
     server.stop().await;
 }
+
+/// `jobhost workers` shows a node's GPUs by type, used of all.
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_shows_a_nodes_gpus_by_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = jobhost_server::ServerConfig::new(dir.path().to_path_buf());
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.prepare_puller = false;
+    let gpu = |index: u32, gpu_type: &str| jobhost_model::Gpu {
+        index,
+        uuid: format!("GPU-{index}"),
+        gpu_type: gpu_type.into(),
+        memory_mb: 1024,
+    };
+    config.node.gpus = Some(vec![gpu(0, "h100"), gpu(1, "h100"), gpu(2, "l4")]);
+    let server = jobhost_server::start(config).await.unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["workers", "--server", &server.url(), "--token-file"])
+        .arg(dir.path().join("token"))
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("  gpus.h100=0/2  gpus.l4=0/1  "), "{shown}");
+    server.stop().await;
+}

@@ -61,7 +61,8 @@ macro_rules! store_suite {
             lapsed_leases_are_taken_back_naming_the_lost_node,
             component_bytes_are_kept_by_digest,
             gpu_jobs_get_free_devices_of_their_type_and_wait_for_busy_ones,
-            a_retry_holds_the_job_and_every_attempt_is_kept);
+            a_retry_holds_the_job_and_every_attempt_is_kept,
+            workflows_and_runs_keep_their_keys_and_their_concurrency);
     };
     (@tests $fixture:expr; $($name:ident),*) => {
         $(
@@ -629,6 +630,65 @@ pub async fn a_retry_holds_the_job_and_every_attempt_is_kept(fx: &Fixture) -> Re
     assert!(store.claim_next("2099-01-01T00:00:00Z", &node(ROOMY)).await?.is_some());
     store.recover_orphans(NODE, "host stopped").await?;
     assert_eq!(kept(&store.attempts(&lost.id).await?), [(1, "lost".into(), None, None)]);
+    Ok(())
+}
+
+pub async fn workflows_and_runs_keep_their_keys_and_their_concurrency(fx: &Fixture) -> Result<()> {
+    use jobhost_model::{RunStatus, Step, Workflow};
+    let (store, user) = seeded(fx).await;
+    let now = ids::now();
+    let workflow = Workflow {
+        id: ids::new(ids::WORKFLOW),
+        name: "flow".into(),
+        user_id: user.clone(),
+        description: None,
+        steps: vec![Step { name: "s".into(), plugin: "p".into(), ..Step::default() }],
+        schedule: Some("* * * * *".into()),
+        concurrency: Some(1),
+        params_schema: None,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+        next_run_at: Some("2030-01-01T00:01:00.000Z".into()),
+    };
+    assert!(store.insert_workflow(&workflow).await?);
+    let twin = Workflow { id: ids::new(ids::WORKFLOW), ..workflow.clone() };
+    assert!(!store.insert_workflow(&twin).await?, "one name per user");
+    assert_eq!(store.find_workflow(&user, "flow").await?.as_ref(), Some(&workflow));
+    assert_eq!(store.due_workflows("2030-01-01T00:00:59.999Z").await?.len(), 0);
+    assert_eq!(store.due_workflows("2030-01-01T00:01:00.000Z").await?.len(), 1);
+    let run = |key: Option<&str>, tick: Option<&str>| crate::NewRun {
+        id: ids::new(ids::RUN),
+        workflow: workflow.clone(),
+        status: RunStatus::Pending,
+        params: serde_json::json!({"n": 1}),
+        triggered_by: "api".into(),
+        client_run_id: key.map(str::to_owned),
+        tick: tick.map(str::to_owned),
+    };
+    let first = store.insert_run(&run(Some("k"), None)).await?.expect("a new key");
+    assert!(store.insert_run(&run(Some("k"), None)).await?.is_none(), "the key names a run");
+    assert_eq!(store.find_run(&user, "k").await?.map(|r| r.id), Some(first.id.clone()));
+    let tick = "2030-01-01T00:01:00.000Z";
+    let ticked = store.insert_run(&run(None, Some(tick))).await?.expect("a new tick");
+    assert!(store.insert_run(&run(None, Some(tick))).await?.is_none(), "one run per tick");
+    // Concurrency 1: the second waits until the first has ended.
+    assert!(store.start_run(&first.id, &workflow.id, Some(1), &ids::now()).await?);
+    assert!(!store.start_run(&ticked.id, &workflow.id, Some(1), &ids::now()).await?);
+    assert!(store.move_run(&first.id, &[RunStatus::Pending], RunStatus::Failed, None, &ids::now()).await?.is_none());
+    let ended = store.move_run(&first.id, &[RunStatus::Running], RunStatus::Success, None, &ids::now()).await?;
+    assert!(ended.is_some_and(|r| r.status == RunStatus::Success && r.ended_at.is_some()));
+    assert!(store.start_run(&ticked.id, &workflow.id, Some(1), &ids::now()).await?);
+    assert_eq!(store.live_runs().await?, std::slice::from_ref(&ticked.id));
+    // Its tasks are the jobs that name it.
+    let task = NewJob { task: Some((ticked.id.clone(), "s".into(), 0)), ..new_job(&user, None, 0) };
+    store.insert_job(&task).await?.expect("no upload");
+    let tasks = store.run_tasks(&ticked.id).await?;
+    assert_eq!(
+        tasks.iter().map(|t| (t.step.as_str(), t.index, t.status)).collect::<Vec<_>>(),
+        [("s", 0, JobStatus::Pending)]
+    );
+    let (got, steps) = store.get_run(&ticked.id).await?.expect("recorded");
+    assert_eq!((got.params, got.tick.as_deref(), steps.len()), (serde_json::json!({"n": 1}), Some(tick), 1));
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `jobhost workers`: the nodes on the server's database (`workers.list`), one line
-//! each: id, status, name, labels, running jobs, usage against capacity and last
-//! heartbeat. `jobhost drain ID`: `workers.drain`.
+//! each: id, status, name, labels, running jobs, usage against capacity (GPUs by type
+//! when it has some) and last heartbeat. `jobhost drain ID`: `workers.drain`.
 
 use super::conn::Conn;
 use clap::Args;
@@ -22,8 +22,10 @@ pub(super) async fn exec(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     }
     for w in &workers {
         let labels = if w.labels.is_empty() { "-".to_owned() } else { w.labels.join(",") };
+        let gpus: String =
+            w.gpu_usage.iter().map(|g| format!("  gpus.{}={}/{}", g.gpu_type, g.used, g.total)).collect();
         println!(
-            "{}  {:<8}  {}  labels={labels}  running={}/{}  cpus={}/{}  memory={}/{}MiB  seen={}",
+            "{}  {:<8}  {}  labels={labels}  running={}/{}  cpus={}/{}  memory={}/{}MiB{gpus}  seen={}",
             w.id,
             w.status.as_str(),
             w.name,

@@ -4,9 +4,10 @@
 //!
 //! Tools (each with an input and an output schema generated from the types in
 //! [`tools`]): `run_job`, `submit_job`, `job_status`, `job_logs`, `cancel_job`,
-//! `upload_file`, `read_artifact`, `pull_model`, `list_plugins`, `start_workflow`, `workflow_status`. A tool that fails —
-//! a bad argument, an unknown job, a server without the feature — returns a result
-//! with `isError: true` and a message the agent can act on, never a protocol error.
+//! `upload_file`, `read_artifact`, `pull_model`, `list_plugins`, `start_workflow`,
+//! `workflow_status`. A tool that fails — a bad argument, an unknown job, a server
+//! without the feature — returns a result with `isError: true` and a message the agent
+//! can act on, never a protocol error.
 //!
 //! While `run_job` waits, a request that carried a `progressToken` gets
 //! `notifications/progress` about once a second: the job's own progress when it

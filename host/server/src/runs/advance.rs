@@ -8,6 +8,7 @@
 
 use super::{Result, Runs, owner};
 use crate::jobs::SubmitRequest;
+use futures::StreamExt as _;
 use jobhost_model::{Error, JobKind, JobStatus, Run, RunStatus, Step, StepStatus, check_steps, ids};
 use jobhost_store::TaskRow;
 use std::collections::HashMap;
@@ -128,7 +129,7 @@ impl Runs {
         });
         let mut pending = futures::stream::iter(submits).buffer_unordered(SUBMITS_IN_FLIGHT);
         let mut first_error = None;
-        while let Some(result) = futures::StreamExt::next(&mut pending).await {
+        while let Some(result) = pending.next().await {
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
@@ -168,8 +169,6 @@ impl Runs {
         Ok(self.uploads.finalize(caller, &upload.id).await?.id)
     }
 }
-
-use futures::StreamExt as _;
 
 /// The request for task `index` of `step` in `run`.
 fn task_request(run: &Run, step: &Step, index: u32, files_id: Option<String>) -> SubmitRequest {
