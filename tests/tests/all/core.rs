@@ -132,6 +132,12 @@ async fn bad_components_and_bad_params_are_refused_with_stable_kinds() {
     assert_eq!(resp["error"]["data"]["kind"], "invalid_params", "{resp}");
     let resp = post_raw(&t, r#"{"jsonrpc":"2.0","id":4,"method":"no.such.method"}"#).await;
     assert_eq!(resp["error"]["code"], -32601, "{resp}");
+    // A subscription over plain HTTP says it needs a WebSocket, alone or in a batch.
+    let resp = post_raw(&t, r#"{"jsonrpc":"2.0","id":5,"method":"jobs.subscribe","params":{}}"#).await;
+    assert_eq!(resp["error"]["data"]["kind"], "unavailable", "{resp}");
+    assert_contains(resp["error"]["message"].as_str().unwrap_or_default(), "needs a WebSocket");
+    let resp = post_raw(&t, r#"[{"jsonrpc":"2.0","id":6,"method":"jobs.subscribe","params":{}}]"#).await;
+    assert_eq!(resp[0]["error"]["data"]["kind"], "unavailable", "{resp}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

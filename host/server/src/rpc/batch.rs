@@ -5,8 +5,11 @@
 //! row; run together, they share the store's group commit and the batch costs about
 //! one. The answers keep the order of the calls, as JSON-RPC clients expect (the spec
 //! allows any order; matching by id still works).
+//!
+//! It also answers a subscription called over plain HTTP, which jsonrpsee would fail
+//! as an internal error: it needs a WebSocket, and the answer says so.
 
-use futures::future::join_all;
+use futures::future::{Either, join_all, ready};
 use jsonrpsee::server::middleware::rpc::{Batch, BatchEntry, Notification, Request, RpcServiceT};
 use jsonrpsee::server::{BatchResponseBuilder, MethodResponse};
 
@@ -41,7 +44,10 @@ where
     type BatchResponse = MethodResponse;
 
     fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
-        self.inner.call(request)
+        match needs_websocket(&request) {
+            Some(refusal) => Either::Left(ready(refusal)),
+            None => Either::Right(self.inner.call(request)),
+        }
     }
 
     fn notification<'a>(&self, n: Notification<'a>) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
@@ -56,7 +62,10 @@ where
                 let inner = inner.clone();
                 async move {
                     match entry {
-                        Ok(BatchEntry::Call(req)) => Some(inner.call(req).await),
+                        Ok(BatchEntry::Call(req)) => match needs_websocket(&req) {
+                            Some(refusal) => Some(refusal),
+                            None => Some(inner.call(req).await),
+                        },
                         Ok(BatchEntry::Notification(n)) => {
                             inner.notification(n).await;
                             None
@@ -85,4 +94,20 @@ where
             }
         }
     }
+}
+
+/// The methods that only a WebSocket can serve.
+const SUBSCRIPTIONS: &[&str] = &["jobs.subscribe", "jobs.unsubscribe"];
+
+/// The answer to `request` when it calls a subscription over plain HTTP.
+fn needs_websocket(request: &Request<'_>) -> Option<MethodResponse> {
+    let plain = request.extensions().get::<super::http::PlainHttp>().is_some();
+    (plain && SUBSCRIPTIONS.contains(&request.method_name())).then(|| {
+        let e = crate::jobs::Error::Unavailable(format!(
+            "{} needs a WebSocket: open ws:// on this server and call it there (over HTTP, poll jobs.get or \
+             long-poll jobs.wait)",
+            request.method_name()
+        ));
+        MethodResponse::error(request.id(), super::to_rpc_error(e))
+    })
 }

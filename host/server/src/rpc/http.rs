@@ -169,8 +169,12 @@ where
                 },
             };
             if let Route::Rpc = route {
-                if is_upgrade(&req) && caller.is_none() {
+                let upgrade = is_upgrade(&req);
+                if upgrade && caller.is_none() {
                     return Ok(error_response(&needs_token()));
+                }
+                if !upgrade {
+                    req.extensions_mut().insert(PlainHttp);
                 }
                 if let Some(caller) = caller {
                     req.extensions_mut().insert(caller);
@@ -223,6 +227,11 @@ pub fn metrics_response(text: String) -> HttpResponse {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }
+
+/// Marks a JSON-RPC call that came over plain HTTP (not a WebSocket): subscriptions
+/// are refused there, saying why.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainHttp;
 
 fn needs_token() -> Error {
     Error::Unauthorized("this request needs an `Authorization: Bearer <token>` header".into())
