@@ -53,6 +53,8 @@ pub struct Metrics {
     log_bytes: Counter,
     artifact_bytes: Counter,
     heartbeats: Counter,
+    commit_ops: Histogram,
+    commit_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,6 +87,8 @@ impl Metrics {
         let calls = Family::<Call, Counter>::default();
         let routes = Family::<Route, Counter>::default();
         let (log_bytes, artifact_bytes, heartbeats) = (Counter::default(), Counter::default(), Counter::default());
+        let commit_ops = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register("jobs_submitted", "Jobs submitted through this node, by kind", submitted.clone());
         registry.register("jobs_started", "Jobs this node claimed, by kind", started.clone());
         registry.register("jobs_ended", "Jobs that ended on this node, by kind and status", ended.clone());
@@ -97,6 +101,12 @@ impl Metrics {
         registry.register("log_bytes", "Bytes of job output recorded", log_bytes.clone());
         registry.register("artifact_bytes", "Bytes of artifacts recorded", artifact_bytes.clone());
         registry.register("worker_heartbeats", "Heartbeats this node wrote", heartbeats.clone());
+        registry.register("commit_ops", "Writes carried by each group commit", commit_ops.clone());
+        registry.register(
+            "commit_seconds",
+            "Time of each group commit, first statement to commit on disk",
+            commit_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             submitted,
@@ -111,6 +121,8 @@ impl Metrics {
             log_bytes,
             artifact_bytes,
             heartbeats,
+            commit_ops,
+            commit_seconds,
         }
     }
 
@@ -157,6 +169,12 @@ impl Metrics {
     /// Counts recorded artifact bytes.
     pub fn artifact_bytes(&self, bytes: u64) {
         self.artifact_bytes.inc_by(bytes);
+    }
+
+    /// Records a group commit of `ops` writes that took `took`.
+    pub fn commit(&self, ops: usize, took: std::time::Duration) {
+        self.commit_ops.observe(ops as f64);
+        self.commit_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts a heartbeat.

@@ -117,6 +117,32 @@ pub type Queued<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 /// Told of every job the group commit moves, in commit order (see [`Store::observe`]).
 pub type Observer = Box<dyn Fn(&Job) + Send + Sync>;
 
+/// Told of every group commit that succeeded: how many ops it carried, and how long
+/// it took from its first statement to its commit (see [`Store::observe_commits`]).
+pub type CommitObserver = Box<dyn Fn(usize, std::time::Duration) + Send + Sync>;
+
+/// A store's observers, each set once.
+#[derive(Default)]
+pub(crate) struct Observers {
+    pub(crate) jobs: std::sync::OnceLock<Observer>,
+    pub(crate) commits: std::sync::OnceLock<CommitObserver>,
+}
+
+impl Observers {
+    /// Tells the commit observer of a batch of `ops` that took `took`, if it committed.
+    pub(crate) fn committed(&self, ok: bool, ops: usize, took: std::time::Duration) {
+        if ok && let Some(observe) = self.commits.get() {
+            observe(ops, took);
+        }
+    }
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observers")
+    }
+}
+
 /// The whole store: every area, and the handle's own life.
 #[async_trait::async_trait]
 pub trait Store:
@@ -129,6 +155,10 @@ pub trait Store:
     /// them in order even when different tasks wait for the answers. A second call
     /// changes nothing and returns `false`.
     fn observe(&self, observer: Observer) -> bool;
+
+    /// Sets the one observer of group commits (their size and time, for metrics); a
+    /// second call changes nothing and returns `false`.
+    fn observe_commits(&self, observer: CommitObserver) -> bool;
 
     /// Commits what is queued, then closes the writer's connection and both pools,
     /// waiting for statements in flight. Writes queued afterwards fail.

@@ -68,6 +68,11 @@ async fn metrics_count_exactly_the_jobs_run() {
     assert_eq!(after.get("jobhost_queue_depth{}"), Some(&0.0));
     assert_eq!(after.get("jobhost_jobs_running{}"), Some(&0.0));
     assert!(moved("jobhost_log_bytes_total{}") > 0.0, "the probe printed `exiting 3`");
+    // Every write went through group commits: at least one per job, and at most a
+    // few (insert, claim, start and end can each be one).
+    let commits = moved("jobhost_commit_seconds_count{}");
+    assert!((8.0..=40.0).contains(&commits), "{commits} commits for 8 jobs");
+    assert!(moved("jobhost_commit_ops_sum{}") >= 16.0, "each job's insert and end at least");
 
     // Only an admin reads it on the main port; anyone on --metrics-listen.
     let reader = t.client.create_token(None, &[Scope::Read], None).await.unwrap();

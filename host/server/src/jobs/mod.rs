@@ -131,6 +131,8 @@ impl Jobs {
         })) {
             tracing::warn!("the store already has an observer; status events come from it");
         }
+        let commits = metrics.clone();
+        store.observe_commits(Box::new(move |ops, took| commits.commit(ops, took)));
         let recorder = Recorder::start(store.clone(), events.clone(), metrics.clone());
         let jobs = Jobs {
             store,

@@ -25,7 +25,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Connections of the pool (reads and the writes that are not group-committed).
@@ -95,7 +95,7 @@ pub struct PgStore {
     /// The group-commit writer's queue.
     ops: mpsc::UnboundedSender<writer::Op>,
     /// Told of every job the writer moves, in commit order (see [`Store::observe`]).
-    observer: Arc<OnceLock<Observer>>,
+    observer: Arc<crate::Observers>,
     /// Names this store in its notifications, so it skips its own.
     origin: Arc<str>,
     /// The task listening for other processes' changes, once `on_remote` started it.
@@ -134,7 +134,7 @@ impl PgStore {
             .map_err(|e| open_err(e.to_string()))?;
         check_schema(&pool).await.map_err(open_err)?;
         MIGRATOR.run(&pool).await?;
-        let observer = Arc::new(OnceLock::new());
+        let observer = Arc::new(crate::Observers::default());
         let origin: Arc<str> = jobhost_model::ids::new("st_").into();
         let ops =
             writer::start(options, origin.clone(), observer.clone()).await.map_err(|e| open_err(e.to_string()))?;
@@ -154,7 +154,11 @@ impl PgStore {
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn observe(&self, observer: Observer) -> bool {
-        self.observer.set(observer).is_ok()
+        self.observer.jobs.set(observer).is_ok()
+    }
+
+    fn observe_commits(&self, observer: crate::CommitObserver) -> bool {
+        self.observer.commits.set(observer).is_ok()
     }
 
     async fn close(&self) {

@@ -48,7 +48,7 @@ mod workers;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// The embedded, numbered migrations under `migrations/sqlite/`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -64,7 +64,7 @@ pub struct SqliteStore {
     /// The group-commit writer's queue.
     ops: mpsc::UnboundedSender<writer::Op>,
     /// Told of every job the writer moves, in commit order (see [`Store::observe`]).
-    observer: Arc<OnceLock<Observer>>,
+    observer: Arc<crate::Observers>,
     /// Installed plugins already read, by name (see [`PluginStore::get_plugin`](crate::PluginStore::get_plugin)). Any write
     /// to the `plugins` table must update it.
     plugins: Arc<RwLock<HashMap<String, Plugin>>>,
@@ -133,7 +133,7 @@ impl SqliteStore {
             check_settings(pool).await.map_err(open_err)?;
         }
         MIGRATOR.run(&write).await?;
-        let observer = Arc::new(OnceLock::new());
+        let observer = Arc::new(crate::Observers::default());
         let gate = writer::WriteGate::default();
         let ops = writer::start(path, gate.clone(), observer.clone()).map_err(open_err)?;
         Ok(SqliteStore { write, gate, read, ops, observer, plugins: Arc::default() })
@@ -166,7 +166,11 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     fn observe(&self, observer: Observer) -> bool {
-        self.observer.set(observer).is_ok()
+        self.observer.jobs.set(observer).is_ok()
+    }
+
+    fn observe_commits(&self, observer: crate::CommitObserver) -> bool {
+        self.observer.commits.set(observer).is_ok()
     }
 
     async fn close(&self) {

@@ -22,10 +22,10 @@ mod claim;
 pub(super) mod sql;
 
 use crate::queue::{self, Answer, MAX_OPS, answer_err};
-use crate::{Observer, Result, StoreError};
+use crate::{Result, StoreError};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub(super) use crate::queue::Op;
@@ -36,7 +36,7 @@ pub(super) use crate::queue::Op;
 pub(super) async fn start(
     options: PgConnectOptions,
     origin: Arc<str>,
-    observer: Arc<OnceLock<Observer>>,
+    observer: Arc<crate::Observers>,
 ) -> Result<mpsc::UnboundedSender<Op>> {
     let conn = options.connect().await?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -49,7 +49,7 @@ async fn run(
     origin: Arc<str>,
     mut conn: Option<PgConnection>,
     mut rx: mpsc::UnboundedReceiver<Op>,
-    observer: Arc<OnceLock<Observer>>,
+    observer: Arc<crate::Observers>,
 ) {
     let mut ops = Vec::with_capacity(MAX_OPS);
     while let Some(first) = rx.recv().await {
@@ -88,10 +88,11 @@ async fn commit_batch(
     origin: &str,
     conn: &mut Option<PgConnection>,
     ops: Vec<Op>,
-    observer: &OnceLock<Observer>,
+    observer: &crate::Observers,
 ) {
     let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
     let (commit, committed) = queue::commit_signal();
+    let began = std::time::Instant::now();
     let outcome = match connection(options, conn).await {
         Ok(c) => batch::apply(c, origin, ops, &mut answers, &committed).await,
         Err(e) => {
@@ -106,7 +107,8 @@ async fn commit_batch(
         *conn = None;
         e.to_string()
     });
-    queue::settle(answers, failed, &commit, observer);
+    observer.committed(failed.is_none(), answers.len(), began.elapsed());
+    queue::settle(answers, failed, &commit, &observer.jobs);
 }
 
 /// The writer's connection, opened again if the last batch dropped it.

@@ -43,11 +43,10 @@ mod claim;
 mod sql;
 
 use super::{BUSY_TIMEOUT, settings_ok};
-use crate::Observer;
 use crate::queue::{self, Answer, MAX_OPS, answer_err};
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub(super) use crate::queue::Op;
@@ -67,7 +66,7 @@ pub(crate) type WriteGate = Arc<tokio::sync::Mutex<()>>;
 pub(super) fn start(
     path: &Path,
     gate: WriteGate,
-    observer: Arc<OnceLock<Observer>>,
+    observer: Arc<crate::Observers>,
 ) -> std::result::Result<mpsc::UnboundedSender<Op>, String> {
     let conn = open(path).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -101,7 +100,7 @@ fn open(path: &Path) -> std::result::Result<Connection, String> {
     Ok(conn)
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>, gate: &WriteGate, observer: &OnceLock<Observer>) {
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>, gate: &WriteGate, observer: &crate::Observers) {
     let mut ops = Vec::with_capacity(MAX_OPS);
     while let Some(first) = rx.blocking_recv() {
         // Everything queued meanwhile (while the last commit went to disk) shares
@@ -129,9 +128,10 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>, gate: &WriteGa
 }
 
 /// Runs one batch in one transaction, then tells the observer and answers.
-fn commit_batch(conn: &mut Connection, ops: Vec<Op>, gate: &WriteGate, observer: &OnceLock<Observer>) {
+fn commit_batch(conn: &mut Connection, ops: Vec<Op>, gate: &WriteGate, observer: &crate::Observers) {
     let mut answers: Vec<Option<Answer>> = Vec::with_capacity(ops.len());
     let (commit, committed) = queue::commit_signal();
+    let began = std::time::Instant::now();
     let failed = {
         let _turn = gate.blocking_lock();
         match batch::apply(conn, ops, &mut answers, &committed) {
@@ -142,5 +142,6 @@ fn commit_batch(conn: &mut Connection, ops: Vec<Op>, gate: &WriteGate, observer:
             }
         }
     };
-    queue::settle(answers, failed, &commit, observer);
+    observer.committed(failed.is_none(), answers.len(), began.elapsed());
+    queue::settle(answers, failed, &commit, &observer.jobs);
 }
