@@ -114,11 +114,22 @@ fn serve_logged(data_dir: &std::path::Path, level: &str) -> (Child, String, Arc<
 
 /// Starts `jobhost serve` with `extra` flags, logging at `level`.
 fn serve_with(data_dir: &std::path::Path, level: &str, extra: &[&str]) -> (Child, String, Arc<Mutex<String>>) {
+    serve_env(data_dir, level, extra, &[])
+}
+
+/// [`serve_with`], with `env` set.
+fn serve_env(
+    data_dir: &std::path::Path,
+    level: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Arc<Mutex<String>>) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("JOBHOST_LOG", level)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -706,4 +717,129 @@ async fn workers_shows_a_nodes_gpus_by_type() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("  gpus.h100=0/2  gpus.l4=0/1  "), "{shown}");
     server.stop().await;
+}
+
+/// An OTLP/HTTP trace receiver on loopback: every span of every `POST /v1/traces`,
+/// decoded from protobuf.
+mod otlp {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    pub use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message as _;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+    /// The receiver's address and what it received.
+    pub async fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<Span>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let got = spans.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let got = got.clone();
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    // One request after another on a kept-alive connection.
+                    loop {
+                        let (mut path, mut len) = (String::new(), 0usize);
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        path.push_str(line.split_whitespace().nth(1).unwrap_or_default());
+                        loop {
+                            line.clear();
+                            stream.read_line(&mut line).await.unwrap();
+                            if line.trim().is_empty() {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                len = value.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        stream.read_exact(&mut body).await.unwrap();
+                        assert_eq!(path, "/v1/traces");
+                        let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                        for resource in request.resource_spans {
+                            for scope in resource.scope_spans {
+                                got.lock().unwrap().extend(scope.spans);
+                            }
+                        }
+                        let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        stream.get_mut().write_all(ok.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        (addr, spans)
+    }
+
+    /// The value of string attribute `key` of `span`.
+    pub fn attr(span: &Span, key: &str) -> Option<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        span.attributes.iter().find(|a| a.key == key).and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            other => Some(format!("{other:?}")),
+        })
+    }
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, a job reaches the OTLP receiver as one
+/// trace: a `job` span whose children `submit`, `claim`, `run` and `finish` follow one
+/// another, each carrying the job's id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_exported_as_one_trace_from_submit_to_finish() {
+    let (addr, received) = otlp::receiver().await;
+    let endpoint = format!("http://{addr}");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let (mut server, url, log) = serve_env(dir.path(), "warn", &["--concurrency", "2"], &env);
+    let token = jobhost_server::auth::read_token_file(&dir.path().join("token")).unwrap();
+    let client = Client::with_token(&url, Some(&token)).unwrap();
+    client.install("probe", &std::fs::read(PROBE_WASM).unwrap()).await.unwrap();
+    let req =
+        SubmitRequest { plugin: "probe".into(), args: vec!["sleep".into(), "0.2".into()], ..SubmitRequest::default() };
+    let id = client.submit(&req).await.unwrap().job.id;
+    assert_eq!(client.wait(&id, Duration::from_secs(30)).await.unwrap().status, JobStatus::Completed);
+
+    let names = ["job", "submit", "claim", "run", "finish"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spans = loop {
+        let spans: Vec<otlp::Span> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| otlp::attr(s, "job_id").as_deref() == Some(id.as_str()))
+            .cloned()
+            .collect();
+        if names.iter().all(|n| spans.iter().any(|s| s.name == *n)) {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "spans of {id} never arrived: {spans:#?}\n{}", log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let span = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+    let job = span("job");
+    assert!(job.parent_span_id.is_empty(), "the job span is a root");
+    assert_eq!(otlp::attr(job, "plugin").as_deref(), Some("probe"));
+    assert_eq!(otlp::attr(job, "status").as_deref(), Some("completed"));
+    for stage in &names[1..] {
+        let s = span(stage);
+        assert_eq!(s.trace_id, job.trace_id, "{stage} is in the job's trace");
+        assert_eq!(s.parent_span_id, job.span_id, "{stage} is a child of the job span");
+        assert!(s.start_time_unix_nano >= job.start_time_unix_nano && s.end_time_unix_nano <= job.end_time_unix_nano);
+    }
+    // The stages follow one another; the run took the job's 0.2 s sleep.
+    let (submit, claim, run, finish) = (span("submit"), span("claim"), span("run"), span("finish"));
+    assert!(submit.start_time_unix_nano <= claim.start_time_unix_nano);
+    assert!(claim.end_time_unix_nano <= run.end_time_unix_nano);
+    assert!(run.end_time_unix_nano <= finish.end_time_unix_nano);
+    assert!(run.end_time_unix_nano - run.start_time_unix_nano >= 200_000_000, "{run:?}");
+    assert_eq!(otlp::attr(run, "status").as_deref(), Some("completed"));
 }

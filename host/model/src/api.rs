@@ -121,6 +121,53 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
+/// `jobs.stats` result: the caller's jobs (everyone's for an admin) over the last
+/// hour, a minute at a time, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobStats {
+    /// The last 60 minutes, the current one last.
+    pub minutes: Vec<MinuteStats>,
+    /// Jobs pending now (held ones included).
+    pub queue_depth: u64,
+    /// Jobs starting or running now.
+    pub running: u64,
+}
+
+/// One minute of [`JobStats`]. Counts jobs submitted in the last hour; one waiting
+/// since before then shows in `queue_depth` only.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MinuteStats {
+    /// The minute's start, RFC 3339 UTC.
+    pub at: String,
+    /// Jobs submitted in it.
+    pub submitted: u64,
+    /// Jobs that left the queue in it (started, or ended before starting).
+    pub started: u64,
+    /// Jobs that ended in it.
+    pub ended: u64,
+    /// Jobs pending at its end.
+    pub queue_depth: u64,
+}
+
+/// `tokens.ticket` result: what opens one WebSocket where no `Authorization` header
+/// can be set (a browser's), as `ws://host/?ticket=…`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Ticket {
+    /// `jht_…`; good for one WebSocket.
+    pub ticket: String,
+    /// Seconds it stays usable.
+    pub expires_in_s: u64,
+}
+
+/// One page of `uploads.list`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UploadPage {
+    /// Newest first.
+    pub uploads: Vec<crate::Upload>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
 /// One page of `jobs.logs`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LogPage {

@@ -30,6 +30,13 @@ pub fn has_prefix(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix).is_some_and(|rest| rest.len() == 32 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The smallest id with `prefix` made at `at` or later: ids sort by creation time, so
+/// `id >= floor(prefix, t)` selects what was made since `t`.
+pub fn floor(prefix: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("{prefix}{ms:012x}{}", "0".repeat(20))
+}
+
 /// Current time as RFC 3339 UTC with a `Z`, millisecond precision (the stored form).
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -47,6 +54,11 @@ mod tests {
         assert!(!has_prefix(&a, USER));
         assert!(a < b, "{a} should sort before {b}");
         assert!(!has_prefix("job_../../etc", JOB));
+        let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+        let made = new(JOB);
+        let floor = floor(JOB, before);
+        assert!(has_prefix(&floor, JOB) && floor <= made, "{floor} {made}");
+        assert!(made < self::floor(JOB, chrono::Utc::now() + chrono::Duration::seconds(1)));
     }
 
     #[test]

@@ -12,4 +12,9 @@ pub trait JobSink: Send + Sync {
     /// Attempt `attempt` of `job_id` runs in container `container_id` (a container
     /// job's executor says so once it is created).
     fn container(&self, job_id: &str, attempt: u32, container_id: &str);
+    /// `job_id` downloaded `bytes` more through `jobhost:plugin/transfer` (a model
+    /// pull's data path); counted, not recorded.
+    fn transferred(&self, job_id: &str, bytes: u64) {
+        let _ = (job_id, bytes);
+    }
 }

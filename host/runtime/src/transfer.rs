@@ -152,6 +152,9 @@ impl Host for JobState {
                 self.table.get_mut(d)?.hasher = Some(hasher);
             }
         }
+        if copied > 0 {
+            self.sink.transferred(&self.job_id, copied);
+        }
         Ok(match failure {
             Some(e) => Err(e),
             None => Ok(Copied { bytes: copied, ended }),

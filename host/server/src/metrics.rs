@@ -1,9 +1,10 @@
 //! What `GET /metrics` shows, in the Prometheus text format (`prometheus-client`):
 //! jobs submitted, started and ended by kind (and status), the time from submit to
-//! start and the run time, the queue depth and the running jobs (read from the store
-//! at each scrape), JSON-RPC calls by method and outcome, file-route requests, log
-//! and artifact bytes, and this node's heartbeats. One [`Metrics`] per server; the
-//! services record into it where the events happen.
+//! start, how long each claim took and how many jobs it got, the run time, the queue
+//! depth and the running jobs (read from the store at each scrape), JSON-RPC calls by
+//! method and outcome, file-route requests, log and artifact bytes, the bytes model
+//! pulls downloaded, group commits, and this node's heartbeats. One [`Metrics`] per
+//! server; the services record into it where the events happen.
 
 use jobhost_model::{Job, JobStatus};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,9 +53,12 @@ pub struct Metrics {
     routes: Family<Route, Counter>,
     log_bytes: Counter,
     artifact_bytes: Counter,
+    pull_bytes: Counter,
     heartbeats: Counter,
     commit_ops: Histogram,
     commit_seconds: Histogram,
+    claim_seconds: Histogram,
+    claim_jobs: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,8 +91,11 @@ impl Metrics {
         let calls = Family::<Call, Counter>::default();
         let routes = Family::<Route, Counter>::default();
         let (log_bytes, artifact_bytes, heartbeats) = (Counter::default(), Counter::default(), Counter::default());
+        let pull_bytes = Counter::default();
         let commit_ops = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let claim_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let claim_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 8));
         registry.register("jobs_submitted", "Jobs submitted through this node, by kind", submitted.clone());
         registry.register("jobs_started", "Jobs this node claimed, by kind", started.clone());
         registry.register("jobs_ended", "Jobs that ended on this node, by kind and status", ended.clone());
@@ -100,12 +107,27 @@ impl Metrics {
         registry.register("http_requests", "File-route requests, by route and status", routes.clone());
         registry.register("log_bytes", "Bytes of job output recorded", log_bytes.clone());
         registry.register("artifact_bytes", "Bytes of artifacts recorded", artifact_bytes.clone());
+        registry.register(
+            "pull_bytes",
+            "Bytes model pulls downloaded (not those found in the cache)",
+            pull_bytes.clone(),
+        );
         registry.register("worker_heartbeats", "Heartbeats this node wrote", heartbeats.clone());
         registry.register("commit_ops", "Writes carried by each group commit", commit_ops.clone());
         registry.register(
             "commit_seconds",
             "Time of each group commit, first statement to commit on disk",
             commit_seconds.clone(),
+        );
+        registry.register(
+            "claim_seconds",
+            "Time from asking the store for jobs to its answer (the claim's statement run, before its commit)",
+            claim_seconds.clone(),
+        );
+        registry.register(
+            "claim_jobs",
+            "Jobs each claim took (0 when the queue had none that fit)",
+            claim_jobs.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
@@ -120,9 +142,12 @@ impl Metrics {
             routes,
             log_bytes,
             artifact_bytes,
+            pull_bytes,
             heartbeats,
             commit_ops,
             commit_seconds,
+            claim_seconds,
+            claim_jobs,
         }
     }
 
@@ -177,6 +202,20 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
     }
 
+    /// Counts bytes a model pull downloaded.
+    pub fn pull_bytes(&self, bytes: u64) {
+        self.pull_bytes.inc_by(bytes);
+    }
+
+    /// Times a claim from now: [`ClaimTimer::claimed`] records it.
+    pub fn claim_timer(&self) -> ClaimTimer {
+        ClaimTimer {
+            seconds: self.claim_seconds.clone(),
+            jobs: self.claim_jobs.clone(),
+            asked: std::time::Instant::now(),
+        }
+    }
+
     /// Counts a heartbeat.
     pub fn heartbeat(&self) {
         self.heartbeats.inc();
@@ -191,6 +230,22 @@ impl Metrics {
             tracing::error!(error = %e, "encoding the metrics");
         }
         text
+    }
+}
+
+/// A claim being timed.
+#[derive(Debug)]
+pub struct ClaimTimer {
+    seconds: Histogram,
+    jobs: Histogram,
+    asked: std::time::Instant,
+}
+
+impl ClaimTimer {
+    /// The claim was answered with `jobs` jobs.
+    pub fn claimed(self, jobs: usize) {
+        self.seconds.observe(self.asked.elapsed().as_secs_f64());
+        self.jobs.observe(jobs as f64);
     }
 }
 

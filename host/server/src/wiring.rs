@@ -76,6 +76,9 @@ pub struct ServerConfig {
     /// Where to serve `GET /metrics` without a token (`--metrics-listen`); none: only
     /// the main port serves it, to admins.
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether every job is a trace of `tracing` spans, submit to end (target
+    /// `jobhost::job`; `jobhost serve` turns it on when an OTLP endpoint is set).
+    pub job_traces: bool,
     /// The clock workflow schedules are read against (a test sets its own).
     pub clock: Arc<dyn crate::runs::Clock>,
     /// The secret nodes on one database prove themselves to each other with when one
@@ -131,6 +134,7 @@ impl ServerConfig {
             container_engine: true,
             container_socket: None,
             metrics_listen: None,
+            job_traces: false,
             clock: Arc::new(crate::runs::SystemClock),
             cluster_secret: None,
         }
@@ -302,7 +306,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         labels: config.node.labels.clone().into(),
         gpus: gpus.into(),
     };
-    let jobs = Jobs::new(store.clone(), here, limits, jobs_dir, uploads_dir.clone());
+    let jobs = Jobs::new(store.clone(), here, limits, (jobs_dir, uploads_dir.clone()), config.job_traces);
     let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir, worker_id.into());
     uploads.reset_staging().context("preparing the uploads directory")?;
     let (requeued, failed) = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;

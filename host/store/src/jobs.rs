@@ -125,10 +125,25 @@ pub struct JobQuery {
     pub user_id: Option<String>,
     /// Only jobs with this status.
     pub status: Option<JobStatus>,
+    /// Only jobs of this component (or image).
+    pub plugin: Option<String>,
+    /// Only jobs with this label (key, value).
+    pub label: Option<(String, String)>,
     /// Only jobs older than this id (the previous page's last id).
     pub before_id: Option<String>,
     /// Page size.
     pub limit: u32,
+}
+
+/// What [`JobStore::job_minutes`] counts. Minutes are `YYYY-MM-DDTHH:MM`, UTC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobMinutes {
+    /// (created, left the queue, ended) → how many jobs.
+    pub rows: Vec<(String, Option<String>, Option<String>, u64)>,
+    /// Jobs pending now, held ones included.
+    pub pending: u64,
+    /// Jobs starting or running now.
+    pub live: u64,
 }
 
 /// A change other processes made, as a store shared with them hears of it.
@@ -185,6 +200,12 @@ pub trait JobStore: Send + Sync {
 
     /// Jobs pending and claimable now (not held), on every node.
     async fn queue_depth(&self) -> Result<u64>;
+
+    /// The jobs whose id is `since_id` or later (created since the time the id was
+    /// made from, [`jobhost_model::ids::floor`]), counted by the minutes they were
+    /// created, left the queue and ended; with the jobs pending and live now. Only
+    /// `user_id`'s jobs when given.
+    async fn job_minutes(&self, user_id: Option<&str>, since_id: &str) -> Result<JobMinutes>;
 
     /// Makes every job held until `now` or earlier claimable; returns how many.
     async fn release_held(&self, now: &str) -> Result<u64>;
@@ -273,4 +294,16 @@ where
         ended_at: row.try_get("ended_at")?,
         worker_id: row.try_get("worker_id")?,
     })
+}
+
+/// [`JobMinutes`] from the rows of a `job_minutes` query (created, left, ended,
+/// count) and the counts by live status.
+pub(crate) fn minutes_from(
+    rows: Vec<(String, Option<String>, Option<String>, i64)>,
+    now: Vec<(String, i64)>,
+) -> JobMinutes {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let rows = rows.into_iter().map(|(created, left, ended, n)| (created, left, ended, count(n))).collect();
+    let of = |status: &str| now.iter().filter(|(s, _)| s == status).map(|(_, n)| count(*n)).sum::<u64>();
+    JobMinutes { rows, pending: of("pending"), live: of("starting") + of("running") }
 }

@@ -57,7 +57,7 @@ mod uploads;
 mod workers;
 
 pub use access::{AccessStore, StoredToken};
-pub use jobs::{Claimant, Claimed, Committed, Finish, JobQuery, JobStore, NewJob, Remote, RemoteHook};
+pub use jobs::{Claimant, Claimed, Committed, Finish, JobMinutes, JobQuery, JobStore, NewJob, Remote, RemoteHook};
 pub use logs::{Done, LogStore, StoredChunk};
 pub use plugins::PluginStore;
 #[cfg(feature = "postgres")]

@@ -13,6 +13,10 @@ pub trait UploadStore: Send + Sync {
     /// The upload `id`.
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
 
+    /// Uploads newest first, up to `limit`: only `user_id`'s when given, only those
+    /// older than `before_id` when given.
+    async fn list_uploads(&self, user_id: Option<&str>, before_id: Option<&str>, limit: u32) -> Result<Vec<Upload>>;
+
     /// How many open or finalized uploads `user_id` has, and their bytes.
     async fn live_uploads_of(&self, user_id: &str) -> Result<(u64, u64)>;
 

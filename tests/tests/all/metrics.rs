@@ -8,16 +8,8 @@ use std::collections::HashMap;
 
 /// `GET path` on `addr`: the status and the body.
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_owned())
+    let (status, _, body) = http_get(addr, path, token).await;
+    (status, body)
 }
 
 /// Every sample of `text` as the Python parser reads it: `name{labels}` → value.
@@ -42,6 +34,12 @@ fn parse(text: &str) -> HashMap<String, f64> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<(String, f64)>(l).unwrap()).collect()
 }
 
+/// Every sample `t`'s `/metrics` shows an admin, parsed.
+pub(crate) async fn scrape(t: &TestServer) -> HashMap<String, f64> {
+    let admin = t.server().admin_token().unwrap();
+    parse(&get(t.server().local_addr, "/metrics", Some(&admin)).await.1)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_exactly_the_jobs_run() {
     let t = TestServer::start_with(|c| c.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)))).await;
@@ -63,6 +61,9 @@ async fn metrics_count_exactly_the_jobs_run() {
     assert_eq!(moved("jobhost_jobs_ended_total{kind=wasm,status=failed}"), 1.0);
     assert_eq!(moved("jobhost_job_run_seconds_count{kind=wasm}"), 8.0);
     assert_eq!(moved("jobhost_job_wait_seconds_count{}"), 8.0);
+    // Each job was taken by a claim; a claim may also find the queue empty.
+    assert!(moved("jobhost_claim_seconds_count{}") >= 8.0);
+    assert_eq!(moved("jobhost_claim_jobs_sum{}"), 8.0);
     assert_eq!(moved("jobhost_rpc_requests_total{code=ok,method=jobs.submit}"), 8.0);
     assert_eq!(moved("jobhost_rpc_requests_total{code=not_found,method=jobs.submit}"), 1.0);
     assert_eq!(after.get("jobhost_queue_depth{}"), Some(&0.0));

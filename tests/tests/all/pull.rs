@@ -354,11 +354,14 @@ fn without_f16() -> Vec<RepoFile> {
 async fn a_pull_fills_the_cache_and_a_second_pull_downloads_nothing() {
     let hub = Hub::start().await;
     let t = TestServer::start_with(|c| hub.config(c)).await;
+    let pulled = |m: &std::collections::HashMap<String, f64>| m.get("jobhost_pull_bytes_total{}").copied();
+    assert_eq!(pulled(&crate::metrics::scrape(&t).await), Some(0.0));
 
     let job = pull_and_wait(&t, json!({"model": MODEL, "quantize": "q4_k_m", "init": {"ctx": 2048}})).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let files = without_f16();
     let total: u64 = files.iter().map(|f| f.data.len() as u64).sum();
+    assert_eq!(pulled(&crate::metrics::scrape(&t).await), Some(total as f64), "/metrics counts the bytes downloaded");
     let progress = job.progress.clone().unwrap();
     assert_eq!(
         (progress.done, progress.total),
@@ -390,6 +393,11 @@ async fn a_pull_fills_the_cache_and_a_second_pull_downloads_nothing() {
     let second = pull_and_wait(&t, json!({"model": MODEL, "quantize": "q4_k_m"})).await;
     assert_eq!(second.status, JobStatus::Completed, "{second:?}");
     assert_eq!(hub.served(), before, "no file bytes are served for a complete snapshot");
+    assert_eq!(
+        pulled(&crate::metrics::scrape(&t).await),
+        Some(0.0),
+        "a cached pull downloads nothing (since the restart)"
+    );
     assert_eq!(hub.requests().iter().filter(|(_, l, ..)| l.contains("/resolve/")).count(), resolves);
     assert_snapshot(&t, &files);
 

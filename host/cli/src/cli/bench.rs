@@ -149,6 +149,11 @@ pub struct BenchArgs {
     /// start → success, instead of the job figures.
     #[arg(long, value_name = "N", conflicts_with_all = ["database_url", "container"])]
     workflow_tasks: Option<u32>,
+    /// Measure the throughput with job traces exported over OTLP (to a receiver in this
+    /// process) against without, alternating, three runs each, instead of the job
+    /// figures.
+    #[arg(long, conflicts_with_all = ["database_url", "container", "workflow_tasks"])]
+    traces: bool,
 }
 
 /// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
@@ -179,6 +184,9 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let noop = wat::parse_str(NOOP_WAT).context("assembling the no-op component")?;
     if let Some(tasks) = args.workflow_tasks {
         return super::bench_workflow::exec(&args, tasks, &noop).await;
+    }
+    if args.traces {
+        return super::bench_traces::exec(&args, &noop).await;
     }
     if let Some(image) = &args.container {
         return super::bench_containers::exec(&args, image, args.container_runs).await;

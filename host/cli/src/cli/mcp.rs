@@ -4,7 +4,6 @@
 //! file (or the data dir's), never taken on the command line.
 
 use super::conn::{connect, read_token};
-use super::init_logging;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +22,7 @@ pub(super) struct McpArgs {
 /// Serves MCP until the client closes stdin.
 pub(super) async fn exec(args: McpArgs) -> anyhow::Result<ExitCode> {
     // stdout carries the protocol; problems go to stderr, which MCP clients keep.
-    init_logging("warn");
+    let _logs = crate::telemetry::init("warn", crate::telemetry::Traces::Off)?;
     let token = read_token(args.token_file)?;
     crate::mcp::serve_stdio(connect(&args.server, token)?).await?;
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ mod bench;
 mod bench_containers;
 mod bench_nodes;
 mod bench_pull;
+mod bench_traces;
 mod bench_workflow;
 mod cancel;
 mod conn;
@@ -158,15 +159,4 @@ pub fn default_data_dir() -> anyhow::Result<PathBuf> {
         .filter(|v| !v.is_empty())
         .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?;
     Ok(PathBuf::from(home).join(".local/share/jobhost"))
-}
-
-/// Logs to stderr, filtered by `JOBHOST_LOG` (else `default`).
-fn init_logging(default: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("JOBHOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
 }

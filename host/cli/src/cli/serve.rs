@@ -4,7 +4,7 @@
 //! transport limits, each refused at 0 here so a typo fails at start rather than
 //! leaving a server that takes nothing.
 
-use super::{DEFAULT_LISTEN, default_data_dir, init_logging};
+use super::{DEFAULT_LISTEN, default_data_dir};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use jobhost_server::{self as server, ServerConfig};
@@ -90,7 +90,7 @@ pub(super) struct ServeArgs {
 
 /// Serves until Ctrl-C or until the server stops of itself.
 pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging("info");
+    let telemetry = crate::telemetry::init("info", crate::telemetry::Traces::FromEnv)?;
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
@@ -99,6 +99,7 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.listen = args.listen;
     config.allow_remote = args.allow_remote;
     config.metrics_listen = args.metrics_listen;
+    config.job_traces = telemetry.traces();
     if let Some(bad) = args.labels.iter().find_map(|l| jobhost_model::label_error(l)) {
         bail!("--labels: {bad}");
     }
@@ -166,5 +167,6 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ = server.stopped() => {}
     }
     server.stop().await;
+    telemetry.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,8 @@ pub enum Refusal {
     Expired,
     /// The token was revoked.
     Revoked,
+    /// A WebSocket ticket that is unknown, used or out of time.
+    Ticket,
 }
 
 impl Refusal {
@@ -54,6 +56,7 @@ impl Refusal {
             Refusal::Unknown => "the token is not valid",
             Refusal::Expired => "the token has expired",
             Refusal::Revoked => "the token was revoked",
+            Refusal::Ticket => "the ticket is not valid (tickets open one WebSocket, within 30 s of tokens.ticket)",
         }
     }
 }
@@ -69,7 +72,14 @@ pub struct Auth {
     checked: Arc<Mutex<HashMap<String, (Instant, u64)>>>,
     /// Revocations made through this process.
     revocations: Arc<std::sync::atomic::AtomicU64>,
+    /// WebSocket tickets not yet used, by their SHA-256 ([`Auth::ticket`]).
+    tickets: Arc<Mutex<HashMap<String, (Caller, Instant)>>>,
 }
+
+/// How long a WebSocket ticket stays usable.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(30);
+/// What every WebSocket ticket starts with.
+pub const TICKET_PREFIX: &str = "jht_";
 
 /// How long a token found good stays good for [`Auth::recheck`] (unless a revocation is
 /// made through this process meanwhile): the most a revocation through another node,
@@ -79,7 +89,13 @@ pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
 impl Auth {
     /// The service over `store`.
     pub fn new(store: Arc<dyn Store>) -> Auth {
-        Auth { store, last_written: Arc::default(), checked: Arc::default(), revocations: Arc::default() }
+        Auth {
+            store,
+            last_written: Arc::default(),
+            checked: Arc::default(),
+            revocations: Arc::default(),
+            tickets: Arc::default(),
+        }
     }
 
     /// Whether the token `caller` presented is still good, for a call on a connection
@@ -118,6 +134,34 @@ impl Auth {
                 Ok(Ok(()))
             }
         }
+    }
+
+    /// A one-time ticket that opens one WebSocket as `caller`, within
+    /// [`TICKET_LIFETIME`]: a browser cannot set the `Authorization` header on a
+    /// WebSocket, and a token must not travel in a URL. A ticket is good once, here
+    /// only (this process), and the calls on its socket are checked against the
+    /// token as any other.
+    pub fn ticket(&self, caller: &Caller) -> Result<String> {
+        if caller.token_id.is_none() {
+            return Err(Error::Forbidden("only a caller with a token gets a ticket".into()));
+        }
+        let secret: [u8; 32] = rand::random();
+        let ticket = format!("{TICKET_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
+        let mut tickets = self.tickets.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        tickets.retain(|_, (_, made)| now.duration_since(*made) < TICKET_LIFETIME);
+        tickets.insert(hash(&ticket), (caller.clone(), now));
+        Ok(ticket)
+    }
+
+    /// The caller a ticket was made for, if it is unused and in time; used up either
+    /// way. The token behind it is checked again, so a revoked one opens nothing.
+    pub async fn redeem(&self, ticket: &str) -> Result<std::result::Result<Caller, Refusal>> {
+        let taken = self.tickets.lock().unwrap_or_else(PoisonError::into_inner).remove(&hash(ticket));
+        let Some((caller, _)) = taken.filter(|(_, made)| made.elapsed() < TICKET_LIFETIME) else {
+            return Ok(Err(Refusal::Ticket));
+        };
+        Ok(self.recheck(&caller).await?.map(|()| caller))
     }
 
     /// Makes sure the first admin exists and `DATA_DIR/token` holds a live admin token

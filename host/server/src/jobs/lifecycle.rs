@@ -154,7 +154,12 @@ impl Jobs {
             gpus: self.here.gpus.to_vec(),
         };
         let claimed = self.store.claim_early(&lease_until(lease), &node, max);
-        async move { Ok(claimed.await?) }
+        let timer = self.metrics.claim_timer();
+        async move {
+            let claimed = claimed.await?;
+            timer.claimed(claimed.jobs.len());
+            Ok(claimed)
+        }
     }
 
     /// Registers the cancellation handle of a claimed job's run: from now on

@@ -17,6 +17,7 @@ mod limits;
 mod query;
 pub mod recorder;
 mod submit;
+pub mod trace;
 
 use events::EventBus;
 pub use jobhost_model::{
@@ -26,7 +27,7 @@ pub use jobhost_model::{
 use jobhost_model::{EventKind, Job, JobEvent, JobStatus};
 use jobhost_store::{Remote, Store};
 pub use limits::{DEFAULT_CPUS, Limits};
-pub use query::Subscription;
+pub use query::{ListFilter, Subscription};
 use recorder::Recorder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub struct Jobs {
     task_end: Arc<TaskEndSlot>,
     /// What `/metrics` shows.
     metrics: crate::metrics::Metrics,
+    /// The spans of live jobs, when traces are kept.
+    traces: Option<Arc<trace::JobTraces>>,
 }
 
 /// What is told of a workflow task's end: its run's id.
@@ -114,8 +117,15 @@ impl std::fmt::Debug for HookSlot {
 }
 
 impl Jobs {
-    /// The service over `store`, run by node `here`.
-    pub fn new(store: Arc<dyn Store>, here: Here, limits: Limits, jobs_dir: PathBuf, uploads_dir: PathBuf) -> Jobs {
+    /// The service over `store`, run by node `here`; with `traces`, every job is a
+    /// trace of spans ([`trace`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        here: Here,
+        limits: Limits,
+        (jobs_dir, uploads_dir): (PathBuf, PathBuf),
+        traces: bool,
+    ) -> Jobs {
         let events = EventBus::new();
         // Status events of what the store group-commits (submits, claims, starts, ends)
         // are published by the store's writer, in commit order.
@@ -124,10 +134,15 @@ impl Jobs {
         let told = task_end.clone();
         let metrics = crate::metrics::Metrics::new();
         let counted = metrics.clone();
+        let traces = traces.then(trace::JobTraces::new);
+        let traced = traces.clone();
         if !store.observe(Box::new(move |job| {
             publish(&published, job);
             told.tell(job);
             counted.job_moved(job);
+            if let Some(traced) = &traced {
+                traced.moved(job);
+            }
         })) {
             tracing::warn!("the store already has an observer; status events come from it");
         }
@@ -148,6 +163,7 @@ impl Jobs {
             submit_hook: Arc::default(),
             task_end,
             metrics,
+            traces,
         };
         // What other nodes move: the hook holds no `Jobs` (the store would then hold
         // itself), only what hearing needs.
@@ -207,6 +223,18 @@ impl Jobs {
         publish(&self.events, job);
         self.task_end.tell(job);
         self.metrics.job_moved(job);
+        if let Some(traces) = &self.traces {
+            traces.moved(job);
+        }
+    }
+
+    /// The span of stage `stage` of `id`'s run here; a disabled span when traces are
+    /// off.
+    pub fn span(&self, id: &str, stage: trace::Stage) -> tracing::Span {
+        match &self.traces {
+            Some(traces) => traces.stage(id, stage),
+            None => tracing::Span::none(),
+        }
     }
 
     /// What `/metrics` shows.

@@ -10,6 +10,25 @@ use jobhost_model::{Artifact, Cpus, EventKind, Job, JobEvent, JobStatus, Usage, 
 use jobhost_store::JobQuery;
 use std::time::Duration;
 
+/// What `jobs.list` narrows the caller's jobs to.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this component (or image).
+    pub plugin: Option<String>,
+    /// Only jobs with this label, as `key=value`.
+    pub label: Option<String>,
+}
+
+/// `key=value` → (key, value); the key must not be empty.
+fn parse_label(label: &str) -> Result<(String, String)> {
+    match label.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(Error::invalid("label", "must be `key=value`")),
+    }
+}
+
 impl Jobs {
     /// The job `id`, if the caller may see it.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Job> {
@@ -55,11 +74,54 @@ impl Jobs {
         Ok(job.worker_id.filter(|w| **w != *self.here.worker_id))
     }
 
+    /// The caller's jobs (everyone's for an admin) over the last hour, a minute at a
+    /// time: submitted, started and ended, and the queue depth at each minute's end,
+    /// worked back from the depth now.
+    pub async fn stats(&self, caller: &Caller) -> Result<jobhost_model::JobStats> {
+        use chrono::{DurationRound as _, TimeDelta, Utc};
+        let minute = TimeDelta::minutes(1);
+        let this_minute = Utc::now().duration_trunc(minute).map_err(|e| Error::Internal(e.to_string()))?;
+        let first = this_minute - TimeDelta::minutes(59);
+        let user = (!caller.is_admin).then_some(caller.user_id.as_str());
+        let counted = self.store.job_minutes(user, &ids::floor(ids::JOB, first)).await?;
+        let key = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+        let mut minutes: Vec<jobhost_model::MinuteStats> = (0..60)
+            .map(|i| jobhost_model::MinuteStats {
+                at: (first + minute * i).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                submitted: 0,
+                started: 0,
+                ended: 0,
+                queue_depth: 0,
+            })
+            .collect();
+        let index: std::collections::HashMap<String, usize> =
+            (0..60).map(|i| (key(first + minute * i32::try_from(i).unwrap_or(0)), i)).collect();
+        for (created, left, ended, n) in &counted.rows {
+            if let Some(&i) = index.get(created) {
+                minutes[i].submitted += n;
+            }
+            if let Some(&i) = left.as_ref().and_then(|m| index.get(m)) {
+                minutes[i].started += n;
+            }
+            if let Some(&i) = ended.as_ref().and_then(|m| index.get(m)) {
+                minutes[i].ended += n;
+            }
+        }
+        // Back from now: before a minute's arrivals and departures, the queue held
+        // what it holds after them, less the arrivals, plus the departures.
+        let mut depth = i64::try_from(counted.pending).unwrap_or(i64::MAX);
+        for m in minutes.iter_mut().rev() {
+            m.queue_depth = u64::try_from(depth.max(0)).unwrap_or(0);
+            depth = depth - i64::try_from(m.submitted).unwrap_or(0) + i64::try_from(m.started).unwrap_or(0);
+        }
+        Ok(jobhost_model::JobStats { minutes, queue_depth: counted.pending, running: counted.live })
+    }
+
     /// A page of the caller's jobs (everyone's for an admin), newest first.
     pub async fn list(
         &self,
         caller: &Caller,
-        status: Option<JobStatus>,
+        filter: ListFilter,
         cursor: Option<String>,
         limit: Option<u32>,
     ) -> Result<JobPage> {
@@ -76,7 +138,12 @@ impl Jobs {
             .store
             .list_jobs(&JobQuery {
                 user_id: (!caller.is_admin).then(|| caller.user_id.clone()),
-                status,
+                status: filter.status,
+                plugin: filter.plugin,
+                label: match filter.label {
+                    Some(label) => Some(parse_label(&label)?),
+                    None => None,
+                },
                 before_id: cursor,
                 limit: limit + 1,
             })

@@ -64,6 +64,10 @@ impl JobSink for Recorder {
         );
     }
 
+    fn transferred(&self, _job_id: &str, bytes: u64) {
+        self.metrics.pull_bytes(bytes);
+    }
+
     fn container(&self, job_id: &str, attempt: u32, container_id: &str) {
         let (store, id, container) = (self.store.clone(), job_id.to_owned(), container_id.to_owned());
         tokio::spawn(async move {

@@ -11,8 +11,8 @@ use jobhost_model::{NewToken, TokenInfo, TokenList, User, UserList};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-/// Registers `users.create`, `users.list`, `tokens.create`, `tokens.list` and
-/// `tokens.revoke`.
+/// Registers `users.create`, `users.list`, `tokens.create`, `tokens.list`,
+/// `tokens.revoke` and `tokens.ticket`.
 pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
     use Access::{ReadOrSubmit, Scope as Needs};
     use Scope::{Admin, Read};
@@ -59,6 +59,15 @@ pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
         "Revokes a token.",
         ReadOrSubmit,
         |req, caller, ctx| async move { ctx.auth.revoke_token(&caller, &req.id).await.map_err(to_rpc_error) },
+    )?;
+    api.method::<super::Empty, jobhost_model::Ticket, _, _>(
+        "tokens.ticket",
+        "A one-time ticket that opens one WebSocket as this token within 30 s (for browsers).",
+        ReadOrSubmit,
+        |_, caller, ctx| async move {
+            let ticket = ctx.auth.ticket(&caller).map_err(to_rpc_error)?;
+            Ok(jobhost_model::Ticket { ticket, expires_in_s: crate::auth::TICKET_LIFETIME.as_secs() })
+        },
     )?;
     Ok(())
 }

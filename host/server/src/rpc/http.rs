@@ -7,6 +7,9 @@
 //! method (over HTTP and over the WebSocket the request opens). A JSON-RPC POST
 //! without a token goes through, and every method but `system.health` refuses it
 //! (`unauthorized`); a WebSocket upgrade or a file route without a token is `401`.
+//! A WebSocket upgrade may instead carry a one-time `?ticket=` from `tokens.ticket`
+//! (browsers cannot set the header there); the dashboard's files under `/ui/` need
+//! nothing ([`super::ui`]).
 //!
 //! File routes, streamed both ways, never buffered whole:
 //! - `PUT /uploads/<id>/files/<path>`: the body becomes that file of the upload.
@@ -100,6 +103,8 @@ enum Route {
     },
     /// `GET /metrics`, for an admin.
     Metrics,
+    /// `GET /ui/…`, the dashboard's files.
+    Ui,
     Rpc,
 }
 
@@ -113,6 +118,7 @@ impl Route {
             Route::Artifact { .. } => "artifact",
             Route::BadEncoding { .. } => "bad_encoding",
             Route::Metrics => "metrics",
+            Route::Ui => "ui",
             Route::Rpc => "rpc",
         }
     }
@@ -141,6 +147,11 @@ where
         std::mem::swap(&mut inner, &mut self.inner);
         async move {
             let route = route(req.method(), req.uri().path());
+            if let Route::Ui = route
+                && let Some(answer) = super::ui::answer(req.uri().path())
+            {
+                return Ok(answer);
+            }
             // Another node asking for files it was asked for, or that a job it runs needs.
             if let Some(presented) = req.headers().get(CLUSTER_HEADER) {
                 let Some(peer) = presented.to_str().ok().and_then(|p| ctx.cluster.peer(p)) else {
@@ -158,7 +169,15 @@ where
             }
             let token = bearer(req.headers());
             let caller = match token {
-                None => None,
+                // A browser's WebSocket, which cannot carry the header: a one-time ticket.
+                None => match ticket(&req) {
+                    Some(ticket) if is_upgrade(&req) => match ctx.auth.redeem(ticket).await {
+                        Ok(Ok(caller)) => Some(caller),
+                        Ok(Err(refusal)) => return Ok(error_response(&Error::Unauthorized(refusal.message().into()))),
+                        Err(e) => return Ok(error_response(&e)),
+                    },
+                    _ => None,
+                },
                 Some(Err(())) => {
                     return Ok(error_response(&Error::Unauthorized("malformed Authorization header".into())));
                 }
@@ -209,7 +228,7 @@ where
                     what,
                     "is not valid percent-encoded UTF-8 (a `%` escape names a byte that is not)",
                 )),
-                Route::Rpc => Err(Error::Internal("unreachable route".into())),
+                Route::Rpc | Route::Ui => Err(Error::Internal("unreachable route".into())),
             };
             let response = result.unwrap_or_else(|e| error_response(&e));
             ctx.jobs.metrics().route(name, response.status().as_u16());
@@ -249,6 +268,11 @@ fn bearer(headers: &http::HeaderMap) -> Option<Result<String, ()>> {
     )
 }
 
+/// The `ticket` of the query string (`?ticket=jht_…`), see [`Auth::ticket`].
+fn ticket<B>(req: &HttpRequest<B>) -> Option<&str> {
+    req.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("ticket="))
+}
+
 fn is_upgrade<B>(req: &HttpRequest<B>) -> bool {
     req.headers()
         .get(header::UPGRADE)
@@ -265,6 +289,7 @@ fn route(method: &Method, path: &str) -> Route {
             None => Route::BadEncoding { what: "path" },
         },
         (&Method::GET, ["metrics"]) => Route::Metrics,
+        (&Method::GET | &Method::HEAD, ["ui", ..]) => Route::Ui,
         (&Method::PUT, ["uploads", id, "archive"]) => Route::UploadArchive { id: (*id).to_owned() },
         (&Method::GET, ["uploads", id, "archive"]) => Route::UploadPack { id: (*id).to_owned() },
         (&Method::GET | &Method::HEAD, ["jobs", id, "artifacts", rest]) => match decode(rest) {

@@ -33,8 +33,15 @@ pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
         "Jobs, newest first, a page at a time.",
         Needs(Read),
         |req, caller, ctx| async move {
-            ctx.jobs.list(&caller, req.status, req.cursor, req.limit).await.map_err(to_rpc_error)
+            let filter = jobs::ListFilter { status: req.status, plugin: req.plugin, label: req.label };
+            ctx.jobs.list(&caller, filter, req.cursor, req.limit).await.map_err(to_rpc_error)
         },
+    )?;
+    api.method::<super::Empty, jobhost_model::JobStats, _, _>(
+        "jobs.stats",
+        "The caller's jobs over the last hour, a minute at a time: submitted, started, ended, queue depth.",
+        Needs(Read),
+        |_, caller, ctx| async move { ctx.jobs.stats(&caller).await.map_err(to_rpc_error) },
     )?;
     api.method::<WaitRequest, Job, _, _>(
         "jobs.wait",
@@ -121,6 +128,12 @@ struct ListRequest {
     /// Only jobs with this status.
     #[serde(default)]
     status: Option<JobStatus>,
+    /// Only jobs of this component (or image).
+    #[serde(default)]
+    plugin: Option<String>,
+    /// Only jobs with this label, `key=value`.
+    #[serde(default)]
+    label: Option<String>,
     /// The last id of the previous page.
     #[serde(default)]
     cursor: Option<String>,

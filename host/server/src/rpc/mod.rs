@@ -31,6 +31,7 @@ mod plugins;
 pub mod rate;
 mod runs;
 mod system;
+mod ui;
 mod uploads;
 mod workers;
 
@@ -325,8 +326,13 @@ mod tests {
         );
         let _ = admin;
         let here = crate::jobs::Here { worker_id: "wrk_test".into(), labels: Arc::new([]), gpus: Arc::new([]) };
-        let jobs =
-            Jobs::new(store.clone(), here, crate::jobs::Limits::default(), dir.join("jobs"), dir.join("uploads"));
+        let jobs = Jobs::new(
+            store.clone(),
+            here,
+            crate::jobs::Limits::default(),
+            (dir.join("jobs"), dir.join("uploads")),
+            false,
+        );
         let uploads = Uploads::new(
             store.clone(),
             crate::uploads::UploadLimits::default(),

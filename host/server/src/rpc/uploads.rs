@@ -14,7 +14,8 @@ use jobhost_model::Upload;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-/// Registers `uploads.create`, `uploads.put`, `uploads.finalize` and `uploads.get`.
+/// Registers `uploads.create`, `uploads.put`, `uploads.finalize`, `uploads.get` and
+/// `uploads.list`.
 pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
     use Access::Scope as Needs;
     use Scope::{Read, Submit};
@@ -44,6 +45,14 @@ pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
     api.method::<IdRequest, Upload, _, _>("uploads.get", "One upload.", Needs(Read), |req, caller, ctx| async move {
         ctx.uploads.get(&caller, &req.id).await.map_err(to_rpc_error)
     })?;
+    api.method::<ListRequest, jobhost_model::UploadPage, _, _>(
+        "uploads.list",
+        "Uploads, newest first, a page at a time.",
+        Needs(Read),
+        |req, caller, ctx| async move {
+            ctx.uploads.list(&caller, req.cursor.as_deref(), req.limit).await.map_err(to_rpc_error)
+        },
+    )?;
     Ok(())
 }
 
@@ -59,4 +68,15 @@ struct PutRequest {
     /// Where in the file they go (default 0: the file starts with them).
     #[serde(default)]
     offset: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListRequest {
+    /// The last id of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[serde(default)]
+    limit: Option<u32>,
 }

@@ -27,6 +27,7 @@ pub mod sweeper;
 pub use grants::Grants;
 
 use crate::jobs::Jobs;
+use crate::jobs::trace::Stage;
 use jobhost_executors::{Executors, Task};
 use jobhost_model::{Job, JobStatus, RunOutcome};
 use jobhost_store::{Claimed, Committed, Finish};
@@ -200,6 +201,7 @@ impl Scheduler {
         let sink = Arc::new(self.jobs.recorder().clone());
         let (executor, kind, stop) = (self.executors.for_kind(job.kind).cloned(), job.kind, cancel.clone());
         let (plugins, uploads, cluster) = (self.plugins.clone(), self.uploads.clone(), self.cluster.clone());
+        let run_span = self.jobs.span(&job.id, Stage::Run);
         let run = async move {
             // Installed through another node: fetched and compiled here first.
             if task.job.kind.runs_component()
@@ -218,19 +220,22 @@ impl Scheduler {
                 None => RunOutcome::failed(format!("no executor runs jobs of kind {kind}")),
             }
         };
-        tokio::pin!(run);
         // A short run is over before anything else is set up for it: no lease renewal,
-        // no task to watch its start.
-        let (outcome, started) = tokio::select! {
-            biased;
-            outcome = &mut run => (outcome, None),
-            _ = tokio::time::sleep(START_GRACE) => {
-                // A refused start must stop the run while it goes on: watch it apart.
-                let started = tokio::spawn(self.jobs.start(job, &cancel));
-                let renewer = tokio::spawn(renew(self.jobs.clone(), claimed.clone(), cancel.clone()));
-                let outcome = run.await;
-                renewer.abort();
-                (outcome, Some(started))
+        // no task to watch its start. (The run, and so its span, ends with the block.)
+        let (outcome, started) = {
+            let run = tracing::Instrument::instrument(run, run_span.clone());
+            tokio::pin!(run);
+            tokio::select! {
+                biased;
+                outcome = &mut run => (outcome, None),
+                _ = tokio::time::sleep(START_GRACE) => {
+                    // A refused start must stop the run while it goes on: watch it apart.
+                    let started = tokio::spawn(self.jobs.start(job, &cancel));
+                    let renewer = tokio::spawn(renew(self.jobs.clone(), claimed.clone(), cancel.clone()));
+                    let outcome = run.await;
+                    renewer.abort();
+                    (outcome, Some(started))
+                }
             }
         };
         // Nothing of the run is recorded before its claim is on disk.
@@ -259,7 +264,10 @@ impl Scheduler {
             error: outcome.error,
             detail: outcome.detail,
         };
-        let recorded = self.jobs.finish(job, finish, artifacts);
+        run_span.record("status", outcome.status.as_str());
+        drop(run_span);
+        let finish_span = self.jobs.span(&job.id, Stage::Finish);
+        let recorded = finish_span.in_scope(|| self.jobs.finish(job, finish, artifacts));
         if retried {
             self.jobs.held_changed();
         }
@@ -274,7 +282,7 @@ impl Scheduler {
             Ok(None) => tracing::debug!(job_id = job.id, "the job moved on before its start was recorded"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
         }
-        match recorded.await {
+        match tracing::Instrument::instrument(recorded, finish_span).await {
             Ok(done) => tracing::debug!(job_id = done.id, status = %done.status, "finished"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "recording the end of a job"),
         }

@@ -12,8 +12,8 @@
 pub mod archive;
 
 use crate::jobs::{Caller, Error, Result};
-use jobhost_model::ids;
 pub use jobhost_model::{Upload, UploadState};
+use jobhost_model::{UploadPage, ids};
 use jobhost_runtime::sandbox::tree_stats;
 use jobhost_store::Store;
 use serde::{Deserialize, Serialize};
@@ -153,6 +153,24 @@ impl Uploads {
             Some(u) if caller.is_admin || u.user_id == caller.user_id => Ok(u),
             _ => Err(Error::NotFound(format!("upload {id:?} not found"))),
         }
+    }
+
+    /// A page of the caller's uploads (everyone's for an admin), newest first.
+    pub async fn list(&self, caller: &Caller, cursor: Option<&str>, limit: Option<u32>) -> Result<UploadPage> {
+        let limit = limit.unwrap_or(jobhost_model::DEFAULT_PAGE);
+        if limit == 0 || limit > jobhost_model::MAX_PAGE {
+            return Err(Error::invalid("limit", format!("must be between 1 and {}", jobhost_model::MAX_PAGE)));
+        }
+        if cursor.is_some_and(|c| !ids::has_prefix(c, ids::UPLOAD)) {
+            return Err(Error::invalid("cursor", "is not a cursor returned by uploads.list"));
+        }
+        let user = (!caller.is_admin).then_some(caller.user_id.as_str());
+        let mut uploads = self.store.list_uploads(user, cursor, limit + 1).await?;
+        let next_cursor = (uploads.len() > limit as usize).then(|| {
+            uploads.truncate(limit as usize);
+            uploads.last().map(|u| u.id.clone())
+        });
+        Ok(UploadPage { uploads, next_cursor: next_cursor.flatten() })
     }
 
     /// The caller's upload `id`, still open for writing.

@@ -4,7 +4,7 @@
 use super::writer::sql::notify_moved;
 use super::{PgStore, job_from_row, no_nul, to_u64};
 use crate::queue::{self, Op};
-use crate::{Claimant, Claimed, Finish, JobQuery, JobStore, NewJob, Queued, RemoteHook, Result};
+use crate::{Claimant, Claimed, Finish, JobMinutes, JobQuery, JobStore, NewJob, Queued, RemoteHook, Result};
 use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage, ids};
 use sqlx::Row;
 use tokio::sync::oneshot;
@@ -25,12 +25,16 @@ impl JobStore for PgStore {
             "SELECT ",
             job_columns!(),
             " FROM jobs WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2) \
-             AND ($3::text IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+             AND ($3::text IS NULL OR id < $3) AND ($5::text IS NULL OR plugin = $5) \
+             AND ($6::text IS NULL OR labels::jsonb ->> $6 = $7) ORDER BY id DESC LIMIT $4"
         ))
         .bind(&q.user_id)
         .bind(q.status.map(JobStatus::as_str))
         .bind(&q.before_id)
         .bind(i64::from(q.limit))
+        .bind(&q.plugin)
+        .bind(q.label.as_ref().map(|(k, _)| k))
+        .bind(q.label.as_ref().map(|(_, v)| v))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -72,6 +76,27 @@ impl JobStore for PgStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn job_minutes(&self, user_id: Option<&str>, since_id: &str) -> Result<JobMinutes> {
+        let rows: Vec<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI'), \
+             to_char(COALESCE(started_at, completed_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI'), \
+             to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI'), COUNT(*) \
+             FROM jobs WHERE id >= $1 AND ($2::text IS NULL OR user_id = $2) GROUP BY 1, 2, 3",
+        )
+        .bind(since_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let now: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'starting', 'running') \
+             AND ($1::text IS NULL OR user_id = $1) GROUP BY status",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(crate::jobs::minutes_from(rows, now))
     }
 
     async fn release_held(&self, now: &str) -> Result<u64> {

@@ -42,6 +42,16 @@ impl UploadStore for PgStore {
         sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?.map(|r| upload_from_row(&r)).transpose()
     }
 
+    async fn list_uploads(&self, user_id: Option<&str>, before_id: Option<&str>, limit: u32) -> Result<Vec<Upload>> {
+        let sql = concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql).bind(user_id).bind(before_id).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter().map(upload_from_row).collect()
+    }
+
     async fn live_uploads_of(&self, user_id: &str) -> Result<(u64, u64)> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0)::BIGINT AS bytes FROM uploads \

@@ -2,7 +2,7 @@
 //! writer thread; cleanup, cancel, leases and recovery use the async connection.
 
 use super::{SqliteStore, job_from_row, to_u64, writer};
-use crate::{Claimant, Claimed, Finish, JobQuery, JobStore, NewJob, Queued, RemoteHook, Result};
+use crate::{Claimant, Claimed, Finish, JobMinutes, JobQuery, JobStore, NewJob, Queued, RemoteHook, Result};
 use jobhost_model::{Artifact, Cpus, Job, JobKind, JobStatus, Usage, ids};
 use sqlx::Row;
 use tokio::sync::oneshot;
@@ -23,12 +23,17 @@ impl JobStore for SqliteStore {
             "SELECT ",
             job_columns!(),
             " FROM jobs WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2) \
-             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
+             AND (?3 IS NULL OR id < ?3) AND (?5 IS NULL OR plugin = ?5) \
+             AND (?6 IS NULL OR EXISTS (SELECT 1 FROM json_each(jobs.labels) WHERE key = ?6 AND value = ?7)) \
+             ORDER BY id DESC LIMIT ?4"
         ))
         .bind(&q.user_id)
         .bind(q.status.map(JobStatus::as_str))
         .bind(&q.before_id)
         .bind(q.limit)
+        .bind(&q.plugin)
+        .bind(q.label.as_ref().map(|(k, _)| k))
+        .bind(q.label.as_ref().map(|(_, v)| v))
         .fetch_all(&self.read)
         .await?
         .iter()
@@ -68,6 +73,26 @@ impl JobStore for SqliteStore {
             .fetch_one(&self.read)
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn job_minutes(&self, user_id: Option<&str>, since_id: &str) -> Result<JobMinutes> {
+        let rows: Vec<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT substr(created_at, 1, 16), substr(COALESCE(started_at, completed_at), 1, 16), \
+             substr(completed_at, 1, 16), COUNT(*) FROM jobs WHERE id >= ?1 AND (?2 IS NULL OR user_id = ?2) \
+             GROUP BY 1, 2, 3",
+        )
+        .bind(since_id)
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        let now: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM jobs WHERE status IN ('pending', 'starting', 'running') \
+             AND (?1 IS NULL OR user_id = ?1) GROUP BY status",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(crate::jobs::minutes_from(rows, now))
     }
 
     async fn release_held(&self, now: &str) -> Result<u64> {

@@ -37,6 +37,16 @@ impl UploadStore for SqliteStore {
         sqlx::query(sql).bind(id).fetch_optional(&self.read).await?.map(|r| upload_from_row(&r)).transpose()
     }
 
+    async fn list_uploads(&self, user_id: Option<&str>, before_id: Option<&str>, limit: u32) -> Result<Vec<Upload>> {
+        let sql = concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(sql).bind(user_id).bind(before_id).bind(limit).fetch_all(&self.read).await?;
+        rows.iter().map(upload_from_row).collect()
+    }
+
     async fn live_uploads_of(&self, user_id: &str) -> Result<(u64, u64)> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(size_bytes), 0) AS bytes FROM uploads \

@@ -1,0 +1,157 @@
+//! `jobhost bench --traces`: what watching costs. The no-op throughput (as `jobhost
+//! bench` measures it) on fresh in-process servers, alternately with job traces off
+//! and on, three times each; on, every job's spans go over OTLP/HTTP to a receiver in
+//! this process (which reads and drops them, counting the requests and bytes).
+//! Either way `/metrics` is scraped every second, as a Prometheus server would. It
+//! prints the median of each and their ratio (see `BENCHMARKS.md`).
+
+use super::bench::{self, BenchArgs};
+use crate::telemetry::{self, Traces};
+use anyhow::Context as _;
+use serde::Serialize;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Runs of each kind, alternating.
+const ROUNDS: usize = 3;
+
+/// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
+#[derive(Debug, Serialize)]
+struct Report {
+    jobs_per_run: usize,
+    untraced_jobs_per_s: Vec<f64>,
+    traced_jobs_per_s: Vec<f64>,
+    untraced_median: f64,
+    traced_median: f64,
+    traced_vs_untraced: f64,
+    otlp_requests: u64,
+    otlp_bytes: u64,
+}
+
+/// Runs the comparison and prints its report.
+pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCode> {
+    let sink = Sink::start().await?;
+    let telemetry = telemetry::init("warn", Traces::To(format!("http://{}", sink.addr)))?;
+    let (mut untraced, mut traced) = (Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        for traces in [false, true] {
+            if !args.json {
+                eprintln!("bench: round {round} of {ROUNDS}, traces {}", if traces { "on" } else { "off" });
+            }
+            let rate = run(args, noop, traces).await?;
+            if traces { &mut traced } else { &mut untraced }.push(rate);
+        }
+    }
+    telemetry.shutdown().await;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        bench::percentile(v, 50.0)
+    };
+    let (untraced_median, traced_median) = (median(&mut untraced.clone()), median(&mut traced.clone()));
+    let report = Report {
+        jobs_per_run: args.jobs,
+        untraced_jobs_per_s: untraced,
+        traced_jobs_per_s: traced,
+        untraced_median,
+        traced_median,
+        traced_vs_untraced: traced_median / untraced_median,
+        otlp_requests: sink.requests.load(Ordering::Relaxed),
+        otlp_bytes: sink.bytes.load(Ordering::Relaxed),
+    };
+    anyhow::ensure!(report.otlp_bytes > 0, "the traced runs exported nothing");
+    println!("no-op jobs per run                        {}", report.jobs_per_run);
+    println!("throughput, traces off (median of {ROUNDS})    {:.0} jobs/s", report.untraced_median);
+    println!("throughput, traces on  (median of {ROUNDS})    {:.0} jobs/s", report.traced_median);
+    println!("traced / untraced                          {:.3}", report.traced_vs_untraced);
+    println!(
+        "exported                                   {} requests, {} bytes",
+        report.otlp_requests, report.otlp_bytes
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One throughput run on a fresh server, traces `traces`, `/metrics` scraped each
+/// second.
+async fn run(args: &BenchArgs, noop: &[u8], traces: bool) -> anyhow::Result<f64> {
+    let tmp = tempfile::tempdir().context("creating a temporary data dir")?;
+    let server = bench::start(&tmp.path().join("data"), |c| {
+        bench::concurrency(c, args);
+        c.job_traces = traces;
+    })
+    .await?;
+    let client = bench::client_of(&server)?;
+    client.install("noop", noop).await?;
+    bench::run_one(&client).await?;
+    let scraper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if client.http_request("GET", "/metrics", Vec::new()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let events = bench::client_of(&server)?.websocket().await?;
+    let rate = bench::throughput(&[&server], &events, args, &bench::noop_request()).await;
+    scraper.abort();
+    drop(events);
+    server.stop().await;
+    rate
+}
+
+/// An OTLP/HTTP receiver that reads every request whole and answers `200`.
+struct Sink {
+    addr: std::net::SocketAddr,
+    requests: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Sink {
+    async fn start() -> anyhow::Result<Sink> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the OTLP receiver")?;
+        let addr = listener.local_addr()?;
+        let (requests, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (r, b) = (requests.clone(), bytes.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, r.clone(), b.clone()));
+            }
+        });
+        Ok(Sink { addr, requests, bytes })
+    }
+}
+
+/// Requests one after another on one connection, each with a `Content-Length`.
+async fn serve(stream: tokio::net::TcpStream, requests: Arc<AtomicU64>, bytes: Arc<AtomicU64>) -> std::io::Result<()> {
+    let mut stream = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            stream.read_line(&mut line).await?;
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                len = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).await?;
+        requests.fetch_add(1, Ordering::Relaxed);
+        bytes.fetch_add(len as u64, Ordering::Relaxed);
+        stream.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await?;
+    }
+}

@@ -1,0 +1,129 @@
+//! Job traces: one `tracing` span per job, from its submit to its end, with a child
+//! span for each stage — `submit` (validation and the insert's commit), `claim`
+//! (waiting in the queue until a node's claim commits), `run` (the executor's run)
+//! and `finish` (recording the end). Every span carries `job_id`, so an OTLP exporter
+//! behind the subscriber shows a job as one trace.
+//!
+//! The spans live in [`JobTraces`] between stages, keyed by job id, because a job's
+//! stages happen on different tasks: the RPC call, the store's writer (which reports
+//! the insert and the claim as they commit) and the scheduler's run. A job this node
+//! did not submit (a claim of another node's job, a job recovered after a restart)
+//! gets its root span at the claim. Tracing is off unless the server is told to keep
+//! traces ([`crate::ServerConfig::job_traces`]); off, no span is made and nothing is
+//! kept.
+
+use jobhost_model::{Job, JobStatus};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use tracing::Span;
+
+/// The target of every job span: an exporter's filter selects them by it.
+pub const TARGET: &str = "jobhost::job";
+
+/// The open spans of this node's live jobs.
+#[derive(Debug, Default)]
+pub struct JobTraces {
+    live: Mutex<HashMap<String, Live>>,
+}
+
+#[derive(Debug)]
+struct Live {
+    job: Span,
+    claim: Option<Span>,
+}
+
+impl JobTraces {
+    /// Traces kept, behind an `Arc` for the observer and the service to share.
+    pub fn new() -> Arc<JobTraces> {
+        Arc::new(JobTraces::default())
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The root span of a job being submitted, and its `submit` span: the caller enters
+    /// `submit` for the validation and the insert.
+    pub fn submitting(&self, id: &str, plugin: &str, kind: &str) -> Span {
+        let job = root(id, plugin, kind);
+        let submit = tracing::info_span!(target: TARGET, parent: &job, "submit", job_id = id);
+        self.live().insert(id.to_owned(), Live { job, claim: None });
+        submit
+    }
+
+    /// A submit that made no job (refused, or answered by an existing one): its spans
+    /// end here.
+    pub fn not_submitted(&self, id: &str) {
+        self.live().remove(id);
+    }
+
+    /// What the store's writer reports as it commits: a job pending (from then until a
+    /// claim, `claim` is open), claimed (`claim` ends) or ended (the root ends).
+    pub fn moved(&self, job: &Job) {
+        match job.status {
+            JobStatus::Pending => {
+                let mut live = self.live();
+                let entry = live
+                    .entry(job.id.clone())
+                    .or_insert_with(|| Live { job: root(&job.id, &job.plugin, job.kind.as_str()), claim: None });
+                let claim = tracing::info_span!(
+                    target: TARGET,
+                    parent: &entry.job, "claim",
+                    job_id = job.id,
+                    attempt = job.attempt + 1,
+                    worker_id = tracing::field::Empty
+                );
+                entry.claim = Some(claim);
+            }
+            JobStatus::Starting => {
+                let mut live = self.live();
+                let entry = live
+                    .entry(job.id.clone())
+                    .or_insert_with(|| Live { job: root(&job.id, &job.plugin, job.kind.as_str()), claim: None });
+                if let Some(claim) = entry.claim.take() {
+                    claim.record("worker_id", job.worker_id.as_deref().unwrap_or_default());
+                }
+            }
+            status if status.is_terminal() => {
+                if let Some(ended) = self.live().remove(&job.id) {
+                    ended.job.record("status", status.as_str());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The span of a stage of `id`'s run on this node (`run`, `finish`), a child of its
+    /// root; an orphan span when the job has none here.
+    pub fn stage(&self, id: &str, stage: Stage) -> Span {
+        let live = self.live();
+        let parent = live.get(id).map(|l| l.job.clone()).unwrap_or_else(Span::none);
+        match stage {
+            Stage::Run => {
+                tracing::info_span!(target: TARGET, parent: &parent, "run", job_id = id, status = tracing::field::Empty)
+            }
+            Stage::Finish => tracing::info_span!(target: TARGET, parent: &parent, "finish", job_id = id),
+        }
+    }
+}
+
+/// A stage of a run with a span of its own.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    /// The executor runs the job.
+    Run,
+    /// Its end is recorded.
+    Finish,
+}
+
+fn root(id: &str, plugin: &str, kind: &str) -> Span {
+    tracing::info_span!(
+        target: TARGET,
+        parent: None,
+        "job",
+        job_id = id,
+        plugin = plugin,
+        kind = kind,
+        status = tracing::field::Empty
+    )
+}
