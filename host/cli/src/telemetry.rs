@@ -94,8 +94,16 @@ pub fn init(default: &str, traces: Traces) -> anyhow::Result<Telemetry> {
     let exporter = builder.with_timeout(EXPORT_TIMEOUT).build().context("setting up the OTLP trace exporter")?;
     let resource = opentelemetry_sdk::Resource::builder().with_service_name("jobhost").build();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+    // A job's spans carry what their fields say and nothing per poll: no source
+    // location, thread, target, busy/idle times or context activation on each enter
+    // (the run span is entered at every poll of the run).
     let spans = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("jobhost"))
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(Targets::new().with_target(jobhost_server::jobs::trace::TARGET, tracing::Level::TRACE));
     tracing_subscriber::registry().with(logs).with(spans).init();
     Ok(Telemetry { traces: Some(provider) })

@@ -239,7 +239,8 @@ async fn a_token_never_outlives_the_token_that_minted_it() {
 }
 
 /// A token revoked while a WebSocket opened with it is still open stops working on it:
-/// the next call is `unauthorized`, as is a new subscription.
+/// the next call is `unauthorized`, and its open subscriptions end at once, their last
+/// notification saying why.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_token_stops_working_on_an_open_websocket() {
     let t = TestServer::start().await;
@@ -247,11 +248,31 @@ async fn a_revoked_token_stops_working_on_an_open_websocket() {
     let minted = t.client.create_token(None, &[Scope::Submit, Scope::Read], None).await.unwrap();
     let user = jobhost_client::Client::with_token(&t.server().url(), Some(&minted.token)).unwrap();
     let socket = user.websocket().await.unwrap();
+    let mut all = socket.subscribe(None).await.unwrap();
+    let mut other = user.websocket().await.unwrap().subscribe(None).await.unwrap();
     let req = SubmitRequest { plugin: "probe".into(), args: vec!["noop".into()], ..SubmitRequest::default() };
     let params = jobhost_client::submit_params(&req).unwrap();
     let before: jobhost_model::Submitted = socket.call("jobs.submit", params.clone()).await.unwrap();
     assert!(before.created);
     t.client.revoke_token(&minted.id).await.unwrap();
+    // Both subscriptions (on two sockets) end within a moment: the revocation was
+    // made here, so they are told at once, not at their next periodic check.
+    for sub in [&mut all, &mut other] {
+        let ended = tokio::time::timeout(Duration::from_millis(1500), async {
+            loop {
+                match sub.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Some(e.to_string()),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("a subscription of the revoked token is still open");
+        if let Some(e) = ended {
+            assert_contains(&e, "revoked");
+        }
+    }
     let after = socket.call::<jobhost_model::Submitted>("jobs.submit", params).await.unwrap_err();
     assert_eq!(after.kind(), Some("unauthorized"), "{after}");
     let listed = t.client.list(None, None, None).await.unwrap();

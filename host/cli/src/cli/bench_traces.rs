@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 /// Runs of each kind, alternating.
 const ROUNDS: usize = 3;
@@ -61,7 +61,9 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
         otlp_requests: sink.requests.load(Ordering::Relaxed),
         otlp_bytes: sink.bytes.load(Ordering::Relaxed),
     };
-    anyhow::ensure!(report.otlp_bytes > 0, "the traced runs exported nothing");
+    if report.otlp_bytes == 0 {
+        eprintln!("bench: the traced runs exported nothing (does OTEL_TRACES_SAMPLER sample nothing?)");
+    }
     println!("no-op jobs per run                        {}", report.jobs_per_run);
     println!("throughput, traces off (median of {ROUNDS})    {:.0} jobs/s", report.untraced_median);
     println!("throughput, traces on  (median of {ROUNDS})    {:.0} jobs/s", report.traced_median);
@@ -104,7 +106,7 @@ async fn run(args: &BenchArgs, noop: &[u8], traces: bool) -> anyhow::Result<f64>
     rate
 }
 
-/// An OTLP/HTTP receiver that reads every request whole and answers `200`.
+/// An OTLP/HTTP receiver that reads every request and answers `200`.
 struct Sink {
     addr: std::net::SocketAddr,
     requests: Arc<AtomicU64>,
@@ -148,8 +150,17 @@ async fn serve(stream: tokio::net::TcpStream, requests: Arc<AtomicU64>, bytes: A
                 len = value.trim().parse().unwrap_or(0);
             }
         }
-        let mut body = vec![0; len];
-        stream.read_exact(&mut body).await?;
+        // Read and dropped through one small buffer: the receiver should cost little
+        // beside what it measures.
+        let mut left = len;
+        while left > 0 {
+            let got = stream.fill_buf().await?.len().min(left);
+            if got == 0 {
+                return Ok(());
+            }
+            stream.consume(got);
+            left -= got;
+        }
         requests.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(len as u64, Ordering::Relaxed);
         stream.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await?;

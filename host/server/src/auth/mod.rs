@@ -70,8 +70,8 @@ pub struct Auth {
     /// When each token was last found good by [`Auth::recheck`], and the revocation
     /// count then.
     checked: Arc<Mutex<HashMap<String, (Instant, u64)>>>,
-    /// Revocations made through this process.
-    revocations: Arc<std::sync::atomic::AtomicU64>,
+    /// Revocations made through this process, counted; watched by open subscriptions.
+    revocations: Arc<tokio::sync::watch::Sender<u64>>,
     /// WebSocket tickets not yet used, by their SHA-256 ([`Auth::ticket`]).
     tickets: Arc<Mutex<HashMap<String, (Caller, Instant)>>>,
 }
@@ -93,7 +93,7 @@ impl Auth {
             store,
             last_written: Arc::default(),
             checked: Arc::default(),
-            revocations: Arc::default(),
+            revocations: Arc::new(tokio::sync::watch::Sender::new(0)),
             tickets: Arc::default(),
         }
     }
@@ -104,7 +104,7 @@ impl Auth {
     /// through this process; a caller without a token (the server itself) always is.
     pub async fn recheck(&self, caller: &Caller) -> Result<std::result::Result<(), Refusal>> {
         let Some(id) = &caller.token_id else { return Ok(Ok(())) };
-        let generation = self.revocations.load(std::sync::atomic::Ordering::Acquire);
+        let generation = *self.revocations.borrow();
         {
             let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((at, seen)) = checked.get(id)
@@ -134,6 +134,12 @@ impl Auth {
                 Ok(Ok(()))
             }
         }
+    }
+
+    /// Changes with every revocation made through this process: what an open
+    /// subscription watches to check its token again at once.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
     }
 
     /// A one-time ticket that opens one WebSocket as `caller`, within
@@ -334,8 +340,9 @@ impl Auth {
         }
         match self.store.revoke_token(id, owner, &ids::now()).await? {
             Some(info) => {
-                // Connections opened with it (or with tokens it minted) learn at their next call.
-                self.revocations.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                // Connections opened with it (or with tokens it minted) learn at their next
+                // call; their subscriptions at once.
+                self.revocations.send_modify(|n| *n += 1);
                 Ok(info)
             }
             None => {

@@ -6,7 +6,9 @@
 //!
 //! The spans live in [`JobTraces`] between stages, keyed by job id, because a job's
 //! stages happen on different tasks: the RPC call, the store's writer (which reports
-//! the insert and the claim as they commit) and the scheduler's run. A job this node
+//! the insert and the claim as they commit; it only queues them, and a task of ours
+//! makes and ends the spans, so the writer, which every job's writes pass through,
+//! does none of that work) and the scheduler's run. A job this node
 //! did not submit (a claim of another node's job, a job recovered after a restart)
 //! gets its root span at the claim. Tracing is off unless the server is told to keep
 //! traces ([`crate::ServerConfig::job_traces`]); off, no span is made and nothing is
@@ -21,9 +23,23 @@ use tracing::Span;
 pub const TARGET: &str = "jobhost::job";
 
 /// The open spans of this node's live jobs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JobTraces {
     live: Mutex<HashMap<String, Live>>,
+    /// Transitions, in commit order, for [`JobTraces::follow`]: the store's writer
+    /// only queues them, so making and ending spans never slows the writer.
+    moves: tokio::sync::mpsc::UnboundedSender<Moved>,
+}
+
+/// What a span needs of a job's transition.
+#[derive(Debug)]
+struct Moved {
+    id: String,
+    plugin: String,
+    kind: &'static str,
+    status: JobStatus,
+    attempt: u32,
+    worker_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -33,9 +49,19 @@ struct Live {
 }
 
 impl JobTraces {
-    /// Traces kept, behind an `Arc` for the observer and the service to share.
+    /// Traces kept, behind an `Arc` for the observer and the service to share; a task
+    /// on the current runtime follows the transitions.
     pub fn new() -> Arc<JobTraces> {
-        Arc::new(JobTraces::default())
+        let (moves, mut follow) = tokio::sync::mpsc::unbounded_channel();
+        let traces = Arc::new(JobTraces { live: Mutex::default(), moves });
+        let weak = Arc::downgrade(&traces);
+        tokio::spawn(async move {
+            while let Some(moved) = follow.recv().await {
+                let Some(traces) = weak.upgrade() else { return };
+                traces.follow(moved);
+            }
+        });
+        traces
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -57,15 +83,29 @@ impl JobTraces {
         self.live().remove(id);
     }
 
-    /// What the store's writer reports as it commits: a job pending (from then until a
-    /// claim, `claim` is open), claimed (`claim` ends) or ended (the root ends).
+    /// What the store's writer reports as it commits, queued for [`JobTraces::follow`].
     pub fn moved(&self, job: &Job) {
+        if matches!(job.status, JobStatus::Pending | JobStatus::Starting) || job.status.is_terminal() {
+            let _ = self.moves.send(Moved {
+                id: job.id.clone(),
+                plugin: job.plugin.clone(),
+                kind: job.kind.as_str(),
+                status: job.status,
+                attempt: job.attempt,
+                worker_id: job.worker_id.clone(),
+            });
+        }
+    }
+
+    /// A job pending (from then until a claim, `claim` is open), claimed (`claim`
+    /// ends) or ended (the root ends).
+    fn follow(&self, job: Moved) {
+        let mut live = self.live();
         match job.status {
             JobStatus::Pending => {
-                let mut live = self.live();
                 let entry = live
                     .entry(job.id.clone())
-                    .or_insert_with(|| Live { job: root(&job.id, &job.plugin, job.kind.as_str()), claim: None });
+                    .or_insert_with(|| Live { job: root(&job.id, &job.plugin, job.kind), claim: None });
                 let claim = tracing::info_span!(
                     target: TARGET,
                     parent: &entry.job, "claim",
@@ -76,20 +116,19 @@ impl JobTraces {
                 entry.claim = Some(claim);
             }
             JobStatus::Starting => {
-                let mut live = self.live();
                 let entry = live
                     .entry(job.id.clone())
-                    .or_insert_with(|| Live { job: root(&job.id, &job.plugin, job.kind.as_str()), claim: None });
+                    .or_insert_with(|| Live { job: root(&job.id, &job.plugin, job.kind), claim: None });
                 if let Some(claim) = entry.claim.take() {
                     claim.record("worker_id", job.worker_id.as_deref().unwrap_or_default());
                 }
             }
-            status if status.is_terminal() => {
-                if let Some(ended) = self.live().remove(&job.id) {
+            status => {
+                if let Some(ended) = live.remove(&job.id) {
+                    drop(live);
                     ended.job.record("status", status.as_str());
                 }
             }
-            _ => {}
         }
     }
 

@@ -24,7 +24,7 @@ use super::{Context, authorize, parse};
 use crate::auth::Scope;
 use crate::jobs::Caller;
 use jsonrpsee::Extensions;
-use jsonrpsee::server::{PendingSubscriptionSink, RpcModule};
+use jsonrpsee::server::{PendingSubscriptionSink, RpcModule, SubscriptionCloseResponse};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
@@ -219,7 +219,7 @@ impl Api {
         P: DeserializeOwned + JsonSchema + Send + 'static,
         E: JsonSchema,
         F: Fn(P, Caller, PendingSubscriptionSink, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = SubscriptionCloseResponse> + Send + 'static,
     {
         let event = self.results.subschema_for::<E>();
         let mut extensions = Map::new();
@@ -253,10 +253,14 @@ impl Api {
             async move {
                 let caller = match access.check(&ctx, &ext) {
                     Ok(c) => c,
-                    Err(e) => return pending.reject(e).await,
+                    Err(e) => {
+                        pending.reject(e).await;
+                        return SubscriptionCloseResponse::None;
+                    }
                 };
                 if let Err(e) = still_valid(&ctx, &caller).await {
-                    return pending.reject(e).await;
+                    pending.reject(e).await;
+                    return SubscriptionCloseResponse::None;
                 }
                 // Held while the handler runs, which is as long as the subscription lives.
                 let key = caller.token_id.clone().unwrap_or_else(|| caller.user_id.clone());
@@ -265,11 +269,15 @@ impl Api {
                     let e = crate::jobs::Error::LimitExceeded(format!(
                         "subscriptions: this token holds {cap} open, the most it may (end some with {unsubscribe})"
                     ));
-                    return pending.reject(super::to_rpc_error(e)).await;
+                    pending.reject(super::to_rpc_error(e)).await;
+                    return SubscriptionCloseResponse::None;
                 };
                 match parse::<P>(&p) {
                     Ok(req) => handler(req, caller, pending, ctx).await,
-                    Err(e) => pending.reject(e).await,
+                    Err(e) => {
+                        pending.reject(e).await;
+                        SubscriptionCloseResponse::None
+                    }
                 }
             }
         })?;

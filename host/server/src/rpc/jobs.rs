@@ -8,7 +8,7 @@ use super::{Context, IdRequest, to_rpc_error};
 use crate::auth::Scope;
 use crate::jobs::{self, Caller, JobPage, LogPage, SubmitRequest, Submitted};
 use jobhost_model::{Job, JobEvent, JobStatus};
-use jsonrpsee::server::{PendingSubscriptionSink, SubscriptionMessage};
+use jsonrpsee::server::{PendingSubscriptionSink, SubscriptionCloseResponse, SubscriptionMessage};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -103,23 +103,58 @@ pub(super) fn register(api: &mut Api) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn subscribe(req: SubscribeRequest, caller: Caller, pending: PendingSubscriptionSink, ctx: Arc<Context>) {
+/// How often an open subscription checks its token again (a revocation through this
+/// node is seen at once, one through another node or an expiry within this).
+const RECHECK_SUBSCRIPTION: Duration = Duration::from_secs(2);
+
+async fn subscribe(
+    req: SubscribeRequest,
+    caller: Caller,
+    pending: PendingSubscriptionSink,
+    ctx: Arc<Context>,
+) -> SubscriptionCloseResponse {
     let mut sub = match ctx.jobs.subscribe(&caller, req.id.as_deref()).await {
         Ok(s) => s,
-        Err(e) => return pending.reject(to_rpc_error(e)).await,
+        Err(e) => {
+            pending.reject(to_rpc_error(e)).await;
+            return SubscriptionCloseResponse::None;
+        }
     };
-    let Ok(sink) = pending.accept().await else { return };
+    let Ok(sink) = pending.accept().await else { return SubscriptionCloseResponse::None };
+    let mut revoked = ctx.auth.revocations();
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_SUBSCRIPTION, RECHECK_SUBSCRIPTION);
     loop {
+        // A subscription lives no longer than its token: checked again at once after a
+        // revocation here, and every few seconds for one elsewhere or an expiry.
         let ev = tokio::select! {
             ev = sub.next() => ev,
-            _ = sink.closed() => return,
+            _ = sink.closed() => return SubscriptionCloseResponse::None,
+            Ok(()) = revoked.changed() => match token_gone(&ctx, &caller).await {
+                Some(end) => return end,
+                None => continue,
+            },
+            _ = recheck.tick() => match token_gone(&ctx, &caller).await {
+                Some(end) => return end,
+                None => continue,
+            },
         };
-        let Some(ev) = ev else { return };
-        let Ok(raw) = serde_json::value::to_raw_value(&ev) else { return };
+        let Some(ev) = ev else { return SubscriptionCloseResponse::None };
+        let Ok(raw) = serde_json::value::to_raw_value(&ev) else { return SubscriptionCloseResponse::None };
         if sink.send(SubscriptionMessage::from(raw)).await.is_err() || sub.ends_with(&ev) {
-            return;
+            return SubscriptionCloseResponse::None;
         }
     }
+}
+
+/// How a subscription ends when its token is no longer good: a last notification
+/// carrying the `unauthorized` error; `None` while the token is good (or cannot be
+/// checked now: the next check will).
+async fn token_gone(ctx: &Context, caller: &Caller) -> Option<SubscriptionCloseResponse> {
+    let refusal = ctx.auth.recheck(caller).await.ok()?.err()?;
+    let error = to_rpc_error(jobs::Error::Unauthorized(format!("{}; the subscription ended", refusal.message())));
+    let raw = serde_json::value::to_raw_value(&error).ok()?;
+    Some(SubscriptionCloseResponse::NotifErr(jsonrpsee::core::SubscriptionError::from_json(raw)))
 }
 
 #[derive(Deserialize, JsonSchema)]
