@@ -9,6 +9,9 @@ pub enum Error {
     /// The thing does not exist or the caller may not see it.
     #[error("{0}")]
     NotFound(String),
+    /// The JSON-RPC request itself is not one (e.g. its `id` is an object).
+    #[error("{0}")]
+    InvalidRequest(String),
     /// A parameter is missing, malformed or out of range.
     #[error("{message}")]
     InvalidParams {
@@ -47,6 +50,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::NotFound(_) => "not_found",
+            Error::InvalidRequest(_) => "invalid_request",
             Error::InvalidParams { .. } => "invalid_params",
             Error::Conflict(_) => "conflict",
             Error::Unauthorized(_) => "unauthorized",
@@ -61,6 +65,7 @@ impl Error {
     pub fn rpc_code(&self) -> i32 {
         match self {
             Error::NotFound(_) => codes::NOT_FOUND,
+            Error::InvalidRequest(_) => codes::INVALID_REQUEST,
             Error::InvalidParams { .. } => codes::INVALID_PARAMS,
             Error::Conflict(_) => codes::CONFLICT,
             Error::Unauthorized(_) => codes::UNAUTHORIZED,
@@ -75,6 +80,7 @@ impl Error {
     pub fn http_status(&self) -> u16 {
         match self {
             Error::NotFound(_) => 404,
+            Error::InvalidRequest(_) => 400,
             Error::InvalidParams { .. } => 400,
             Error::Conflict(_) => 409,
             Error::Unauthorized(_) => 401,
@@ -103,6 +109,8 @@ impl Error {
 
 /// JSON-RPC error codes by kind (`data.kind`). Standard codes where JSON-RPC has one.
 pub mod codes {
+    /// `invalid_request`.
+    pub const INVALID_REQUEST: i32 = -32600;
     /// `invalid_params`.
     pub const INVALID_PARAMS: i32 = -32602;
     /// `internal`.

@@ -158,6 +158,34 @@ async fn tokens_are_stored_hashed_and_the_token_file_is_private() {
     assert!(t.client.list(None, None, None).await.is_ok());
 }
 
+/// POSTs `body` to `/` in 16 KiB chunks (`Transfer-Encoding: chunked`): the status and
+/// the answer as JSON.
+async fn chunked_post(addr: SocketAddr, authorization: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: {authorization}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(16 * 1024) {
+        // The server may answer and close before the last chunks: not an error here.
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
+            || s.write_all(chunk).await.is_err()
+            || s.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp).await;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body.trim()).unwrap_or(serde_json::Value::Null))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn transport_limits_refuse_clearly_and_the_server_keeps_serving() {
     let t = TestServer::start_with(|c| {
@@ -171,6 +199,11 @@ async fn transport_limits_refuse_clearly_and_the_server_keeps_serving() {
         format!(r#"{{"jsonrpc":"2.0","id":1,"method":"jobs.get","params":{{"id":"{}"}}}}"#, "x".repeat(100 * 1024));
     let (status, _) = http_raw(t.server().local_addr, "POST", "/", Some(&auth), big.as_bytes()).await;
     assert_eq!(status, 413, "an oversized request is refused");
+    // The same sent in chunks, without a Content-Length: 413 too, saying why.
+    let (status, answer) = chunked_post(t.server().local_addr, &auth, big.as_bytes()).await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"]["data"]["kind"], "limit_exceeded", "{answer}");
+    assert_contains(answer["error"]["message"].as_str().unwrap_or_default(), "65536 bytes");
     assert_eq!(t.client.health().await.unwrap().status, "ok");
 
     let mut refused = None;

@@ -138,6 +138,20 @@ async fn bad_components_and_bad_params_are_refused_with_stable_kinds() {
     assert_contains(resp["error"]["message"].as_str().unwrap_or_default(), "needs a WebSocket");
     let resp = post_raw(&t, r#"[{"jsonrpc":"2.0","id":6,"method":"jobs.subscribe","params":{}}]"#).await;
     assert_eq!(resp[0]["error"]["data"]["kind"], "unavailable", "{resp}");
+    // An id must be a string, a number or null: an object or an array is an invalid
+    // request (-32600), alone or in a batch (the batch is refused whole).
+    for call in [
+        r#"{"jsonrpc":"2.0","id":{"a":1},"method":"jobs.submit","params":{"plugin":"probe"}}"#,
+        r#"{"jsonrpc":"2.0","id":[7],"method":"system.health"}"#,
+        r#"[{"jsonrpc":"2.0","id":8,"method":"system.health"},{"jsonrpc":"2.0","id":{},"method":"system.health"}]"#,
+    ] {
+        let resp = post_raw(&t, call).await;
+        assert_eq!(resp["error"]["code"], -32600, "{call}: {resp}");
+        assert_eq!(resp["error"]["data"]["kind"], "invalid_request", "{resp}");
+        assert_eq!(resp["id"], serde_json::Value::Null, "{resp}");
+        assert_contains(resp["error"]["message"].as_str().unwrap_or_default(), "an `id` must be");
+    }
+    assert_eq!(post_raw(&t, r#"{"jsonrpc":"2.0","id":"x","method":"system.health"}"#).await["result"]["status"], "ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,9 @@
 //! method (over HTTP and over the WebSocket the request opens). A JSON-RPC POST
 //! without a token goes through, and every method but `system.health` refuses it
 //! (`unauthorized`); a WebSocket upgrade or a file route without a token is `401`.
+//! A JSON-RPC call over plain HTTP is read whole here (up to the body limit, chunked
+//! or not) and refused when its `id` is an object or an array, before jsonrpsee
+//! parses it again ([`whole_call`]).
 //! A WebSocket upgrade may instead carry a one-time `?ticket=` from `tokens.ticket`
 //! (browsers cannot set the header there); the dashboard's files under `/ui/` need
 //! nothing ([`super::ui`]).
@@ -51,6 +54,8 @@ pub struct HttpContext {
     pub cluster: Cluster,
     /// The per-token request rate, shared with the JSON-RPC calls.
     pub rate: std::sync::Arc<super::rate::RateLimiter>,
+    /// The largest JSON-RPC request body.
+    pub max_body_bytes: u32,
 }
 
 /// The layer; see the module docs.
@@ -126,7 +131,7 @@ impl Route {
 
 impl<S, B> Service<HttpRequest<B>> for HttpService<S>
 where
-    S: Service<HttpRequest<B>, Response = HttpResponse> + Clone + Send + 'static,
+    S: Service<HttpRequest<HttpBody>, Response = HttpResponse> + Clone + Send + 'static,
     S::Error: Into<BoxError> + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -192,12 +197,17 @@ where
                 if upgrade && caller.is_none() {
                     return Ok(error_response(&needs_token()));
                 }
-                if !upgrade {
-                    req.extensions_mut().insert(PlainHttp);
-                }
                 if let Some(caller) = caller {
                     req.extensions_mut().insert(caller);
                 }
+                if upgrade {
+                    return inner.call(req.map(HttpBody::new)).await.map_err(Into::into);
+                }
+                req.extensions_mut().insert(PlainHttp);
+                let req = match whole_call(req, ctx.max_body_bytes).await {
+                    Ok(req) => req,
+                    Err(e) => return Ok(error_response(&e)),
+                };
                 return inner.call(req).await.map_err(Into::into);
             }
             let Some(caller) = caller else { return Ok(error_response(&needs_token())) };
@@ -235,6 +245,48 @@ where
             Ok(response)
         }
         .boxed()
+    }
+}
+
+/// A JSON-RPC call (or batch) over plain HTTP, read whole here, up to `max` bytes, and
+/// checked for what jsonrpsee would answer unclearly: a body over the limit sent
+/// without a `Content-Length` (chunked) is `limit_exceeded` (HTTP 413), and a call whose
+/// `id` is an object or an array is `invalid_request` (-32600; jsonrpsee would answer
+/// `null`). A batch with such a call is refused whole.
+async fn whole_call<B>(req: HttpRequest<B>, max: u32) -> Result<HttpRequest<HttpBody>, Error>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, max as usize).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Error::LimitExceeded(format!("request body: the limit is {max} bytes")));
+        }
+        Err(e) => return Err(Error::InvalidRequest(format!("reading the request body: {e}"))),
+    };
+    if has_structured_id(&bytes) {
+        return Err(Error::InvalidRequest(
+            "invalid request: an `id` must be a string, a number or null (not an object or an array)".into(),
+        ));
+    }
+    Ok(HttpRequest::from_parts(parts, HttpBody::new(http_body_util::Full::new(bytes))))
+}
+
+/// Whether a call, or any call of a batch, has an `id` that is an object or an array.
+fn has_structured_id(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Call<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a serde_json::value::RawValue>,
+    }
+    let structured =
+        |call: &Call<'_>| call.id.is_some_and(|id| matches!(id.get().as_bytes().first(), Some(b'{' | b'[')));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice::<Call<'_>>(body).is_ok_and(|call| structured(&call)),
+        Some(b'[') => serde_json::from_slice::<Vec<Call<'_>>>(body).is_ok_and(|calls| calls.iter().any(structured)),
+        _ => false,
     }
 }
 

@@ -197,6 +197,7 @@ pub async fn serve(
         jobs: ctx.jobs.clone(),
         cluster: ctx.cluster.clone(),
         rate: ctx.rate.clone(),
+        max_body_bytes: limits.max_body_bytes,
     });
     let max_batch_answer = limits.max_body_bytes as usize;
     let server = Server::builder()
