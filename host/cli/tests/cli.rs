@@ -308,6 +308,30 @@ fn bench_of_a_workflow_fan_out_prints_its_figures_as_one_json_line() {
 }
 
 #[test]
+fn bench_of_an_archive_unpack_prints_its_figures_as_one_json_line() {
+    let out = Command::new(BIN).args(["bench", "--unpack-files", "500", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["files"], 500, "{report}");
+    for figure in ["archive_bytes", "unpack_s", "files_per_s"] {
+        assert!(report[figure].as_f64().is_some_and(|v| v > 0.0), "{figure} in {report}");
+    }
+}
+
+#[test]
+fn bench_of_traces_compares_runs_with_and_without_and_exports_spans() {
+    let out = Command::new(BIN).args(["bench", "--traces", "--jobs", "40", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["untraced_jobs_per_s"].as_array().map(Vec::len), Some(3), "{report}");
+    assert_eq!(report["traced_jobs_per_s"].as_array().map(Vec::len), Some(3), "{report}");
+    assert!(report["otlp_bytes"].as_u64().is_some_and(|b| b > 0), "the traced runs exported spans: {report}");
+    assert!(report["traced_vs_untraced"].as_f64().is_some_and(|r| r > 0.0), "{report}");
+}
+
+#[test]
 fn bench_prints_every_figure_as_one_json_line() {
     let out = Command::new(BIN)
         .args(["bench", "--jobs", "200", "--latency-jobs", "20", "--spawns", "20", "--concurrent", "20", "--json"])

@@ -5,11 +5,12 @@
 //! absolute path, no `..`), not named twice, and the entries and their bytes must
 //! stay within the upload's limits. Only an archive that passes all of that is
 //! unpacked, through cap-std inside the upload's directory; links, devices and
-//! fifos are refused, so nothing can be written or pointed outside it.
+//! fifos are refused, so nothing can be written or pointed outside it. The files are
+//! put on disk together at the end ([`sync`]), not one by one.
 
 use super::{UploadLimits, check_path, open_dir};
 use crate::jobs::{Error, Result};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -31,29 +32,48 @@ pub fn unpack(
     have_bytes: u64,
     have_files: u64,
 ) -> Result<Unpacked> {
-    let entries = check(std::fs::File::open(archive).map_err(io_internal)?, limits, have_bytes, have_files)?;
+    let entries: HashMap<PathBuf, Kind> =
+        check(std::fs::File::open(archive).map_err(io_internal)?, limits, have_bytes, have_files)?
+            .into_iter()
+            .collect();
     let dir = open_dir(root)?;
     let mut tar = tar::Archive::new(std::fs::File::open(archive).map_err(io_internal)?);
     let mut unpacked = Unpacked { files: 0, bytes: 0 };
+    // Directories made so far: a tree of many small files asks for each parent once.
+    let mut made: HashSet<PathBuf> = HashSet::new();
+    let mut make_dir = |path: &Path| -> Result<()> {
+        if !made.contains(path) {
+            dir.create_dir_all(path).map_err(|e| conflict(path, &e))?;
+            made.extend(path.ancestors().filter(|a| !a.as_os_str().is_empty()).map(Path::to_path_buf));
+        }
+        Ok(())
+    };
     for entry in tar.entries().map_err(bad_archive)? {
         let mut entry = entry.map_err(bad_archive)?;
         let Some(path) = entry_path(&entry)? else { continue };
-        let Some(kind) = entries.iter().find(|(p, _)| *p == path).map(|(_, k)| *k) else { continue };
+        let Some(&kind) = entries.get(&path) else { continue };
         match kind {
-            Kind::Dir => dir.create_dir_all(&path).map_err(|e| conflict(&path, &e))?,
+            Kind::Dir => make_dir(&path)?,
             Kind::File => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    dir.create_dir_all(parent).map_err(|e| conflict(&path, &e))?;
+                    make_dir(parent)?;
                 }
                 let mut file = dir.create(&path).map_err(|e| conflict(&path, &e))?;
                 let n = io::copy(&mut entry, &mut file).map_err(io_internal)?;
-                file.sync_all().map_err(io_internal)?;
                 unpacked.files += 1;
                 unpacked.bytes += n;
             }
         }
     }
     Ok(unpacked)
+}
+
+/// Puts on disk everything written to the file system holding `root` (the files an
+/// archive brought and the renames that moved them in): one `syncfs` rather than an
+/// `fsync` per file, which made a tree of 10,000 small files take 20 s.
+pub fn sync(root: &Path) -> Result<()> {
+    let dir = std::fs::File::open(root).map_err(io_internal)?;
+    rustix::fs::syncfs(&dir).map_err(|e| io_internal(e.into()))
 }
 
 /// Moves what `staged` holds (a directory an archive was just unpacked into) into the

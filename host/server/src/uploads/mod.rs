@@ -272,7 +272,8 @@ impl Uploads {
             let _ = std::fs::remove_dir_all(&partial);
             std::fs::create_dir_all(&partial).map_err(|e| internal("unpacking an upload", &e))?;
             archive::unpack(&archive, &partial, &limits, 0, 0)?;
-            std::fs::rename(&partial, &dest).map_err(|e| internal("placing an upload", &e))
+            std::fs::rename(&partial, &dest).map_err(|e| internal("placing an upload", &e))?;
+            archive::sync(&dest)
         })
         .await
         .map_err(|e| Error::Internal(format!("unpacking an upload: {e}")))?
@@ -345,6 +346,7 @@ impl Uploads {
                 .map_err(|e| internal("unpacking an archive", &e))?;
             let unpacked = archive::unpack(&staged, scratch.path(), &limits, bytes, files)?;
             archive::move_in(scratch.path(), &root)?;
+            archive::sync(&root)?;
             Ok::<_, Error>(unpacked)
         })
         .await
