@@ -172,6 +172,7 @@ impl Jobs {
             events: jobs.events.clone(),
             running: jobs.running.clone(),
             work: jobs.work.clone(),
+            traces: jobs.traces.clone(),
         };
         jobs.store.on_remote(Box::new(move |remote| hearing.hear(remote)));
         jobs
@@ -262,6 +263,7 @@ struct Hearing {
     events: EventBus,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
     work: Arc<tokio::sync::Notify>,
+    traces: Option<Arc<trace::JobTraces>>,
 }
 
 impl Hearing {
@@ -278,6 +280,9 @@ impl Hearing {
         };
         if moved.iter().any(|(_, status)| *status == JobStatus::Pending) {
             self.work.notify_one();
+        }
+        if let Some(traces) = &self.traces {
+            moved.iter().for_each(|(id, status)| traces.moved_elsewhere(id, *status));
         }
         {
             let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);

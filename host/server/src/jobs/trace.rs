@@ -40,6 +40,8 @@ struct Moved {
     status: JobStatus,
     attempt: u32,
     worker_id: Option<String>,
+    /// Moved by another node: only spans this node holds end.
+    remote: bool,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,23 @@ impl JobTraces {
                 status: job.status,
                 attempt: job.attempt,
                 worker_id: job.worker_id.clone(),
+                remote: false,
+            });
+        }
+    }
+
+    /// What another node moved (heard through the store): a job this node submitted
+    /// that another claimed or ended ends its spans here too, so none is kept forever.
+    pub fn moved_elsewhere(&self, id: &str, status: JobStatus) {
+        if status == JobStatus::Starting || status.is_terminal() {
+            let _ = self.moves.send(Moved {
+                id: id.to_owned(),
+                plugin: String::new(),
+                kind: "",
+                status,
+                attempt: 0,
+                worker_id: None,
+                remote: true,
             });
         }
     }
@@ -101,7 +120,11 @@ impl JobTraces {
     /// ends) or ended (the root ends).
     fn follow(&self, job: Moved) {
         let mut live = self.live();
+        if job.remote && !live.contains_key(&job.id) {
+            return;
+        }
         match job.status {
+            JobStatus::Pending if job.remote => {}
             JobStatus::Pending => {
                 let entry = live
                     .entry(job.id.clone())
@@ -165,4 +188,29 @@ fn root(id: &str, plugin: &str, kind: &str) -> Span {
         kind = kind,
         status = tracing::field::Empty
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_ended_on_another_node_leaves_no_span_here() {
+        let traces = JobTraces::new();
+        let _submit = traces.submitting("job_a", "probe", "wasm");
+        let _other = traces.submitting("job_b", "probe", "wasm");
+        traces.moved_elsewhere("job_a", JobStatus::Starting);
+        traces.moved_elsewhere("job_a", JobStatus::Completed);
+        // A job this node never held is not made up from what another node did.
+        traces.moved_elsewhere("job_c", JobStatus::Completed);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let live: Vec<String> = traces.live().keys().cloned().collect();
+            if live == ["job_b"] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "still held: {live:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
 }
