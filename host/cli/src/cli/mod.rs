@@ -11,6 +11,7 @@
 
 mod artifacts;
 mod bench;
+mod bench_baselines;
 mod bench_containers;
 mod bench_nodes;
 mod bench_pull;

@@ -84,18 +84,20 @@ impl Jobs {
         let first = this_minute - TimeDelta::minutes(59);
         let user = (!caller.is_admin).then_some(caller.user_id.as_str());
         let counted = self.store.job_minutes(user, &ids::floor(ids::JOB, first)).await?;
-        let key = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
-        let mut minutes: Vec<jobhost_model::MinuteStats> = (0..60)
-            .map(|i| jobhost_model::MinuteStats {
-                at: (first + minute * i).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        let starts: Vec<chrono::DateTime<Utc>> = (0..60).map(|i| first + minute * i).collect();
+        let mut minutes: Vec<jobhost_model::MinuteStats> = starts
+            .iter()
+            .map(|t| jobhost_model::MinuteStats {
+                at: t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 submitted: 0,
                 started: 0,
                 ended: 0,
                 queue_depth: 0,
             })
             .collect();
+        // The store names minutes `YYYY-MM-DDTHH:MM`.
         let index: std::collections::HashMap<String, usize> =
-            (0..60).map(|i| (key(first + minute * i32::try_from(i).unwrap_or(0)), i)).collect();
+            starts.iter().enumerate().map(|(i, t)| (t.format("%Y-%m-%dT%H:%M").to_string(), i)).collect();
         for (created, left, ended, n) in &counted.rows {
             if let Some(&i) = index.get(created) {
                 minutes[i].submitted += n;
