@@ -320,6 +320,23 @@ fn bench_of_an_archive_unpack_prints_its_figures_as_one_json_line() {
 }
 
 #[test]
+fn bench_of_subscriptions_measures_a_server_process_and_sees_them_all_closed() {
+    let out = Command::new(BIN).args(["bench", "--subscriptions", "64", "--sockets", "4", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!((report["sockets"].as_u64(), report["subscriptions_per_socket"].as_u64()), (Some(4), Some(64)));
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{report}");
+    for round in rounds {
+        for figure in ["open_rss_mb", "closed_rss_mb"] {
+            assert!(round[figure].as_f64().is_some_and(|v| v > 0.0), "{figure} in {report}");
+        }
+    }
+    assert!(report["before_rss_mb"].as_f64().is_some_and(|v| v > 0.0), "{report}");
+}
+
+#[test]
 fn bench_of_traces_compares_runs_with_and_without_and_exports_spans() {
     let out = Command::new(BIN).args(["bench", "--traces", "--jobs", "40", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -590,4 +590,9 @@ impl Events {
     pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Map<String, Value>) -> Result<T> {
         Ok(self.ws.request(method, params).await?)
     }
+
+    /// Resolves once the socket is closed (by the server, or broken).
+    pub async fn closed(&self) {
+        let _closed_by = self.ws.on_disconnect().await;
+    }
 }

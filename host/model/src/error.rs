@@ -35,6 +35,13 @@ pub enum Error {
     /// The server cannot serve it now (shutting down, overloaded).
     #[error("{0}")]
     Unavailable(String),
+    /// The client holds as many connections (or long polls) as it may: retry once one
+    /// of them has closed. HTTP 429.
+    #[error("{0}")]
+    Busy(String),
+    /// The request did not arrive within its deadline (a body sent too slowly). HTTP 408.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A fault on our side; the detail goes to the log, not to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +64,8 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::LimitExceeded(_) => "limit_exceeded",
             Error::Unavailable(_) => "unavailable",
+            Error::Busy(_) => "busy",
+            Error::RequestTimeout(_) => "request_timeout",
             Error::Internal(_) => "internal",
         }
     }
@@ -72,6 +81,8 @@ impl Error {
             Error::Forbidden(_) => codes::FORBIDDEN,
             Error::LimitExceeded(_) => codes::LIMIT_EXCEEDED,
             Error::Unavailable(_) => codes::UNAVAILABLE,
+            Error::Busy(_) => codes::BUSY,
+            Error::RequestTimeout(_) => codes::REQUEST_TIMEOUT,
             Error::Internal(_) => codes::INTERNAL,
         }
     }
@@ -87,6 +98,8 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::LimitExceeded(_) => 413,
             Error::Unavailable(_) => 503,
+            Error::Busy(_) => 429,
+            Error::RequestTimeout(_) => 408,
             Error::Internal(_) => 500,
         }
     }
@@ -127,6 +140,10 @@ pub mod codes {
     pub const LIMIT_EXCEEDED: i32 = -32005;
     /// `unavailable`.
     pub const UNAVAILABLE: i32 = -32006;
+    /// `busy`.
+    pub const BUSY: i32 = -32007;
+    /// `request_timeout`.
+    pub const REQUEST_TIMEOUT: i32 = -32008;
 }
 
 /// Result with [`Error`].

@@ -59,6 +59,9 @@ pub struct Metrics {
     commit_seconds: Histogram,
     claim_seconds: Histogram,
     claim_jobs: Histogram,
+    connections: Gauge,
+    subscriptions: Gauge,
+    waits: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,6 +99,10 @@ impl Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let claim_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let claim_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        let (connections, subscriptions, waits) = (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register("connections_open", "Client connections open now (WebSockets included)", connections.clone());
+        registry.register("subscriptions_open", "Subscriptions open now", subscriptions.clone());
+        registry.register("waits_open", "`jobs.wait` calls over plain HTTP waiting now", waits.clone());
         registry.register("jobs_submitted", "Jobs submitted through this node, by kind", submitted.clone());
         registry.register("jobs_started", "Jobs this node claimed, by kind", started.clone());
         registry.register("jobs_ended", "Jobs that ended on this node, by kind and status", ended.clone());
@@ -148,6 +155,9 @@ impl Metrics {
             commit_seconds,
             claim_seconds,
             claim_jobs,
+            connections,
+            subscriptions,
+            waits,
         }
     }
 
@@ -221,6 +231,21 @@ impl Metrics {
         self.heartbeats.inc();
     }
 
+    /// One more open connection, for as long as the answer is kept.
+    pub fn connection(&self) -> Counted {
+        Counted::new(&self.connections)
+    }
+
+    /// One more `jobs.wait` waiting, for as long as the answer is kept.
+    pub fn wait(&self) -> Counted {
+        Counted::new(&self.waits)
+    }
+
+    /// One more open subscription, for as long as the answer is kept.
+    pub fn subscription(&self) -> Counted {
+        Counted::new(&self.subscriptions)
+    }
+
     /// The text exposition, with the gauges set to `queue_depth` and `running`.
     pub fn render(&self, queue_depth: u64, running: u64) -> String {
         self.queue_depth.set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
@@ -230,6 +255,23 @@ impl Metrics {
             tracing::error!(error = %e, "encoding the metrics");
         }
         text
+    }
+}
+
+/// One unit of a gauge of things open now, given back when dropped.
+#[derive(Debug)]
+pub struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: &Gauge) -> Counted {
+        gauge.inc();
+        Counted(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

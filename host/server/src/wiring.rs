@@ -239,10 +239,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     };
     let auth = Auth::new(store.clone());
     auth.bootstrap(data).await.context("creating the first admin token")?;
+    rpc::conn::raise_open_files();
     // Bound now: a node that was given no address advertises the one it listens on.
-    let listener =
-        std::net::TcpListener::bind(config.listen).with_context(|| format!("listening on {}", config.listen))?;
-    listener.set_nonblocking(true).context("setting up the listening socket")?;
+    let listener = rpc::conn::listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let local_addr = listener.local_addr().context("reading the listening address")?;
     let mut node = config.node.clone();
     // Declared GPUs, or what NVML finds (none on a machine without the driver).

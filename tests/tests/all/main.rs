@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod connections;
 mod containers;
 mod core;
 mod dashboard;
@@ -173,8 +174,32 @@ pub async fn http_raw(
     authorization: Option<&str>,
     body: &[u8],
 ) -> (u16, serde_json::Value) {
+    http_raw_from(connect(addr).await, method, path, authorization, body).await
+}
+
+/// A connection to `addr` from `127.0.0.1`.
+pub async fn connect(addr: SocketAddr) -> tokio::net::TcpStream {
+    connect_from([127, 0, 0, 1], addr).await
+}
+
+/// A connection to `addr` from the loopback address `from` (any of 127.0.0.0/8: each is
+/// a client address of its own to the server).
+pub async fn connect_from(from: [u8; 4], addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// [`http_raw`] over the connection `s`.
+pub async fn http_raw_from(
+    mut s: tokio::net::TcpStream,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let addr = s.peer_addr().unwrap();
     let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",

@@ -120,6 +120,14 @@ pub struct BenchArgs {
     /// unpacked, on disk), instead of the job figures.
     #[arg(long, value_name = "N", conflicts_with_all = ["database_url", "container", "workflow_tasks", "traces"])]
     unpack_files: Option<u64>,
+    /// Measure the memory of a `jobhost serve` process holding this many subscriptions
+    /// on each of `--sockets` WebSockets, before, while open and once closed, instead of
+    /// the job figures.
+    #[arg(long, value_name = "N", conflicts_with_all = ["database_url", "container", "workflow_tasks", "traces", "unpack_files"])]
+    subscriptions: Option<u32>,
+    /// WebSockets held open with `--subscriptions`.
+    #[arg(long, default_value_t = 100, requires = "subscriptions")]
+    pub(super) sockets: u32,
 }
 
 /// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
@@ -153,6 +161,9 @@ pub async fn exec(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(files) = args.unpack_files {
         return super::bench_unpack::exec(&args, files).await;
+    }
+    if let Some(per_socket) = args.subscriptions {
+        return super::bench_subscriptions::exec(&args, per_socket).await;
     }
     if args.traces {
         return super::bench_traces::exec(&args, &noop).await;

@@ -74,9 +74,24 @@ pub(super) struct ServeArgs {
     /// Most calls in one JSON-RPC batch [default: 1000].
     #[arg(long)]
     max_batch: Option<u32>,
-    /// Most connections at once [default: 1024].
+    /// Most sockets open at once, over every client [default: 10000].
     #[arg(long)]
     max_connections: Option<u32>,
+    /// Connections one client address may hold without a token [default: 128].
+    #[arg(long)]
+    max_connections_per_address: Option<u32>,
+    /// Connections (WebSockets included) one token may hold at once [default: 512].
+    #[arg(long)]
+    max_connections_per_token: Option<u32>,
+    /// `jobs.wait` calls one token may have waiting at once [default: 4096].
+    #[arg(long)]
+    max_waits_per_token: Option<u32>,
+    /// Seconds a JSON-RPC body may take to arrive, and a file's body may go quiet [default: 60].
+    #[arg(long)]
+    body_read_timeout_s: Option<u32>,
+    /// Seconds a request's headers may take to arrive, and an idle connection may stay [default: 30].
+    #[arg(long)]
+    header_read_timeout_s: Option<u32>,
     /// Calls per second each token may make, sustained [default: 5000].
     #[arg(long)]
     rate_per_s: Option<u32>,
@@ -146,6 +161,9 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (args.max_request_bytes, &mut t.max_body_bytes, "--max-request-bytes"),
         (args.max_batch, &mut t.max_batch, "--max-batch"),
         (args.max_connections, &mut t.max_connections, "--max-connections"),
+        (args.max_connections_per_address, &mut t.max_connections_per_address, "--max-connections-per-address"),
+        (args.max_connections_per_token, &mut t.max_connections_per_token, "--max-connections-per-token"),
+        (args.max_waits_per_token, &mut t.max_waits_per_token, "--max-waits-per-token"),
         (args.rate_per_s, &mut t.rate_per_s, "--rate-per-s"),
         (args.rate_burst, &mut t.rate_burst, "--rate-burst"),
         (args.max_subscriptions_per_token, &mut t.max_subscriptions_per_token, "--max-subscriptions-per-token"),
@@ -153,6 +171,16 @@ pub(super) async fn exec(args: ServeArgs) -> anyhow::Result<ExitCode> {
         match value {
             Some(0) => bail!("{name} must be at least 1"),
             Some(v) => *slot = v,
+            None => {}
+        }
+    }
+    for (value, slot, name) in [
+        (args.body_read_timeout_s, &mut t.body_read_timeout, "--body-read-timeout-s"),
+        (args.header_read_timeout_s, &mut t.header_read_timeout, "--header-read-timeout-s"),
+    ] {
+        match value {
+            Some(0) => bail!("{name} must be at least 1"),
+            Some(v) => *slot = Duration::from_secs(u64::from(v)),
             None => {}
         }
     }

@@ -272,6 +272,7 @@ impl Api {
                     pending.reject(super::to_rpc_error(e)).await;
                     return SubscriptionCloseResponse::None;
                 };
+                let _counted = ctx.jobs.metrics().subscription();
                 match parse::<P>(&p) {
                     Ok(req) => handler(req, caller, pending, ctx).await,
                     Err(e) => {
@@ -379,6 +380,8 @@ fn errors() -> Value {
         ("forbidden", FORBIDDEN, "The token may not do this."),
         ("limit_exceeded", LIMIT_EXCEEDED, "A request is over a server limit."),
         ("unavailable", UNAVAILABLE, "The feature is not available on this server now."),
+        ("busy", BUSY, "The client holds as many connections or long polls as it may; retry later."),
+        ("request_timeout", REQUEST_TIMEOUT, "The request's body did not arrive in time."),
         ("internal", INTERNAL, "The server failed; the detail is in its log."),
     ];
     let map: Map<String, Value> = kinds

@@ -1,14 +1,15 @@
-//! How many of something each token holds at once (its live subscriptions), against a
-//! cap: taking one answers a guard that gives it back when dropped, so a subscription
-//! that ends in any way (unsubscribed, its job ended, its socket closed) counts no
-//! more.
+//! How many of something each key holds at once, against a cap: a token's live
+//! subscriptions, connections and long polls, an address's unauthenticated
+//! connections. Taking one answers a guard that gives it back when dropped, so a
+//! subscription or a connection that ends in any way (unsubscribed, its job ended, its
+//! socket closed) counts no more.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Per-key counts under a cap.
+/// Per-key counts under one cap.
 #[derive(Debug)]
-pub struct PerToken {
+pub struct PerKey {
     cap: usize,
     held: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -20,10 +21,10 @@ pub struct Held {
     held: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-impl PerToken {
+impl PerKey {
     /// At most `cap` at once per key.
-    pub fn new(cap: usize) -> PerToken {
-        PerToken { cap, held: Arc::default() }
+    pub fn new(cap: usize) -> PerKey {
+        PerKey { cap, held: Arc::default() }
     }
 
     /// The cap.
@@ -61,7 +62,7 @@ mod tests {
 
     #[test]
     fn a_key_holds_up_to_the_cap_and_gets_back_what_it_drops() {
-        let per = PerToken::new(2);
+        let per = PerKey::new(2);
         let (a, b) = (per.take("t").unwrap(), per.take("t").unwrap());
         assert!(per.take("t").is_none());
         assert!(per.take("other").is_some(), "counts are per key");

@@ -25,6 +25,7 @@
 //!   ([`Cluster`]); another node's request proves itself with the cluster secret in
 //!   the [`CLUSTER_HEADER`] header instead of a token.
 
+use super::conn::{Call, Conn};
 use crate::auth::{Auth, Scope};
 use crate::cluster::{CLUSTER_HEADER, Cluster};
 use crate::jobs::{Caller, Error, Jobs};
@@ -37,6 +38,7 @@ use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::AsyncWriteExt as _;
 use tower::{Layer, Service};
@@ -56,6 +58,8 @@ pub struct HttpContext {
     pub rate: std::sync::Arc<super::rate::RateLimiter>,
     /// The largest JSON-RPC request body.
     pub max_body_bytes: u32,
+    /// How long a JSON-RPC body may take to arrive, and a file's body may go without a byte.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The layer; see the module docs.
@@ -192,25 +196,45 @@ where
                     Err(e) => return Ok(error_response(&e)),
                 },
             };
+            // The connection's caps (absent only for a service not behind `conn::accept`).
+            let conn = req.extensions().get::<Arc<Conn>>().cloned();
+            let admit = |caller: Option<&Caller>, call: Call| match &conn {
+                Some(conn) => conn.admit(caller, call),
+                None => Ok(None),
+            };
             if let Route::Rpc = route {
                 let upgrade = is_upgrade(&req);
-                if upgrade && caller.is_none() {
-                    return Ok(error_response(&needs_token()));
-                }
-                if let Some(caller) = caller {
-                    req.extensions_mut().insert(caller);
-                }
                 if upgrade {
+                    let Some(caller) = caller else { return Ok(error_response(&needs_token())) };
+                    if let Err(e) = admit(Some(&caller), Call::Other) {
+                        return Ok(error_response(&e));
+                    }
+                    if let Some(conn) = &conn {
+                        conn.becomes_socket(&caller);
+                    }
+                    req.extensions_mut().insert(caller);
                     return inner.call(req.map(HttpBody::new)).await.map_err(Into::into);
                 }
                 req.extensions_mut().insert(PlainHttp);
-                let req = match whole_call(req, ctx.max_body_bytes).await {
-                    Ok(req) => req,
+                let (req, call) = match whole_call(req, ctx.max_body_bytes, ctx.body_read_timeout).await {
+                    Ok(read) => read,
                     Err(e) => return Ok(error_response(&e)),
                 };
+                // Held until the answer is made: a long poll's place among its token's waits.
+                let _wait = match admit(caller.as_ref(), call) {
+                    Ok(wait) => wait,
+                    Err(e) => return Ok(error_response(&e)),
+                };
+                let mut req = req;
+                if let Some(caller) = caller {
+                    req.extensions_mut().insert(caller);
+                }
                 return inner.call(req).await.map_err(Into::into);
             }
             let Some(caller) = caller else { return Ok(error_response(&needs_token())) };
+            if let Err(e) = admit(Some(&caller), Call::Other) {
+                return Ok(error_response(&e));
+            }
             // A file transfer counts against its token's rate as a call does.
             if let Some(token) = &caller.token_id
                 && !ctx.rate.allow(token)
@@ -248,45 +272,76 @@ where
     }
 }
 
-/// A JSON-RPC call (or batch) over plain HTTP, read whole here, up to `max` bytes, and
-/// checked for what jsonrpsee would answer unclearly: a body over the limit sent
-/// without a `Content-Length` (chunked) is `limit_exceeded` (HTTP 413), and a call whose
-/// `id` is an object or an array is `invalid_request` (-32600; jsonrpsee would answer
-/// `null`). A batch with such a call is refused whole.
-async fn whole_call<B>(req: HttpRequest<B>, max: u32) -> Result<HttpRequest<HttpBody>, Error>
+/// A JSON-RPC call (or batch) over plain HTTP, read whole here, up to `max` bytes and
+/// within `deadline`, and checked for what jsonrpsee would answer unclearly: a body
+/// over the limit sent without a `Content-Length` (chunked) is `limit_exceeded` (HTTP
+/// 413), one still arriving at the deadline is `request_timeout` (HTTP 408), and a
+/// call whose `id` is an object or an array is `invalid_request` (-32600; jsonrpsee
+/// would answer `null`). A batch with such a call is refused whole. Also answers what
+/// the call is, for the connection caps.
+async fn whole_call<B>(
+    req: HttpRequest<B>,
+    max: u32,
+    deadline: std::time::Duration,
+) -> Result<(HttpRequest<HttpBody>, Call), Error>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let bytes = match http_body_util::Limited::new(body, max as usize).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let read = tokio::time::timeout(deadline, http_body_util::Limited::new(body, max as usize).collect());
+    let bytes = match read.await {
+        Err(_) => {
+            return Err(Error::RequestTimeout(format!(
+                "request body: it did not arrive within {} s",
+                deadline.as_secs_f64()
+            )));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(Error::LimitExceeded(format!("request body: the limit is {max} bytes")));
         }
-        Err(e) => return Err(Error::InvalidRequest(format!("reading the request body: {e}"))),
+        Ok(Err(e)) => return Err(Error::InvalidRequest(format!("reading the request body: {e}"))),
     };
-    if has_structured_id(&bytes) {
+    let (structured, call) = inspect(&bytes);
+    if structured {
         return Err(Error::InvalidRequest(
             "invalid request: an `id` must be a string, a number or null (not an object or an array)".into(),
         ));
     }
-    Ok(HttpRequest::from_parts(parts, HttpBody::new(http_body_util::Full::new(bytes))))
+    Ok((HttpRequest::from_parts(parts, HttpBody::new(http_body_util::Full::new(bytes))), call))
 }
 
-/// Whether a call, or any call of a batch, has an `id` that is an object or an array.
-fn has_structured_id(body: &[u8]) -> bool {
+/// Whether a call, or any call of a batch, has an `id` that is an object or an array,
+/// and what the body asks for: one `system.health` or one `jobs.wait` call, or else.
+fn inspect(body: &[u8]) -> (bool, Call) {
     #[derive(serde::Deserialize)]
-    struct Call<'a> {
+    struct One<'a> {
         #[serde(borrow, default)]
         id: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
     }
     let structured =
-        |call: &Call<'_>| call.id.is_some_and(|id| matches!(id.get().as_bytes().first(), Some(b'{' | b'[')));
+        |call: &One<'_>| call.id.is_some_and(|id| matches!(id.get().as_bytes().first(), Some(b'{' | b'[')));
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice::<Call<'_>>(body).is_ok_and(|call| structured(&call)),
-        Some(b'[') => serde_json::from_slice::<Vec<Call<'_>>>(body).is_ok_and(|calls| calls.iter().any(structured)),
-        _ => false,
+        Some(b'{') => match serde_json::from_slice::<One<'_>>(body) {
+            Ok(call) => {
+                let kind = match call.method.as_deref() {
+                    Some("system.health") => Call::Health,
+                    Some("jobs.wait") => Call::LongPoll,
+                    _ => Call::Other,
+                };
+                (structured(&call), kind)
+            }
+            Err(_) => (false, Call::Other),
+        },
+        Some(b'[') => {
+            let structured =
+                serde_json::from_slice::<Vec<One<'_>>>(body).is_ok_and(|calls| calls.iter().any(structured));
+            (structured, Call::Other)
+        }
+        _ => (false, Call::Other),
     }
 }
 
@@ -366,7 +421,8 @@ fn content_length<B>(req: &HttpRequest<B>) -> Option<u64> {
 }
 
 /// Receives the body into a staged file, failing once more than `max` bytes arrived
-/// (or when `Content-Length` already says so).
+/// (or when `Content-Length` already says so), or when the body goes quiet for the
+/// body read timeout.
 async fn receive<B>(ctx: &HttpContext, req: HttpRequest<B>, max: u64) -> Result<tempfile::TempPath, Error>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -380,7 +436,9 @@ where
     let mut file = tokio::fs::File::from_std(file);
     let mut body = req.into_body();
     let mut written = 0u64;
-    while let Some(frame) = body.frame().await {
+    let idle = ctx.body_read_timeout;
+    let stalled = || Error::RequestTimeout(format!("request body: no byte arrived for {} s", idle.as_secs_f64()));
+    while let Some(frame) = tokio::time::timeout(idle, body.frame()).await.map_err(|_| stalled())? {
         let frame = frame.map_err(|e| Error::invalid("body", format!("reading the request body: {}", e.into())))?;
         let Ok(data) = frame.into_data() else { continue };
         written += data.len() as u64;
@@ -572,8 +630,15 @@ pub fn error_response(e: &Error) -> HttpResponse {
     let err = e.to_object();
     let body = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": err });
     let mut resp = json_response(status_of(e), &body);
-    if matches!(e, Error::Unauthorized(_)) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    match e {
+        Error::Unauthorized(_) => {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // A connection over its cap, or one whose body was too slow, is not kept.
+        Error::Busy(_) | Error::RequestTimeout(_) => {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
     }
     resp
 }

@@ -21,6 +21,7 @@ mod access;
 pub mod api;
 mod artifacts;
 mod batch;
+pub mod conn;
 mod held;
 pub mod http;
 mod jobs;
@@ -45,8 +46,9 @@ pub use api::{Access, Api};
 pub use artifacts::{DEFAULT_READ, MAX_READ};
 pub use jobhost_model::{ArtifactData, ArtifactList, Health, PluginList, TokenList, UserList, codes};
 use jsonrpsee::Extensions;
+use jsonrpsee::Methods;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
-use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle, stop_channel};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -62,14 +64,27 @@ pub struct TransportLimits {
     pub max_body_bytes: u32,
     /// Most calls in one batch.
     pub max_batch: u32,
-    /// Most connections at once.
+    /// Most sockets open at once, over every client: the last guard of the server's
+    /// file descriptors (see [`conn`] for the caps that come first).
     pub max_connections: u32,
+    /// Connections one client address may hold before a token has claimed them.
+    pub max_connections_per_address: u32,
+    /// Connections (WebSockets included) one token may hold at once.
+    pub max_connections_per_token: u32,
+    /// `jobs.wait` calls one token may have waiting at once.
+    pub max_waits_per_token: u32,
     /// Calls per second each token may make, sustained.
     pub rate_per_s: u32,
     /// Calls a token may make in a burst above the sustained rate.
     pub rate_burst: u32,
     /// Subscriptions a token may hold open at once (over all its connections).
     pub max_subscriptions_per_token: u32,
+    /// How long a request's headers may take to arrive (and an idle keep-alive
+    /// connection may stay open).
+    pub header_read_timeout: std::time::Duration,
+    /// How long a JSON-RPC call's body may take to arrive, and a file route's body
+    /// may go without a byte.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Default for TransportLimits {
@@ -77,10 +92,15 @@ impl Default for TransportLimits {
         TransportLimits {
             max_body_bytes: 64 << 20,
             max_batch: 1000,
-            max_connections: 1024,
+            max_connections: 10_000,
+            max_connections_per_address: 128,
+            max_connections_per_token: 512,
+            max_waits_per_token: 4096,
             rate_per_s: 5_000,
             rate_burst: 50_000,
             max_subscriptions_per_token: 256,
+            header_read_timeout: std::time::Duration::from_secs(30),
+            body_read_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -109,7 +129,7 @@ pub struct Context {
     /// Per-token request rates.
     pub rate: Arc<rate::RateLimiter>,
     /// Per-token live subscriptions.
-    pub subscriptions: held::PerToken,
+    pub subscriptions: held::PerKey,
 }
 
 /// The services the API calls into.
@@ -141,7 +161,7 @@ impl Context {
         let Services { jobs, plugins, uploads, auth, sweeper, models, nodes, cluster, runs } = services;
         let rate = Arc::new(rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst));
         let subscriptions =
-            held::PerToken::new(usize::try_from(limits.max_subscriptions_per_token).unwrap_or(usize::MAX));
+            held::PerKey::new(usize::try_from(limits.max_subscriptions_per_token).unwrap_or(usize::MAX));
         Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, runs, rate, subscriptions }
     }
 }
@@ -180,6 +200,8 @@ pub struct RpcServer {
 }
 
 /// Serves the API on `listener` (bound by the caller, who may need its address first).
+/// Connections are accepted by [`conn::accept`], which counts them against their caps
+/// and hands each to jsonrpsee's service for one connection.
 pub async fn serve(
     listener: std::net::TcpListener,
     ctx: Context,
@@ -188,9 +210,13 @@ pub async fn serve(
     let config = ServerConfig::builder()
         .max_request_body_size(limits.max_body_bytes)
         .max_response_body_size(limits.max_body_bytes)
-        .max_connections(limits.max_connections)
+        // jsonrpsee counts requests in flight against this; the caps that matter are
+        // counted per connection, by `conn`.
+        .max_connections(u32::MAX)
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .build();
+    let auth = ctx.auth.clone();
+    let metrics = ctx.jobs.metrics().clone();
     let layer = http::HttpLayer::new(http::HttpContext {
         auth: ctx.auth.clone(),
         uploads: ctx.uploads.clone(),
@@ -198,17 +224,27 @@ pub async fn serve(
         cluster: ctx.cluster.clone(),
         rate: ctx.rate.clone(),
         max_body_bytes: limits.max_body_bytes,
+        body_read_timeout: limits.body_read_timeout,
     });
     let max_batch_answer = limits.max_body_bytes as usize;
-    let server = Server::builder()
+    let builder = Server::builder()
         .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(layer))
         .set_rpc_middleware(
             RpcServiceBuilder::new().layer_fn(move |service| batch::ConcurrentBatch::new(service, max_batch_answer)),
         )
-        .build_from_tcp(listener)?;
-    let local_addr = server.local_addr()?;
-    let handle = server.start(module(ctx)?);
+        .to_service_builder();
+    let methods: Methods = module(ctx)?.into();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let local_addr = listener.local_addr()?;
+    let (stop, handle) = stop_channel();
+    let accept = conn::Accept {
+        make: Arc::new(move |conn_stop| builder.clone().build(methods.clone(), conn_stop)),
+        caps: Arc::new(conn::Caps::new(limits, metrics)),
+        auth,
+        deadlines: conn::Deadlines { header_read: limits.header_read_timeout },
+    };
+    tokio::spawn(conn::accept(listener, accept, stop));
     Ok(RpcServer { local_addr, handle })
 }
 
