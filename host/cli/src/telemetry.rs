@@ -2,8 +2,11 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set —
 //! every job as an OpenTelemetry trace, exported over OTLP/HTTP.
 //!
-//! The traces are the server's job spans ([`jobhost_server::jobs::trace`]), handed to
-//! `opentelemetry-otlp` by `tracing-opentelemetry`. The exporter reads the rest of
+//! The server notes each job's stages and hands over the whole trace when the job
+//! ends ([`jobhost_server::jobs::trace`]); [`OtlpJobs`] makes its spans with the
+//! OpenTelemetry SDK, with the times noted, and `opentelemetry-otlp` exports them.
+//! Nothing of `tracing` is involved, so a job's path carries no span. The exporter
+//! reads the rest of
 //! the standard variables itself (`OTEL_EXPORTER_OTLP_PROTOCOL`, `…_HEADERS`,
 //! `…_COMPRESSION`; the SDK `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). Unset, nothing of
 //! this is built and the server makes no job spans: no cost.
@@ -19,12 +22,14 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::trace::TracerProvider as _;
+use jobhost_server::jobs::trace::{JobTrace, TraceSink};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -38,9 +43,10 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether jobs are exported as traces.
-    pub fn traces(&self) -> bool {
-        self.traces.is_some()
+    /// Where the server sends each job's trace; `None` when traces are not exported.
+    pub fn traces(&self) -> Option<Arc<dyn TraceSink>> {
+        let provider = self.traces.as_ref()?;
+        Some(Arc::new(OtlpJobs { tracer: provider.tracer("jobhost") }))
     }
 
     /// Exports the spans still buffered and stops the exporter.
@@ -78,35 +84,62 @@ pub enum Traces {
 pub fn init(default: &str, traces: Traces) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JOBHOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Job spans are for the exporter; the log lines stay as they are without them.
-    let quiet = format!("{}=off", jobhost_server::jobs::trace::TARGET);
-    let filter = filter.add_directive(quiet.parse().context("the job spans' log directive")?);
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    tracing_subscriber::registry().with(logs.with_filter(filter)).init();
     let builder = opentelemetry_otlp::SpanExporter::builder().with_http().with_http_client(TokioHttp::new());
     let builder = match traces {
         Traces::To(endpoint) => builder.with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/'))),
         Traces::FromEnv if otlp_endpoint_set(|k| std::env::var(k).ok()) => builder,
-        Traces::FromEnv | Traces::Off => {
-            tracing_subscriber::registry().with(logs).init();
-            return Ok(Telemetry { traces: None });
-        }
+        Traces::FromEnv | Traces::Off => return Ok(Telemetry { traces: None }),
     };
     let exporter = builder.with_timeout(EXPORT_TIMEOUT).build().context("setting up the OTLP trace exporter")?;
     let resource = opentelemetry_sdk::Resource::builder().with_service_name("jobhost").build();
     let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
-    // A job's spans carry what their fields say and nothing per poll: no source
-    // location, thread, target, busy/idle times or context activation on each enter
-    // (the run span is entered at every poll of the run).
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("jobhost"))
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        .with_filter(Targets::new().with_target(jobhost_server::jobs::trace::TARGET, tracing::Level::TRACE));
-    tracing_subscriber::registry().with(logs).with(spans).init();
     Ok(Telemetry { traces: Some(provider) })
+}
+
+/// Makes a job's spans from its trace: `job`, with `submit`, `claim`, `run` and
+/// `finish` as its children, each carrying `job_id`, at the times the server noted.
+#[derive(Debug)]
+struct OtlpJobs {
+    tracer: SdkTracer,
+}
+
+impl TraceSink for OtlpJobs {
+    fn export(&self, trace: JobTrace) {
+        let job_id = KeyValue::new("job_id", trace.job_id);
+        let mut attributes =
+            vec![job_id.clone(), KeyValue::new("plugin", trace.plugin), KeyValue::new("kind", trace.kind)];
+        if let Some(status) = trace.status {
+            attributes.push(KeyValue::new("status", status.as_str()));
+        }
+        let root = self
+            .tracer
+            .span_builder("job")
+            .with_start_time(trace.start)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, &opentelemetry::Context::new());
+        let parent = opentelemetry::Context::new().with_span(root);
+        for stage in trace.stages {
+            let mut attributes = vec![job_id.clone()];
+            if let Some(attempt) = stage.attempt {
+                attributes.push(KeyValue::new("attempt", i64::from(attempt)));
+            }
+            if let Some(worker) = stage.worker_id {
+                attributes.push(KeyValue::new("worker_id", worker));
+            }
+            if let Some(status) = stage.status {
+                attributes.push(KeyValue::new("status", status.as_str()));
+            }
+            self.tracer
+                .span_builder(stage.name)
+                .with_start_time(stage.start)
+                .with_attributes(attributes)
+                .start_with_context(&self.tracer, &parent)
+                .end_with_timestamp(stage.end);
+        }
+        parent.span().end_with_timestamp(trace.end);
+    }
 }
 
 /// The exporter's HTTP client: see the module docs.

@@ -76,9 +76,10 @@ pub struct ServerConfig {
     /// Where to serve `GET /metrics` without a token (`--metrics-listen`); none: only
     /// the main port serves it, to admins.
     pub metrics_listen: Option<SocketAddr>,
-    /// Whether every job is a trace of `tracing` spans, submit to end (target
-    /// `jobhost::job`; `jobhost serve` turns it on when an OTLP endpoint is set).
-    pub job_traces: bool,
+    /// Where every job's trace goes, submit to end (see [`crate::jobs::trace`]);
+    /// `jobhost serve` gives its OTLP exporter when an endpoint is set. None: no
+    /// trace is kept.
+    pub job_traces: Option<Arc<dyn crate::jobs::trace::TraceSink>>,
     /// The clock workflow schedules are read against (a test sets its own).
     pub clock: Arc<dyn crate::runs::Clock>,
     /// The secret nodes on one database prove themselves to each other with when one
@@ -134,7 +135,7 @@ impl ServerConfig {
             container_engine: true,
             container_socket: None,
             metrics_listen: None,
-            job_traces: false,
+            job_traces: None,
             clock: Arc::new(crate::runs::SystemClock),
             cluster_secret: None,
         }
@@ -305,7 +306,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         labels: config.node.labels.clone().into(),
         gpus: gpus.into(),
     };
-    let jobs = Jobs::new(store.clone(), here, limits, (jobs_dir, uploads_dir.clone()), config.job_traces);
+    let jobs = Jobs::new(store.clone(), here, limits, (jobs_dir, uploads_dir.clone()), config.job_traces.clone());
     let uploads = Uploads::new(store.clone(), config.uploads.clone(), uploads_dir, worker_id.into());
     uploads.reset_staging().context("preparing the uploads directory")?;
     let (requeued, failed) = jobs.recover().await.map_err(|e| anyhow::anyhow!("recovering jobs: {e}"))?;

@@ -41,7 +41,7 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
             if !args.json {
                 eprintln!("bench: round {round} of {ROUNDS}, traces {}", if traces { "on" } else { "off" });
             }
-            let rate = run(args, noop, traces).await?;
+            let rate = run(args, noop, if traces { telemetry.traces() } else { None }).await?;
             if traces { &mut traced } else { &mut untraced }.push(rate);
         }
     }
@@ -80,7 +80,11 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
 
 /// One throughput run on a fresh server, traces `traces`, `/metrics` scraped each
 /// second.
-async fn run(args: &BenchArgs, noop: &[u8], traces: bool) -> anyhow::Result<f64> {
+async fn run(
+    args: &BenchArgs,
+    noop: &[u8],
+    traces: Option<std::sync::Arc<dyn jobhost_server::jobs::trace::TraceSink>>,
+) -> anyhow::Result<f64> {
     let tmp = tempfile::tempdir().context("creating a temporary data dir")?;
     let server = bench::start(&tmp.path().join("data"), |c| {
         bench::concurrency(c, args);

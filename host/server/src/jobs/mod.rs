@@ -70,7 +70,7 @@ pub struct Jobs {
     task_end: Arc<TaskEndSlot>,
     /// What `/metrics` shows.
     metrics: crate::metrics::Metrics,
-    /// The spans of live jobs, when traces are kept.
+    /// The traces of live jobs, when traces are kept.
     traces: Option<Arc<trace::JobTraces>>,
 }
 
@@ -124,7 +124,7 @@ impl Jobs {
         here: Here,
         limits: Limits,
         (jobs_dir, uploads_dir): (PathBuf, PathBuf),
-        traces: bool,
+        traces: Option<Arc<dyn trace::TraceSink>>,
     ) -> Jobs {
         let events = EventBus::new();
         // Status events of what the store group-commits (submits, claims, starts, ends)
@@ -134,7 +134,7 @@ impl Jobs {
         let told = task_end.clone();
         let metrics = crate::metrics::Metrics::new();
         let counted = metrics.clone();
-        let traces = traces.then(trace::JobTraces::new);
+        let traces = traces.map(trace::JobTraces::new);
         let traced = traces.clone();
         if !store.observe(Box::new(move |job| {
             publish(&published, job);
@@ -229,13 +229,9 @@ impl Jobs {
         }
     }
 
-    /// The span of stage `stage` of `id`'s run here; a disabled span when traces are
-    /// off.
-    pub fn span(&self, id: &str, stage: trace::Stage) -> tracing::Span {
-        match &self.traces {
-            Some(traces) => traces.stage(id, stage),
-            None => tracing::Span::none(),
-        }
+    /// The run of `job` here, timed for its trace; `None` when traces are off.
+    pub fn trace_run(&self, job: &Job) -> Option<trace::Run> {
+        self.traces.as_ref().map(|traces| traces.run(job))
     }
 
     /// What `/metrics` shows.

@@ -74,22 +74,22 @@ impl Jobs {
     ) -> Result<Submitted> {
         let mut new = self.validate(caller, req, kind).await?;
         new.task = task;
-        let span = match &self.traces {
-            Some(traces) => traces.submitting(&new.id, &new.plugin, kind.as_str()),
-            None => tracing::Span::none(),
-        };
-        let inserted = span.in_scope(|| self.store.insert_job(&new));
+        if let Some(traces) = &self.traces {
+            traces.submitting(&new.id, &new.plugin, kind.as_str());
+        }
+        let inserted = self.store.insert_job(&new);
         // Claim now rather than after the commit: queued behind the insert, the claim
         // shares its transaction (it sees the job).
         let hook = self.submit_hook.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if !hook.is_some_and(|hook| hook()) {
             self.work.notify_one();
         }
-        let inserted = tracing::Instrument::instrument(inserted, span).await;
-        if let Some(traces) = &self.traces
-            && !matches!(&inserted, Ok(Some((_, true))))
-        {
-            traces.not_submitted(&new.id);
+        let inserted = inserted.await;
+        if let Some(traces) = &self.traces {
+            match &inserted {
+                Ok(Some((_, true))) => traces.submitted(&new.id),
+                _ => traces.not_submitted(&new.id),
+            }
         }
         let Some((job, created)) = inserted? else {
             return Err(self.unusable_upload(caller, new.files_id.as_deref().unwrap_or_default()).await);

@@ -368,7 +368,7 @@ mod tests {
             here,
             crate::jobs::Limits::default(),
             (dir.join("jobs"), dir.join("uploads")),
-            false,
+            None,
         );
         let uploads = Uploads::new(
             store.clone(),

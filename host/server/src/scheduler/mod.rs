@@ -27,7 +27,6 @@ pub mod sweeper;
 pub use grants::Grants;
 
 use crate::jobs::Jobs;
-use crate::jobs::trace::Stage;
 use jobhost_executors::{Executors, Task};
 use jobhost_model::{Job, JobStatus, RunOutcome};
 use jobhost_store::{Claimed, Committed, Finish};
@@ -201,7 +200,7 @@ impl Scheduler {
         let sink = Arc::new(self.jobs.recorder().clone());
         let (executor, kind, stop) = (self.executors.for_kind(job.kind).cloned(), job.kind, cancel.clone());
         let (plugins, uploads, cluster) = (self.plugins.clone(), self.uploads.clone(), self.cluster.clone());
-        let run_span = self.jobs.span(&job.id, Stage::Run);
+        let traced = self.jobs.trace_run(job);
         let run = async move {
             // Installed through another node: fetched and compiled here first.
             if task.job.kind.runs_component()
@@ -223,7 +222,6 @@ impl Scheduler {
         // A short run is over before anything else is set up for it: no lease renewal,
         // no task to watch its start. (The run, and so its span, ends with the block.)
         let (outcome, started) = {
-            let run = tracing::Instrument::instrument(run, run_span.clone());
             tokio::pin!(run);
             tokio::select! {
                 biased;
@@ -264,10 +262,9 @@ impl Scheduler {
             error: outcome.error,
             detail: outcome.detail,
         };
-        run_span.record("status", outcome.status.as_str());
-        drop(run_span);
-        let finish_span = self.jobs.span(&job.id, Stage::Finish);
-        let recorded = finish_span.in_scope(|| self.jobs.finish(job, finish, artifacts));
+        let status = finish.status;
+        let traced = traced.map(|run| run.ran(status));
+        let recorded = self.jobs.finish(job, finish, artifacts);
         if retried {
             self.jobs.held_changed();
         }
@@ -282,7 +279,11 @@ impl Scheduler {
             Ok(None) => tracing::debug!(job_id = job.id, "the job moved on before its start was recorded"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "starting a job"),
         }
-        match tracing::Instrument::instrument(recorded, finish_span).await {
+        let recorded = recorded.await;
+        if let Some(run) = traced {
+            run.finished((!retried).then_some(status));
+        }
+        match recorded {
             Ok(done) => tracing::debug!(job_id = done.id, status = %done.status, "finished"),
             Err(e) => tracing::error!(job_id = job.id, error = %e, "recording the end of a job"),
         }
