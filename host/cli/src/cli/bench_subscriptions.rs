@@ -3,8 +3,9 @@
 //! as a child process on a fresh data dir, so its resident set is its own; this
 //! process opens `--sockets` WebSockets holding N `jobs.subscribe` each, then closes
 //! them all, three times over. The child's RSS is read before, with everything open,
-//! and after everything closed (once the server has seen every socket go): memory a
-//! leak keeps would grow round after round, memory the allocator keeps would not.
+//! and after everything closed (once the server has seen every socket go, and 2 s
+//! more, in which it gives its free memory back): memory a leak keeps would grow round
+//! after round, memory the allocator keeps would not.
 
 use super::bench::BenchArgs;
 use anyhow::{Context as _, bail, ensure};
@@ -78,6 +79,8 @@ pub(super) async fn exec(args: &BenchArgs, per_socket: u32) -> anyhow::Result<Ex
         drop(open);
         // Every socket seen gone: this token can hold its whole cap again.
         settled(&client).await?;
+        // The server gives its free memory back a second after sockets close.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let closed_rss_mb = rss_of(pid)?;
         if !args.json {
             eprintln!("bench: round {round}: open {open_rss_mb:.1} MB, closed {closed_rss_mb:.1} MB");

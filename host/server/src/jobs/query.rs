@@ -336,7 +336,7 @@ impl Subscription {
                         if &ev.job_id != id {
                             continue;
                         }
-                    } else if !self.caller.is_admin && !self.owns(&ev.job_id).await {
+                    } else if !self.caller.is_admin && !Box::pin(self.owns(&ev.job_id)).await {
                         continue;
                     }
                     return Some(ev);
@@ -361,6 +361,8 @@ impl Subscription {
         self.job_id.is_some() && ev.kind == EventKind::Status && ev.status.is_some_and(JobStatus::is_terminal)
     }
 
+    /// Boxed where it is awaited: a store call's future is large, and a subscription
+    /// holds its `next` for as long as it lives.
     async fn owns(&self, job_id: &str) -> bool {
         self.jobs.get(&self.caller, job_id).await.is_ok()
     }

@@ -258,7 +258,10 @@ impl Api {
                         return SubscriptionCloseResponse::None;
                     }
                 };
-                if let Err(e) = still_valid(&ctx, &caller).await {
+                // Boxed, as every store call on a subscription's path: the subscription's
+                // future is as large as the largest future it awaits, and lives as long
+                // as it does.
+                if let Err(e) = Box::pin(still_valid(&ctx, &caller)).await {
                     pending.reject(e).await;
                     return SubscriptionCloseResponse::None;
                 }
@@ -273,13 +276,16 @@ impl Api {
                     return SubscriptionCloseResponse::None;
                 };
                 let _counted = ctx.jobs.metrics().subscription();
-                match parse::<P>(&p) {
+                let trimmer = ctx.trimmer.clone();
+                let ended = match parse::<P>(&p) {
                     Ok(req) => handler(req, caller, pending, ctx).await,
                     Err(e) => {
                         pending.reject(e).await;
                         SubscriptionCloseResponse::None
                     }
-                }
+                };
+                trimmer.freed();
+                ended
             }
         })?;
         self.methods.push(subscribe_doc);

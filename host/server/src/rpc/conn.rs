@@ -23,6 +23,13 @@
 //! Each connection has a stop handle of its own. The task serving it stops it when
 //! the server stops and, once it has become a WebSocket, when its token is no longer
 //! good (revoked or expired), which closes the socket.
+//!
+//! A WebSocket may have held many subscriptions, each a task and its buffers, made on
+//! whichever thread served it. glibc's allocator keeps what such threads freed for
+//! reuse rather than give it back, so a server that once held 100,000 subscriptions
+//! would stay at that size for good. Once subscriptions have ended or sockets closed
+//! (and that has settled for a second), [`Trimmer`] asks it to return its free pages
+//! to the system.
 
 use super::held::{Held, PerKey};
 use crate::auth::Auth;
@@ -43,11 +50,13 @@ pub struct Caps {
     open: AtomicUsize,
     max_open: usize,
     metrics: crate::metrics::Metrics,
+    trimmer: Trimmer,
 }
 
 impl Caps {
-    /// Caps as `limits` sets them; the connections open are shown in `metrics`.
-    pub fn new(limits: &super::TransportLimits, metrics: crate::metrics::Metrics) -> Caps {
+    /// Caps as `limits` sets them; the connections open are shown in `metrics`, and
+    /// `trimmer` is told when a WebSocket closes.
+    pub fn new(limits: &super::TransportLimits, metrics: crate::metrics::Metrics, trimmer: Trimmer) -> Caps {
         let n = |v: u32| usize::try_from(v).unwrap_or(usize::MAX);
         Caps {
             by_address: PerKey::new(n(limits.max_connections_per_address)),
@@ -56,6 +65,7 @@ impl Caps {
             open: AtomicUsize::new(0),
             max_open: n(limits.max_connections),
             metrics,
+            trimmer,
         }
     }
 }
@@ -278,6 +288,7 @@ async fn serve<S, B>(
     let caller = conn.socket_caller.lock().unwrap_or_else(PoisonError::into_inner).take();
     let Some(caller) = caller else { return };
     watch_socket(&accept.auth, &caller, &closer, &stop).await;
+    accept.caps.trimmer.freed();
 }
 
 /// Until the WebSocket behind `closer` closes: closes it when the server stops or
@@ -300,6 +311,51 @@ async fn watch_socket(auth: &Auth, caller: &Caller, closer: &ServerHandle, stop:
     let _ = closer.stop();
     closer.clone().stopped().await;
 }
+
+/// Gives the allocator's free memory back to the system a moment after subscriptions
+/// end or WebSockets close (see the module docs); nothing where the allocator is not
+/// glibc's.
+#[derive(Debug, Clone)]
+pub struct Trimmer(tokio::sync::mpsc::Sender<()>);
+
+/// How long after a socket closes the trim waits, so that a crowd of sockets closing
+/// together is trimmed for once.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+
+impl Trimmer {
+    /// The trimmer's task (on the current runtime), which ends with the last of its
+    /// handles.
+    pub fn start() -> Trimmer {
+        let (closed, mut told) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while told.recv().await.is_some() {
+                tokio::time::sleep(TRIM_AFTER).await;
+                while told.try_recv().is_ok() {}
+                let _ = tokio::task::spawn_blocking(trim).await;
+            }
+        });
+        Trimmer(closed)
+    }
+
+    /// Much may have been freed: trim once things have settled.
+    pub fn freed(&self) {
+        // Full: a trim is already due.
+        let _ = self.0.try_send(());
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is safe to call
+    // at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 /// Raises this process's soft limit on open files to its hard limit: every connection
 /// is a file descriptor, and the usual soft limit (1,024) is far below

@@ -113,7 +113,7 @@ async fn subscribe(
     pending: PendingSubscriptionSink,
     ctx: Arc<Context>,
 ) -> SubscriptionCloseResponse {
-    let mut sub = match ctx.jobs.subscribe(&caller, req.id.as_deref()).await {
+    let mut sub = match Box::pin(ctx.jobs.subscribe(&caller, req.id.as_deref())).await {
         Ok(s) => s,
         Err(e) => {
             pending.reject(to_rpc_error(e)).await;
@@ -130,11 +130,11 @@ async fn subscribe(
         let ev = tokio::select! {
             ev = sub.next() => ev,
             _ = sink.closed() => return SubscriptionCloseResponse::None,
-            Ok(()) = revoked.changed() => match token_gone(&ctx, &caller).await {
+            Ok(()) = revoked.changed() => match Box::pin(token_gone(&ctx, &caller)).await {
                 Some(end) => return end,
                 None => continue,
             },
-            _ = recheck.tick() => match token_gone(&ctx, &caller).await {
+            _ = recheck.tick() => match Box::pin(token_gone(&ctx, &caller)).await {
                 Some(end) => return end,
                 None => continue,
             },

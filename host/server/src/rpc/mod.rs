@@ -130,6 +130,8 @@ pub struct Context {
     pub rate: Arc<rate::RateLimiter>,
     /// Per-token live subscriptions.
     pub subscriptions: held::PerKey,
+    /// Told when subscriptions end and sockets close.
+    pub trimmer: conn::Trimmer,
 }
 
 /// The services the API calls into.
@@ -162,7 +164,8 @@ impl Context {
         let rate = Arc::new(rate::RateLimiter::new(limits.rate_per_s, limits.rate_burst));
         let subscriptions =
             held::PerKey::new(usize::try_from(limits.max_subscriptions_per_token).unwrap_or(usize::MAX));
-        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, runs, rate, subscriptions }
+        let trimmer = conn::Trimmer::start();
+        Context { jobs, plugins, uploads, models, auth, sweeper, nodes, cluster, runs, rate, subscriptions, trimmer }
     }
 }
 
@@ -216,7 +219,7 @@ pub async fn serve(
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .build();
     let auth = ctx.auth.clone();
-    let metrics = ctx.jobs.metrics().clone();
+    let (metrics, trimmer) = (ctx.jobs.metrics().clone(), ctx.trimmer.clone());
     let layer = http::HttpLayer::new(http::HttpContext {
         auth: ctx.auth.clone(),
         uploads: ctx.uploads.clone(),
@@ -240,7 +243,7 @@ pub async fn serve(
     let (stop, handle) = stop_channel();
     let accept = conn::Accept {
         make: Arc::new(move |conn_stop| builder.clone().build(methods.clone(), conn_stop)),
-        caps: Arc::new(conn::Caps::new(limits, metrics)),
+        caps: Arc::new(conn::Caps::new(limits, metrics, trimmer)),
         auth,
         deadlines: conn::Deadlines { header_read: limits.header_read_timeout },
     };
