@@ -6,10 +6,9 @@
 //! ends ([`jobhost_server::jobs::trace`]); [`OtlpJobs`] makes its spans with the
 //! OpenTelemetry SDK, with the times noted, and `opentelemetry-otlp` exports them.
 //! Nothing of `tracing` is involved, so a job's path carries no span. The exporter
-//! reads the rest of
-//! the standard variables itself (`OTEL_EXPORTER_OTLP_PROTOCOL`, `…_HEADERS`,
-//! `…_COMPRESSION`; the SDK `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). Unset, nothing of
-//! this is built and the server makes no job spans: no cost.
+//! reads the rest of the standard variables itself (`OTEL_EXPORTER_OTLP_PROTOCOL`,
+//! `…_HEADERS`, `…_COMPRESSION`; the SDK `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`). Unset,
+//! nothing of this is built and the server notes no job trace: no cost.
 //!
 //! The exporter sends through [`TokioHttp`], a hyper client whose requests run on the
 //! server's Tokio runtime: the SDK's batch processor exports from a thread of its own,
