@@ -146,12 +146,18 @@ pub(super) async fn concurrent_rss(data: &Path, sleeper: &[u8], n: usize) -> any
 
 /// Resident set size of this process (`VmRSS` in `/proc/self/status`), MB.
 pub(super) fn rss_mb() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    rss_mb_of("self")
+}
+
+/// Resident set size of process `pid` (`self` for this one), MB.
+pub(super) fn rss_mb_of(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let kb: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/self/status")?;
+        .with_context(|| format!("no VmRSS in {path}"))?;
     Ok(kb / 1024.0)
 }

@@ -8,6 +8,7 @@
 //! after round, memory the allocator keeps would not.
 
 use super::bench::BenchArgs;
+use super::bench_baselines::rss_mb_of;
 use anyhow::{Context as _, bail, ensure};
 use jobhost_client::Client;
 use serde::Serialize;
@@ -57,13 +58,13 @@ pub(super) async fn exec(args: &BenchArgs, per_socket: u32) -> anyhow::Result<Ex
         .kill_on_drop(true)
         .spawn()
         .context("starting `jobhost serve`")?;
-    let pid = child.id().context("the server exited at once")?;
+    let pid = child.id().context("the server exited at once")?.to_string();
     let url = listening_on(&mut child).await?;
     let token = std::fs::read_to_string(data.join("token")).context("reading the server's token")?;
     let client = Client::with_token(&url, Some(token.trim()))?;
     client.health().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before_rss_mb = rss_of(pid)?;
+    let before_rss_mb = rss_mb_of(&pid)?;
     let mut rounds = Vec::new();
     for round in 1..=ROUNDS {
         let mut open = Vec::new();
@@ -75,13 +76,13 @@ pub(super) async fn exec(args: &BenchArgs, per_socket: u32) -> anyhow::Result<Ex
             }
             open.push((socket, subs));
         }
-        let open_rss_mb = rss_of(pid)?;
+        let open_rss_mb = rss_mb_of(&pid)?;
         drop(open);
         // Every socket seen gone: this token can hold its whole cap again.
         settled(&client).await?;
         // The server gives its free memory back a second after sockets close.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let closed_rss_mb = rss_of(pid)?;
+        let closed_rss_mb = rss_mb_of(&pid)?;
         if !args.json {
             eprintln!("bench: round {round}: open {open_rss_mb:.1} MB, closed {closed_rss_mb:.1} MB");
         }
@@ -149,16 +150,4 @@ async fn settled(client: &Client) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the server still holds subscriptions")
-}
-
-/// The resident set of process `pid`, MB.
-fn rss_of(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading the server's status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in the server's status")?;
-    Ok(kb / 1024.0)
 }

@@ -22,6 +22,7 @@ pub mod api;
 mod artifacts;
 mod batch;
 pub mod conn;
+mod files;
 mod held;
 pub mod http;
 mod jobs;
