@@ -55,6 +55,7 @@ pub struct Metrics {
     artifact_bytes: Counter,
     pull_bytes: Counter,
     heartbeats: Counter,
+    renewals: Counter,
     commit_ops: Histogram,
     commit_seconds: Histogram,
     claim_seconds: Histogram,
@@ -95,6 +96,7 @@ impl Metrics {
         let routes = Family::<Route, Counter>::default();
         let (log_bytes, artifact_bytes, heartbeats) = (Counter::default(), Counter::default(), Counter::default());
         let pull_bytes = Counter::default();
+        let renewals = Counter::default();
         let commit_ops = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let claim_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
@@ -120,6 +122,11 @@ impl Metrics {
             pull_bytes.clone(),
         );
         registry.register("worker_heartbeats", "Heartbeats this node wrote", heartbeats.clone());
+        registry.register(
+            "rpc_methods_renewed",
+            "Times the RPC methods were built afresh for new connections, after many subscriptions ended",
+            renewals.clone(),
+        );
         registry.register("commit_ops", "Writes carried by each group commit", commit_ops.clone());
         registry.register(
             "commit_seconds",
@@ -151,6 +158,7 @@ impl Metrics {
             artifact_bytes,
             pull_bytes,
             heartbeats,
+            renewals,
             commit_ops,
             commit_seconds,
             claim_seconds,
@@ -210,6 +218,11 @@ impl Metrics {
     pub fn commit(&self, ops: usize, took: std::time::Duration) {
         self.commit_ops.observe(ops as f64);
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a renewal of the RPC methods.
+    pub fn renewed(&self) {
+        self.renewals.inc();
     }
 
     /// Counts bytes a model pull downloaded.

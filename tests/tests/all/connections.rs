@@ -190,3 +190,58 @@ async fn a_token_holds_at_most_its_connections() {
     })
     .await;
 }
+
+/// jsonrpsee's map of live subscriptions never shrinks, so once many have ended the
+/// server builds its methods afresh for the connections that come after. Sockets
+/// from before keep theirs: a subscription held across the renewal and one made after
+/// it both see a job's events, and both unsubscribe.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_go_on_across_a_renewal_of_the_methods() {
+    let crowd_size = jobhost_server::rpc::conn::RENEW_AFTER;
+    let t = TestServer::start_with(|c| c.transport.max_subscriptions_per_token = crowd_size as u32 + 16).await;
+    t.install("probe", jobhost_tests::PROBE_WASM).await;
+    let addr = t.server().local_addr;
+    let token = t.server().admin_token().unwrap();
+    let metric = |name: &'static str| {
+        let token = token.clone();
+        async move {
+            let (_, _, metrics) = crate::http_get(addr, "/metrics", Some(&token)).await;
+            metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        }
+    };
+    let old = t.client.websocket().await.unwrap();
+    let mut held = old.subscribe(None).await.unwrap();
+    // A crowd of them, 1,024 to a socket (jsonrpsee's most per connection).
+    let mut crowd = Vec::new();
+    for _ in 0..crowd_size.div_ceil(1024) {
+        let socket = t.client.websocket().await.unwrap();
+        let mut subs = Vec::new();
+        for _ in 0..1024 {
+            subs.push(socket.subscribe(None).await.unwrap());
+        }
+        crowd.push((socket, subs));
+    }
+    assert_eq!(metric("jobhost_rpc_methods_renewed_total ").await, Some(0.0));
+    drop(crowd);
+    eventually(15, || async { metric("jobhost_rpc_methods_renewed_total ").await == Some(1.0) }).await;
+    let new = t.client.websocket().await.unwrap();
+    let mut fresh = new.subscribe(None).await.unwrap();
+    let req = SubmitRequest { plugin: "probe".into(), args: vec!["noop".into()], ..SubmitRequest::default() };
+    let job = t.client.submit(&req).await.unwrap().job;
+    for sub in [&mut held, &mut fresh] {
+        let seen = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(event) = sub.next().await {
+                if event.unwrap().job_id == job.id {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(seen, Ok(true), "a subscription saw nothing of job {}", job.id);
+    }
+    held.unsubscribe().await.unwrap();
+    fresh.unsubscribe().await.unwrap();
+    eventually(5, || async { metric("jobhost_subscriptions_open ").await == Some(0.0) }).await;
+    drop((old, new));
+}

@@ -105,7 +105,7 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     /// An empty table over `ctx`.
-    pub fn new(ctx: Context) -> Api {
+    pub fn new(ctx: Arc<Context>) -> Api {
         let params = SchemaSettings::draft07()
             .for_deserialize()
             .with(|s| {
@@ -120,7 +120,7 @@ impl Api {
                 s.meta_schema = None;
             })
             .into_generator();
-        Api { module: RpcModule::new(ctx), methods: Vec::new(), params, results }
+        Api { module: RpcModule::from_arc(ctx), methods: Vec::new(), params, results }
     }
 
     /// Registers `name` for callers with `access`: params parsed into `P` (named,
@@ -284,7 +284,7 @@ impl Api {
                         SubscriptionCloseResponse::None
                     }
                 };
-                trimmer.freed();
+                trimmer.subscription_ended();
                 ended
             }
         })?;

@@ -29,7 +29,9 @@
 //! reuse rather than give it back, so a server that once held 100,000 subscriptions
 //! would stay at that size for good. Once subscriptions have ended or sockets closed
 //! (and that has settled for a second), [`Trimmer`] asks it to return its free pages
-//! to the system.
+//! to the system; first, if many subscriptions have ended since it last did, it has
+//! the methods renewed (see [`super::generations`]), whose subscription maps jsonrpsee
+//! never shrinks.
 
 use super::held::{Held, PerKey};
 use crate::auth::Auth;
@@ -312,35 +314,78 @@ async fn watch_socket(auth: &Auth, caller: &Caller, closer: &ServerHandle, stop:
     closer.clone().stopped().await;
 }
 
-/// Gives the allocator's free memory back to the system a moment after subscriptions
+/// Gives the allocator's free pages back to the system a second after subscriptions
 /// end or WebSockets close (see the module docs); nothing where the allocator is not
-/// glibc's.
-#[derive(Debug, Clone)]
-pub struct Trimmer(tokio::sync::mpsc::Sender<()>);
+/// glibc's. Before that, the methods are renewed once [`RENEW_AFTER`] subscriptions
+/// have ended since they last were.
+#[derive(Clone)]
+pub struct Trimmer {
+    told: tokio::sync::mpsc::Sender<()>,
+    shared: Arc<TrimShared>,
+}
+
+impl std::fmt::Debug for Trimmer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trimmer").field("ended", &self.shared.ended).finish_non_exhaustive()
+    }
+}
+
+/// What the handles and the task share.
+#[derive(Default)]
+struct TrimShared {
+    /// Subscriptions ended since the methods were last renewed.
+    ended: AtomicUsize,
+    /// Renews the methods (set by [`super::serve`]).
+    renew: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
 
 /// How long after a socket closes the trim waits, so that a crowd of sockets closing
 /// together is trimmed for once.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 
+/// Subscriptions ended since the last renewal that make the next trim renew the
+/// methods: jsonrpsee's map then holds at most this many entries' room for nothing
+/// (about 80 bytes each), and a renewal (a few milliseconds) is rare.
+pub const RENEW_AFTER: usize = 4096;
+
 impl Trimmer {
     /// The trimmer's task (on the current runtime), which ends with the last of its
     /// handles.
     pub fn start() -> Trimmer {
-        let (closed, mut told) = tokio::sync::mpsc::channel(1);
+        let (told, mut rx) = tokio::sync::mpsc::channel(1);
+        let shared = Arc::new(TrimShared::default());
+        let theirs = shared.clone();
         tokio::spawn(async move {
-            while told.recv().await.is_some() {
+            while rx.recv().await.is_some() {
                 tokio::time::sleep(TRIM_AFTER).await;
-                while told.try_recv().is_ok() {}
+                while rx.try_recv().is_ok() {}
+                if theirs.ended.load(Ordering::Relaxed) >= RENEW_AFTER
+                    && let Some(renew) = theirs.renew.get()
+                {
+                    theirs.ended.store(0, Ordering::Relaxed);
+                    renew();
+                }
                 let _ = tokio::task::spawn_blocking(trim).await;
             }
         });
-        Trimmer(closed)
+        Trimmer { told, shared }
     }
 
     /// Much may have been freed: trim once things have settled.
     pub fn freed(&self) {
         // Full: a trim is already due.
-        let _ = self.0.try_send(());
+        let _ = self.told.try_send(());
+    }
+
+    /// A subscription has ended: counted towards the next renewal, and trimmed after.
+    pub fn subscription_ended(&self) {
+        self.shared.ended.fetch_add(1, Ordering::Relaxed);
+        self.freed();
+    }
+
+    /// Sets what renews the methods; only the first call counts.
+    pub fn on_renew(&self, renew: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.renew.set(Box::new(renew));
     }
 }
 

@@ -23,6 +23,7 @@ mod artifacts;
 mod batch;
 pub mod conn;
 mod files;
+mod generations;
 mod held;
 pub mod http;
 mod jobs;
@@ -47,7 +48,6 @@ pub use api::{Access, Api};
 pub use artifacts::{DEFAULT_READ, MAX_READ};
 pub use jobhost_model::{ArtifactData, ArtifactList, Health, PluginList, TokenList, UserList, codes};
 use jsonrpsee::Extensions;
-use jsonrpsee::Methods;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{BatchRequestConfig, RpcModule, Server, ServerConfig, ServerHandle, stop_channel};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
@@ -238,12 +238,18 @@ pub async fn serve(
             RpcServiceBuilder::new().layer_fn(move |service| batch::ConcurrentBatch::new(service, max_batch_answer)),
         )
         .to_service_builder();
-    let methods: Methods = module(ctx)?.into();
+    let generations = Arc::new(generations::Generations::new(Arc::new(ctx))?);
+    let weak = Arc::downgrade(&generations);
+    trimmer.on_renew(move || {
+        if let Some(generations) = weak.upgrade() {
+            generations.renew();
+        }
+    });
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let local_addr = listener.local_addr()?;
     let (stop, handle) = stop_channel();
     let accept = conn::Accept {
-        make: Arc::new(move |conn_stop| builder.clone().build(methods.clone(), conn_stop)),
+        make: Arc::new(move |conn_stop| builder.clone().build(generations.current(), conn_stop)),
         caps: Arc::new(conn::Caps::new(limits, metrics, trimmer)),
         auth,
         deadlines: conn::Deadlines { header_read: limits.header_read_timeout },
@@ -254,7 +260,7 @@ pub async fn serve(
 
 /// Every method of the API, registered on one module through the [`Api`] table (which
 /// also builds the `rpc.discover` document from the same types).
-pub fn module(ctx: Context) -> anyhow::Result<RpcModule<Context>> {
+pub fn module(ctx: Arc<Context>) -> anyhow::Result<RpcModule<Context>> {
     let mut api = Api::new(ctx);
     system::register(&mut api)?;
     plugins::register(&mut api)?;
@@ -417,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn every_registered_method_is_in_the_openrpc_document() {
         let dir = tempfile::tempdir().unwrap();
-        let module = module(context(dir.path()).await).unwrap();
+        let module = module(Arc::new(context(dir.path()).await)).unwrap();
         let doc = discover(&module).await;
         let documented: std::collections::BTreeSet<String> =
             doc["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_owned()).collect();
@@ -432,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn the_document_describes_params_and_results_from_the_rust_types() {
         let dir = tempfile::tempdir().unwrap();
-        let doc = discover(&module(context(dir.path()).await).unwrap()).await;
+        let doc = discover(&module(Arc::new(context(dir.path()).await)).unwrap()).await;
         assert_eq!(doc["openrpc"], api::OPENRPC_VERSION);
         let method =
             |name: &str| doc["methods"].as_array().unwrap().iter().find(|m| m["name"] == name).cloned().unwrap();
