@@ -344,8 +344,8 @@ struct TrimShared {
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Subscriptions ended since the last renewal that make the next trim renew the
-/// methods: jsonrpsee's map then holds at most this many entries' room for nothing
-/// (about 80 bytes each), and a renewal (a few milliseconds) is rare.
+/// methods: jsonrpsee's map then holds room for at most this many entries it does not
+/// need (about 80 bytes each), and a renewal (building the method table again) is rare.
 pub const RENEW_AFTER: usize = 4096;
 
 impl Trimmer {
