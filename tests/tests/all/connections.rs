@@ -200,14 +200,9 @@ async fn subscriptions_go_on_across_a_renewal_of_the_methods() {
     let crowd_size = jobhost_server::rpc::conn::RENEW_AFTER;
     let t = TestServer::start_with(|c| c.transport.max_subscriptions_per_token = crowd_size as u32 + 16).await;
     t.install("probe", jobhost_tests::PROBE_WASM).await;
-    let addr = t.server().local_addr;
-    let token = t.server().admin_token().unwrap();
     let metric = |name: &'static str| {
-        let token = token.clone();
-        async move {
-            let (_, _, metrics) = crate::http_get(addr, "/metrics", Some(&token)).await;
-            metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        }
+        let t = &t;
+        async move { crate::metrics::scrape(t).await.get(name).copied() }
     };
     let old = t.client.websocket().await.unwrap();
     let mut held = old.subscribe(None).await.unwrap();
@@ -221,9 +216,9 @@ async fn subscriptions_go_on_across_a_renewal_of_the_methods() {
         }
         crowd.push((socket, subs));
     }
-    assert_eq!(metric("jobhost_rpc_methods_renewed_total ").await, Some(0.0));
+    assert_eq!(metric("jobhost_rpc_methods_renewed_total{}").await, Some(0.0));
     drop(crowd);
-    eventually(15, || async { metric("jobhost_rpc_methods_renewed_total ").await == Some(1.0) }).await;
+    eventually(15, || async { metric("jobhost_rpc_methods_renewed_total{}").await == Some(1.0) }).await;
     let new = t.client.websocket().await.unwrap();
     let mut fresh = new.subscribe(None).await.unwrap();
     let req = SubmitRequest { plugin: "probe".into(), args: vec!["noop".into()], ..SubmitRequest::default() };
@@ -242,6 +237,6 @@ async fn subscriptions_go_on_across_a_renewal_of_the_methods() {
     }
     held.unsubscribe().await.unwrap();
     fresh.unsubscribe().await.unwrap();
-    eventually(5, || async { metric("jobhost_subscriptions_open ").await == Some(0.0) }).await;
+    eventually(5, || async { metric("jobhost_subscriptions_open{}").await == Some(0.0) }).await;
     drop((old, new));
 }

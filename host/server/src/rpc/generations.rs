@@ -3,7 +3,7 @@
 //!
 //! jsonrpsee keeps a subscription method's live subscriptions in a map that grows to
 //! the most ever held at once and never shrinks: after 100,000 subscriptions have
-//! ended it still holds 10 MB, and 20 MB once its tombstones force it to grow again.
+//! ended it still holds 10 MB, and 21 MB once its tombstones force it to grow again.
 //! A connection is served with the methods current when it was accepted and keeps
 //! them for its life, unsubscribe included; so methods built anew give the
 //! connections that come after empty maps, and the old ones, map and all, are freed
