@@ -46,15 +46,26 @@ def call(conn, token, method, params=None):
 
 
 def unfinished(conn, token, ids, batch):
-    """The ids among `ids` whose job is not `completed`, asked in JSON-RPC batches."""
+    """The ids among `ids` whose job is not `completed`, asked in JSON-RPC batches (a
+    call refused for the token's request rate is asked again a second later)."""
     left = []
-    for start in range(0, len(ids), batch):
-        chunk = ids[start : start + batch]
-        calls = [{"jsonrpc": "2.0", "id": i, "method": "jobs.get", "params": {"id": j}} for i, j in enumerate(chunk)]
-        for answer in rpc(conn, token, calls):
-            job = answer.get("result") or {}
-            if job.get("status") != "completed":
-                left.append((chunk[answer["id"]], job.get("status"), job.get("error") or answer.get("error")))
+    while ids:
+        limited = []
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            calls = [
+                {"jsonrpc": "2.0", "id": i, "method": "jobs.get", "params": {"id": j}} for i, j in enumerate(chunk)
+            ]
+            for answer in rpc(conn, token, calls):
+                job = answer.get("result") or {}
+                error = answer.get("error") or {}
+                if (error.get("data") or {}).get("kind") == "limit_exceeded":
+                    limited.append(chunk[answer["id"]])
+                elif job.get("status") != "completed":
+                    left.append((chunk[answer["id"]], job.get("status"), job.get("error") or error))
+        if limited:
+            time.sleep(1)
+        ids = limited
     return left
 
 

@@ -112,10 +112,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["database_url", "container"])]
     workflow_tasks: Option<u32>,
     /// Measure the throughput with job traces exported over OTLP (to a receiver in this
-    /// process) against without, alternating, three runs each, instead of the job
+    /// process) against without, alternating, `--rounds` runs each, instead of the job
     /// figures.
     #[arg(long, conflicts_with_all = ["database_url", "container", "workflow_tasks"])]
     traces: bool,
+    /// Runs of each kind with `--traces` (more narrow a noisy machine's median).
+    #[arg(long, default_value_t = 3, requires = "traces", value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub(super) rounds: u32,
     /// Measure sending one tar archive of this many small files into an upload (checked,
     /// unpacked, on disk), instead of the job figures.
     #[arg(long, value_name = "N", conflicts_with_all = ["database_url", "container", "workflow_tasks", "traces"])]

@@ -1,6 +1,6 @@
 //! `jobhost bench --traces`: what watching costs. The no-op throughput (as `jobhost
 //! bench` measures it) on fresh in-process servers, alternately with job traces off
-//! and on, three times each (off first in odd rounds, on first in even ones); on,
+//! and on, `--rounds` times each (off first in odd rounds, on first in even ones); on,
 //! every job's spans go over OTLP/HTTP to a receiver in this process (which reads and
 //! drops them, counting the requests and bytes).
 //! Either way `/metrics` is scraped every second, as a Prometheus server would. It
@@ -16,9 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-/// Runs of each kind, alternating.
-const ROUNDS: usize = 3;
-
 /// The figures, under the names `BENCHMARKS.md` and the `--json` line use.
 #[derive(Debug, Serialize)]
 struct Report {
@@ -28,6 +25,9 @@ struct Report {
     untraced_median: f64,
     traced_median: f64,
     traced_vs_untraced: f64,
+    /// Each round's traced run over its untraced one: the two ran back to back, so
+    /// what the machine did for minutes moves both.
+    traced_vs_untraced_by_round: Vec<f64>,
     otlp_requests: u64,
     otlp_bytes: u64,
 }
@@ -37,14 +37,15 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
     let sink = Sink::start().await?;
     let telemetry = telemetry::init("warn", Traces::To(format!("http://{}", sink.addr)))?;
     let (mut untraced, mut traced) = (Vec::new(), Vec::new());
-    for round in 1..=ROUNDS {
+    let rounds = args.rounds;
+    for round in 1..=rounds {
         // Which goes first changes every round: the second run of a pair meets the
         // disk the first one left (its WAL, its deleted data dir), which would
         // otherwise count against one side only.
         let order = if round % 2 == 1 { [false, true] } else { [true, false] };
         for traces in order {
             if !args.json {
-                eprintln!("bench: round {round} of {ROUNDS}, traces {}", if traces { "on" } else { "off" });
+                eprintln!("bench: round {round} of {rounds}, traces {}", if traces { "on" } else { "off" });
             }
             let rate = run(args, noop, if traces { telemetry.traces() } else { None }).await?;
             if traces { &mut traced } else { &mut untraced }.push(rate);
@@ -56,6 +57,7 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
         bench::percentile(v, 50.0)
     };
     let (untraced_median, traced_median) = (median(&mut untraced.clone()), median(&mut traced.clone()));
+    let by_round = traced.iter().zip(&untraced).map(|(on, off)| on / off).collect();
     let report = Report {
         jobs_per_run: args.jobs,
         untraced_jobs_per_s: untraced,
@@ -63,6 +65,7 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
         untraced_median,
         traced_median,
         traced_vs_untraced: traced_median / untraced_median,
+        traced_vs_untraced_by_round: by_round,
         otlp_requests: sink.requests.load(Ordering::Relaxed),
         otlp_bytes: sink.bytes.load(Ordering::Relaxed),
     };
@@ -70,9 +73,11 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
         eprintln!("bench: the traced runs exported nothing (does OTEL_TRACES_SAMPLER sample nothing?)");
     }
     println!("no-op jobs per run                        {}", report.jobs_per_run);
-    println!("throughput, traces off (median of {ROUNDS})    {:.0} jobs/s", report.untraced_median);
-    println!("throughput, traces on  (median of {ROUNDS})    {:.0} jobs/s", report.traced_median);
+    println!("throughput, traces off (median of {rounds})    {:.0} jobs/s", report.untraced_median);
+    println!("throughput, traces on  (median of {rounds})    {:.0} jobs/s", report.traced_median);
     println!("traced / untraced                          {:.3}", report.traced_vs_untraced);
+    let by_round: Vec<String> = report.traced_vs_untraced_by_round.iter().map(|r| format!("{r:.3}")).collect();
+    println!("traced / untraced, each round              {}", by_round.join(" "));
     println!(
         "exported                                   {} requests, {} bytes",
         report.otlp_requests, report.otlp_bytes

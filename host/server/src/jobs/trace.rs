@@ -4,9 +4,10 @@
 //! and `finish` (recording the end). Every span carries `job_id`.
 //!
 //! The stages happen on different tasks: the RPC call, the store's writer (which
-//! reports the insert and the claim as they commit; it only queues them, and a task of
-//! ours notes them, so the writer, which every job's writes pass through, does none of
-//! this work) and the scheduler's run. Each only notes the time its stage began and
+//! reports the insert and the claim as they commit, and notes them in place: the
+//! writer, which every job's writes pass through, only takes a lock and writes a time,
+//! wakes no other thread, and makes no spans: a trace it ends goes to a task of ours
+//! for the sink) and the scheduler's run. Each only notes the time its stage began and
 //! ended, in [`JobTraces`], keyed by job id; when the job ends, its whole trace goes
 //! at once to the process's exporter ([`TraceSink`]), which makes the spans with
 //! those times. So nothing but a few timestamps is kept while a job lives, and no
@@ -73,20 +74,21 @@ impl StageTrace {
 #[derive(Debug)]
 pub struct JobTraces {
     live: Mutex<HashMap<String, Live>>,
-    /// Transitions, in commit order, for [`JobTraces::follow`].
-    moves: tokio::sync::mpsc::UnboundedSender<Moved>,
+    /// Traces ended by a transition, for a task of ours to hand to the sink, so the
+    /// store's writer makes no spans.
+    ended: tokio::sync::mpsc::UnboundedSender<JobTrace>,
     sink: Arc<dyn TraceSink>,
 }
 
-/// What a trace needs of a job's transition.
+/// What a trace needs of a job's transition, borrowed from the job.
 #[derive(Debug)]
-struct Moved {
-    id: String,
-    plugin: String,
+struct Moved<'a> {
+    id: &'a str,
+    plugin: &'a str,
     kind: &'static str,
     status: JobStatus,
     attempt: u32,
-    worker_id: Option<String>,
+    worker_id: Option<&'a str>,
     /// Moved by another node: only traces this node holds are touched.
     remote: bool,
     at: SystemTime,
@@ -109,7 +111,15 @@ struct Live {
 
 impl Live {
     fn new(plugin: &str, kind: &'static str, start: SystemTime) -> Live {
-        Live { plugin: plugin.to_owned(), kind, start, stages: Vec::new(), claim: None, running: false, ended: None }
+        Live {
+            plugin: plugin.to_owned(),
+            kind,
+            start,
+            stages: Vec::with_capacity(4),
+            claim: None,
+            running: false,
+            ended: None,
+        }
     }
 
     fn into_trace(mut self, job_id: String, status: Option<JobStatus>, at: SystemTime) -> JobTrace {
@@ -122,18 +132,17 @@ impl Live {
 
 impl JobTraces {
     /// Traces sent to `sink`, behind an `Arc` for the observer, the service and the
-    /// runs to share; a task on the current runtime follows the transitions.
+    /// runs to share; a task on the current runtime hands the sink the traces that
+    /// transitions end.
     pub fn new(sink: Arc<dyn TraceSink>) -> Arc<JobTraces> {
-        let (moves, mut follow) = tokio::sync::mpsc::unbounded_channel();
-        let traces = Arc::new(JobTraces { live: Mutex::default(), moves, sink });
-        let weak = Arc::downgrade(&traces);
+        let (ended, mut export) = tokio::sync::mpsc::unbounded_channel::<JobTrace>();
+        let exporting = sink.clone();
         tokio::spawn(async move {
-            while let Some(moved) = follow.recv().await {
-                let Some(traces) = weak.upgrade() else { return };
-                traces.follow(moved);
+            while let Some(trace) = export.recv().await {
+                exporting.export(trace);
             }
         });
-        traces
+        Arc::new(JobTraces { live: Mutex::default(), ended, sink })
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -158,16 +167,18 @@ impl JobTraces {
         self.live().remove(id);
     }
 
-    /// What the store's writer reports as it commits, queued for [`JobTraces::follow`].
+    /// What the store's writer reports as it commits. Noted in place: a time or two in
+    /// the map, no allocation for a job this node submitted, and no other thread woken
+    /// (the writer is the one thread every job's writes pass through).
     pub fn moved(&self, job: &Job) {
         if matches!(job.status, JobStatus::Pending | JobStatus::Starting) || job.status.is_terminal() {
-            let _ = self.moves.send(Moved {
-                id: job.id.clone(),
-                plugin: job.plugin.clone(),
+            self.follow(Moved {
+                id: &job.id,
+                plugin: &job.plugin,
                 kind: job.kind.as_str(),
                 status: job.status,
                 attempt: job.attempt,
-                worker_id: job.worker_id.clone(),
+                worker_id: job.worker_id.as_deref(),
                 remote: false,
                 at: SystemTime::now(),
             });
@@ -178,9 +189,9 @@ impl JobTraces {
     /// that another claimed or ended has its trace end here, so none is kept forever.
     pub fn moved_elsewhere(&self, id: &str, status: JobStatus) {
         if status == JobStatus::Starting || status.is_terminal() {
-            let _ = self.moves.send(Moved {
-                id: id.to_owned(),
-                plugin: String::new(),
+            self.follow(Moved {
+                id,
+                plugin: "",
                 kind: "",
                 status,
                 attempt: 0,
@@ -193,43 +204,47 @@ impl JobTraces {
 
     /// A job pending (its `claim` stage begins), claimed (it ends) or ended (the trace
     /// goes, unless its run here has yet to record its end).
-    fn follow(&self, job: Moved) {
+    fn follow(&self, job: Moved<'_>) {
         let mut live = self.live();
-        if job.remote && !live.contains_key(&job.id) {
-            return;
-        }
-        let entry = || Live::new(&job.plugin, job.kind, job.at);
-        match job.status {
-            JobStatus::Pending if job.remote => {}
+        let ended = match job.status {
+            JobStatus::Pending if job.remote => None,
             JobStatus::Pending => {
-                live.entry(job.id.clone()).or_insert_with(entry).claim = Some((job.at, job.attempt + 1));
+                traced(&mut live, &job, |trace| trace.claim = Some((job.at, job.attempt + 1)));
+                None
             }
             JobStatus::Starting => {
-                let trace = live.entry(job.id.clone()).or_insert_with(entry);
-                if let Some((since, attempt)) = trace.claim.take() {
-                    let mut claim = StageTrace::new("claim", since, job.at);
-                    claim.attempt = Some(attempt);
-                    claim.worker_id = job.worker_id.clone();
-                    trace.stages.push(claim);
+                if job.remote && !live.contains_key(job.id) {
+                    return;
                 }
+                let running = traced(&mut live, &job, |trace| {
+                    if let Some((since, attempt)) = trace.claim.take() {
+                        let mut claim = StageTrace::new("claim", since, job.at);
+                        claim.attempt = Some(attempt);
+                        claim.worker_id = job.worker_id.map(str::to_owned);
+                        trace.stages.push(claim);
+                    }
+                    trace.running
+                });
                 // Claimed by another node: what follows is that node's to trace.
-                if job.remote
-                    && !trace.running
-                    && let Some(trace) = live.remove(&job.id)
-                {
-                    drop(live);
-                    self.sink.export(trace.into_trace(job.id, None, job.at));
+                if job.remote && !running {
+                    live.remove_entry(job.id).map(|(id, trace)| trace.into_trace(id, None, job.at))
+                } else {
+                    None
                 }
             }
             status => {
-                let Some(trace) = live.get_mut(&job.id) else { return };
+                let Some(trace) = live.get_mut(job.id) else { return };
                 if trace.running {
                     trace.ended = Some((status, job.at));
-                } else if let Some(trace) = live.remove(&job.id) {
-                    drop(live);
-                    self.sink.export(trace.into_trace(job.id, Some(status), job.at));
+                    None
+                } else {
+                    live.remove_entry(job.id).map(|(id, trace)| trace.into_trace(id, Some(status), job.at))
                 }
             }
+        };
+        drop(live);
+        if let Some(trace) = ended {
+            let _ = self.ended.send(trace);
         }
     }
 
@@ -237,10 +252,26 @@ impl JobTraces {
     pub fn run(self: &Arc<Self>, job: &Job) -> Run {
         let at = SystemTime::now();
         let mut live = self.live();
-        let trace = live.entry(job.id.clone()).or_insert_with(|| Live::new(&job.plugin, job.kind.as_str(), at));
-        trace.running = true;
+        match live.get_mut(&job.id) {
+            Some(trace) => trace.running = true,
+            None => {
+                let mut trace = Live::new(&job.plugin, job.kind.as_str(), at);
+                trace.running = true;
+                live.insert(job.id.clone(), trace);
+            }
+        }
+        drop(live);
         Run { traces: Some(self.clone()), id: job.id.clone(), since: at }
     }
+}
+
+/// `f` of the live trace of `job`, begun now if this node holds none (a job it did
+/// not submit); only then is the id copied.
+fn traced<R>(live: &mut HashMap<String, Live>, job: &Moved<'_>, f: impl FnOnce(&mut Live) -> R) -> R {
+    if let Some(trace) = live.get_mut(job.id) {
+        return f(trace);
+    }
+    f(live.entry(job.id.to_owned()).or_insert_with(|| Live::new(job.plugin, job.kind, job.at)))
 }
 
 /// A job's run on this node, timed: [`Run::ran`] when the executor is done, then
@@ -326,17 +357,23 @@ mod tests {
         job
     }
 
-    /// Waits until the follow task has seen everything sent so far, and `held` jobs
-    /// are what is kept.
-    async fn settled(traces: &JobTraces, held: &[&str]) {
+    /// The jobs whose traces are held, in order.
+    fn held(traces: &JobTraces) -> Vec<String> {
+        let mut live: Vec<String> = traces.live().keys().cloned().collect();
+        live.sort();
+        live
+    }
+
+    /// What the sink was sent, once it has `n` traces (those a transition ended reach
+    /// it through the export task).
+    async fn sent(kept: &Kept, n: usize) -> Vec<JobTrace> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let mut live: Vec<String> = traces.live().keys().cloned().collect();
-            live.sort();
-            if live == held {
-                return;
+            let sent = kept.0.lock().unwrap().clone();
+            if sent.len() >= n {
+                return sent;
             }
-            assert!(tokio::time::Instant::now() < deadline, "still held: {live:?}");
+            assert!(tokio::time::Instant::now() < deadline, "sent so far: {sent:?}");
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
@@ -349,15 +386,15 @@ mod tests {
         traces.moved(&job("job_a", JobStatus::Pending));
         traces.submitted("job_a");
         traces.moved(&job("job_a", JobStatus::Starting));
-        settled(&traces, &["job_a"]).await;
+        assert_eq!(held(&traces), ["job_a"]);
         let run = traces.run(&job("job_a", JobStatus::Starting)).ran(JobStatus::Completed);
         // The end commits before the run hears it is recorded: nothing goes yet.
         traces.moved(&job("job_a", JobStatus::Completed));
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(kept.0.lock().unwrap().is_empty());
         run.finished(Some(JobStatus::Completed));
-        settled(&traces, &[]).await;
-        let sent = kept.0.lock().unwrap().clone();
+        assert_eq!(held(&traces), [] as [&str; 0]);
+        let sent = sent(&kept, 1).await;
         assert_eq!(sent.len(), 1);
         let trace = &sent[0];
         assert_eq!((trace.job_id.as_str(), trace.status), ("job_a", Some(JobStatus::Completed)));
@@ -371,7 +408,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_job_ended_or_claimed_on_another_node_is_not_kept_here() {
+    async fn a_job_ended_or_claimed_on_another_node_or_cancelled_before_its_run_is_not_kept_here() {
         let kept = Arc::new(Kept::default());
         let traces = JobTraces::new(kept.clone());
         traces.submitting("job_a", "probe", "wasm");
@@ -381,10 +418,18 @@ mod tests {
         traces.moved_elsewhere("job_c", JobStatus::Cancelled);
         // A job this node never held is not made up from what another node did.
         traces.moved_elsewhere("job_d", JobStatus::Completed);
-        settled(&traces, &["job_b"]).await;
+        assert_eq!(held(&traces), ["job_b"]);
+        // Cancelled here before it ran: its trace goes behind the others, so a trace
+        // made up for `job_d` would be among the first three.
+        traces.moved(&job("job_b", JobStatus::Cancelled));
+        assert_eq!(held(&traces), [] as [&str; 0]);
         let mut sent: Vec<(String, Option<JobStatus>)> =
-            kept.0.lock().unwrap().iter().map(|t| (t.job_id.clone(), t.status)).collect();
+            sent(&kept, 3).await.iter().take(3).map(|t| (t.job_id.clone(), t.status)).collect();
         sent.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(sent, [("job_a".to_owned(), None), ("job_c".to_owned(), Some(JobStatus::Cancelled))]);
+        let cancelled = Some(JobStatus::Cancelled);
+        assert_eq!(
+            sent,
+            [("job_a".to_owned(), None), ("job_b".to_owned(), cancelled), ("job_c".to_owned(), cancelled)]
+        );
     }
 }
