@@ -350,3 +350,17 @@ async fn subscriptions_are_capped_per_token() {
     drop((_one, first));
     eventually(5, || async { second.subscribe(None).await.is_ok() }).await;
 }
+
+/// A cap raised past jsonrpsee's own 1,024 subscriptions a connection still holds on
+/// one socket, and is refused there with its stable kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raised_subscription_cap_holds_on_one_socket() {
+    let t = TestServer::start_with(|c| c.transport.max_subscriptions_per_token = 1030).await;
+    let socket = t.client.websocket().await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..1030 {
+        held.push(socket.subscribe(None).await.unwrap());
+    }
+    let over = socket.subscribe(None).await.unwrap_err();
+    assert_eq!(over.kind(), Some("limit_exceeded"), "{over}");
+}

@@ -217,6 +217,10 @@ pub async fn serve(
         // jsonrpsee counts requests in flight against this; the caps that matter are
         // counted per connection, by `conn`.
         .max_connections(u32::MAX)
+        // Above the token's own cap (which counts its subscriptions over all its
+        // connections), so the refusal a subscriber meets is ours, with its
+        // `limit_exceeded` kind, never jsonrpsee's bare -32006.
+        .max_subscriptions_per_connection(limits.max_subscriptions_per_token.saturating_add(1).max(1024))
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .build();
     let auth = ctx.auth.clone();
