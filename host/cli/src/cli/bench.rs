@@ -116,7 +116,8 @@ pub struct BenchArgs {
     /// figures.
     #[arg(long, conflicts_with_all = ["database_url", "container", "workflow_tasks"])]
     traces: bool,
-    /// Runs of each kind with `--traces` (more narrow a noisy machine's median).
+    /// Runs of each kind with `--traces` (more of them steady the median on a noisy
+    /// machine).
     #[arg(long, default_value_t = 3, requires = "traces", value_parser = clap::value_parser!(u32).range(1..=99))]
     pub(super) rounds: u32,
     /// Measure sending one tar archive of this many small files into an upload (checked,
