@@ -17,13 +17,13 @@ use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Kind {
-    kind: String,
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindStatus {
-    kind: String,
-    status: String,
+    kind: &'static str,
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,10 +38,14 @@ struct Route {
     status: String,
 }
 
-/// The server's metrics; cheap to clone.
+/// The server's metrics; cheap to clone (one reference count: services and runs clone
+/// it per job).
 #[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
+pub struct Metrics(Arc<Families>);
+
+/// Every metric, and the registry that renders them.
+struct Families {
+    registry: Registry,
     submitted: Family<Kind, Counter>,
     started: Family<Kind, Counter>,
     ended: Family<KindStatus, Counter>,
@@ -143,8 +147,8 @@ impl Metrics {
             "Jobs each claim took (0 when the queue had none that fit)",
             claim_jobs.clone(),
         );
-        Metrics {
-            registry: Arc::new(registry),
+        Metrics(Arc::new(Families {
+            registry,
             submitted,
             started,
             ended,
@@ -166,28 +170,29 @@ impl Metrics {
             connections,
             subscriptions,
             waits,
-        }
+        }))
     }
 
     /// Counts what a job's new status says: a submit, a claim or an end.
     pub fn job_moved(&self, job: &Job) {
-        let kind = Kind { kind: job.kind.as_str().to_owned() };
+        // Static labels: this runs on the store's writer for every transition, and
+        // allocates nothing.
+        let kind = Kind { kind: job.kind.as_str() };
         match job.status {
             JobStatus::Pending if job.attempt == 0 => {
-                self.submitted.get_or_create(&kind).inc();
+                self.0.submitted.get_or_create(&kind).inc();
             }
             JobStatus::Starting => {
-                self.started.get_or_create(&kind).inc();
+                self.0.started.get_or_create(&kind).inc();
                 // Observed as the claim commits: now is when it was claimed.
                 if let Some(waited) = between(Some(&job.created_at), Some(&jobhost_model::ids::now())) {
-                    self.wait_seconds.observe(waited);
+                    self.0.wait_seconds.observe(waited);
                 }
             }
             JobStatus::Completed | JobStatus::Failed | JobStatus::TimedOut | JobStatus::Cancelled => {
-                let status = job.status.as_str().to_owned();
-                self.ended.get_or_create(&KindStatus { kind: kind.kind.clone(), status }).inc();
+                self.0.ended.get_or_create(&KindStatus { kind: kind.kind, status: job.status.as_str() }).inc();
                 if let Some(ran) = between(job.started_at.as_deref(), job.completed_at.as_deref()) {
-                    self.run_seconds.get_or_create(&kind).observe(ran);
+                    self.0.run_seconds.get_or_create(&kind).observe(ran);
                 }
             }
             _ => {}
@@ -196,75 +201,75 @@ impl Metrics {
 
     /// Counts a JSON-RPC call of `method` answered with `code` (`ok` or an error kind).
     pub fn call(&self, method: &str, code: &str) {
-        self.calls.get_or_create(&Call { method: method.to_owned(), code: code.to_owned() }).inc();
+        self.0.calls.get_or_create(&Call { method: method.to_owned(), code: code.to_owned() }).inc();
     }
 
     /// Counts a file-route request.
     pub fn route(&self, route: &str, status: u16) {
-        self.routes.get_or_create(&Route { route: route.to_owned(), status: status.to_string() }).inc();
+        self.0.routes.get_or_create(&Route { route: route.to_owned(), status: status.to_string() }).inc();
     }
 
     /// Counts recorded output bytes.
     pub fn log_bytes(&self, bytes: u64) {
-        self.log_bytes.inc_by(bytes);
+        self.0.log_bytes.inc_by(bytes);
     }
 
     /// Counts recorded artifact bytes.
     pub fn artifact_bytes(&self, bytes: u64) {
-        self.artifact_bytes.inc_by(bytes);
+        self.0.artifact_bytes.inc_by(bytes);
     }
 
     /// Records a group commit of `ops` writes that took `took`.
     pub fn commit(&self, ops: usize, took: std::time::Duration) {
-        self.commit_ops.observe(ops as f64);
-        self.commit_seconds.observe(took.as_secs_f64());
+        self.0.commit_ops.observe(ops as f64);
+        self.0.commit_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts a renewal of the RPC methods.
     pub fn renewed(&self) {
-        self.renewals.inc();
+        self.0.renewals.inc();
     }
 
     /// Counts bytes a model pull downloaded.
     pub fn pull_bytes(&self, bytes: u64) {
-        self.pull_bytes.inc_by(bytes);
+        self.0.pull_bytes.inc_by(bytes);
     }
 
     /// Times a claim from now: [`ClaimTimer::claimed`] records it.
     pub fn claim_timer(&self) -> ClaimTimer {
         ClaimTimer {
-            seconds: self.claim_seconds.clone(),
-            jobs: self.claim_jobs.clone(),
+            seconds: self.0.claim_seconds.clone(),
+            jobs: self.0.claim_jobs.clone(),
             asked: std::time::Instant::now(),
         }
     }
 
     /// Counts a heartbeat.
     pub fn heartbeat(&self) {
-        self.heartbeats.inc();
+        self.0.heartbeats.inc();
     }
 
     /// One more open connection, for as long as the answer is kept.
     pub fn connection(&self) -> Counted {
-        Counted::new(&self.connections)
+        Counted::new(&self.0.connections)
     }
 
     /// One more `jobs.wait` waiting, for as long as the answer is kept.
     pub fn wait(&self) -> Counted {
-        Counted::new(&self.waits)
+        Counted::new(&self.0.waits)
     }
 
     /// One more open subscription, for as long as the answer is kept.
     pub fn subscription(&self) -> Counted {
-        Counted::new(&self.subscriptions)
+        Counted::new(&self.0.subscriptions)
     }
 
     /// The text exposition, with the gauges set to `queue_depth` and `running`.
     pub fn render(&self, queue_depth: u64, running: u64) -> String {
-        self.queue_depth.set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
-        self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+        self.0.queue_depth.set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        self.0.running.set(i64::try_from(running).unwrap_or(i64::MAX));
         let mut text = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.0.registry) {
             tracing::error!(error = %e, "encoding the metrics");
         }
         text
