@@ -206,17 +206,18 @@ impl JobTraces {
     /// goes, unless its run here has yet to record its end).
     fn follow(&self, job: Moved<'_>) {
         let mut live = self.live();
+        let begun = || Live::new(job.plugin, job.kind, job.at);
         let ended = match job.status {
             JobStatus::Pending if job.remote => None,
             JobStatus::Pending => {
-                traced(&mut live, &job, |trace| trace.claim = Some((job.at, job.attempt + 1)));
+                traced(&mut live, job.id, begun, |trace| trace.claim = Some((job.at, job.attempt + 1)));
                 None
             }
             JobStatus::Starting => {
                 if job.remote && !live.contains_key(job.id) {
                     return;
                 }
-                let running = traced(&mut live, &job, |trace| {
+                let running = traced(&mut live, job.id, begun, |trace| {
                     if let Some((since, attempt)) = trace.claim.take() {
                         let mut claim = StageTrace::new("claim", since, job.at);
                         claim.attempt = Some(attempt);
@@ -251,27 +252,24 @@ impl JobTraces {
     /// The run of `job` on this node begins now; see [`Run`].
     pub fn run(self: &Arc<Self>, job: &Job) -> Run {
         let at = SystemTime::now();
-        let mut live = self.live();
-        match live.get_mut(&job.id) {
-            Some(trace) => trace.running = true,
-            None => {
-                let mut trace = Live::new(&job.plugin, job.kind.as_str(), at);
-                trace.running = true;
-                live.insert(job.id.clone(), trace);
-            }
-        }
-        drop(live);
+        let begun = || Live::new(&job.plugin, job.kind.as_str(), at);
+        traced(&mut self.live(), &job.id, begun, |trace| trace.running = true);
         Run { traces: Some(self.clone()), id: job.id.clone(), since: at }
     }
 }
 
-/// `f` of the live trace of `job`, begun now if this node holds none (a job it did
-/// not submit); only then is the id copied.
-fn traced<R>(live: &mut HashMap<String, Live>, job: &Moved<'_>, f: impl FnOnce(&mut Live) -> R) -> R {
-    if let Some(trace) = live.get_mut(job.id) {
+/// `f` of the live trace of job `id`, `begun` if this node holds none (a job it did not
+/// submit); only then is the id copied.
+fn traced<R>(
+    live: &mut HashMap<String, Live>,
+    id: &str,
+    begun: impl FnOnce() -> Live,
+    f: impl FnOnce(&mut Live) -> R,
+) -> R {
+    if let Some(trace) = live.get_mut(id) {
         return f(trace);
     }
-    f(live.entry(job.id.to_owned()).or_insert_with(|| Live::new(job.plugin, job.kind, job.at)))
+    f(live.entry(id.to_owned()).or_insert_with(begun))
 }
 
 /// A job's run on this node, timed: [`Run::ran`] when the executor is done, then
