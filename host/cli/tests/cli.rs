@@ -346,6 +346,11 @@ fn bench_of_traces_compares_runs_with_and_without_and_exports_spans() {
     for runs in ["untraced_jobs_per_s", "traced_jobs_per_s", "traced_vs_untraced_by_round"] {
         assert_eq!(report[runs].as_array().map(Vec::len), Some(2), "{runs} in {report}");
     }
+    for cpu in ["untraced_cpu_us_per_job", "traced_cpu_us_per_job"] {
+        let each = report[cpu].as_array().unwrap_or_else(|| panic!("{cpu} in {report}"));
+        assert!(each.len() == 2 && each.iter().all(|c| c.as_f64().is_some_and(|c| c > 0.0)), "{cpu} in {report}");
+    }
+    assert!(report["cpu_us_per_traced_job"].is_f64(), "{report}");
     assert!(report["otlp_bytes"].as_u64().is_some_and(|b| b > 0), "the traced runs exported spans: {report}");
     assert!(report["traced_vs_untraced"].as_f64().is_some_and(|r| r > 0.0), "{report}");
 }

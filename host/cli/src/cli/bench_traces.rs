@@ -4,7 +4,9 @@
 //! every job's spans go over OTLP/HTTP to a receiver in this process (which reads and
 //! drops them, counting the requests and bytes).
 //! Either way `/metrics` is scraped every second, as a Prometheus server would. It
-//! prints the median of each and their ratio (see `BENCHMARKS.md`).
+//! prints the median of each and their ratio (see `BENCHMARKS.md`), and the process's
+//! CPU time a job in each: on a machine whose throughput moves by more than the gap
+//! being measured, the CPU a traced job adds is the steadier figure.
 
 use super::bench::{self, BenchArgs};
 use crate::telemetry::{self, Traces};
@@ -28,6 +30,11 @@ struct Report {
     /// Each round's traced run over its untraced one: the two ran back to back, so
     /// what the machine did for minutes moves both.
     traced_vs_untraced_by_round: Vec<f64>,
+    /// The process's CPU time (all threads) over each run's submits and runs, a job.
+    untraced_cpu_us_per_job: Vec<f64>,
+    traced_cpu_us_per_job: Vec<f64>,
+    /// The medians' difference: what tracing a job costs in CPU.
+    cpu_us_per_traced_job: f64,
     otlp_requests: u64,
     otlp_bytes: u64,
 }
@@ -37,6 +44,7 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
     let sink = Sink::start().await?;
     let telemetry = telemetry::init("warn", Traces::To(format!("http://{}", sink.addr)))?;
     let (mut untraced, mut traced) = (Vec::new(), Vec::new());
+    let (mut untraced_cpu, mut traced_cpu) = (Vec::new(), Vec::new());
     let rounds = args.rounds;
     for round in 1..=rounds {
         // Which goes first changes every round: the second run of a pair meets the
@@ -47,8 +55,10 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
             if !args.json {
                 eprintln!("bench: round {round} of {rounds}, traces {}", if traces { "on" } else { "off" });
             }
-            let rate = run(args, noop, if traces { telemetry.traces() } else { None }).await?;
+            let (rate, cpu) = run(args, noop, if traces { telemetry.traces() } else { None }).await?;
             if traces { &mut traced } else { &mut untraced }.push(rate);
+            let cpu_us_per_job = cpu.as_secs_f64() * 1e6 / args.jobs as f64;
+            if traces { &mut traced_cpu } else { &mut untraced_cpu }.push(cpu_us_per_job);
         }
     }
     telemetry.shutdown().await;
@@ -58,6 +68,7 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
     };
     let (untraced_median, traced_median) = (median(&mut untraced.clone()), median(&mut traced.clone()));
     let by_round = traced.iter().zip(&untraced).map(|(on, off)| on / off).collect();
+    let cpu_us_per_traced_job = median(&mut traced_cpu.clone()) - median(&mut untraced_cpu.clone());
     let report = Report {
         jobs_per_run: args.jobs,
         untraced_jobs_per_s: untraced,
@@ -66,6 +77,9 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
         traced_median,
         traced_vs_untraced: traced_median / untraced_median,
         traced_vs_untraced_by_round: by_round,
+        untraced_cpu_us_per_job: untraced_cpu,
+        traced_cpu_us_per_job: traced_cpu,
+        cpu_us_per_traced_job,
         otlp_requests: sink.requests.load(Ordering::Relaxed),
         otlp_bytes: sink.bytes.load(Ordering::Relaxed),
     };
@@ -78,6 +92,7 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
     println!("traced / untraced                          {:.3}", report.traced_vs_untraced);
     let by_round: Vec<String> = report.traced_vs_untraced_by_round.iter().map(|r| format!("{r:.3}")).collect();
     println!("traced / untraced, each round              {}", by_round.join(" "));
+    println!("CPU a traced job adds (medians)            {:.1} µs", report.cpu_us_per_traced_job);
     println!(
         "exported                                   {} requests, {} bytes",
         report.otlp_requests, report.otlp_bytes
@@ -89,12 +104,12 @@ pub(super) async fn exec(args: &BenchArgs, noop: &[u8]) -> anyhow::Result<ExitCo
 }
 
 /// One throughput run on a fresh server, traces `traces`, `/metrics` scraped each
-/// second.
+/// second: its jobs a second, and the process's CPU time over the submits and runs.
 async fn run(
     args: &BenchArgs,
     noop: &[u8],
     traces: Option<std::sync::Arc<dyn jobhost_server::jobs::trace::TraceSink>>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Duration)> {
     let tmp = tempfile::tempdir().context("creating a temporary data dir")?;
     let server = bench::start(&tmp.path().join("data"), |c| {
         bench::concurrency(c, args);
@@ -113,22 +128,24 @@ async fn run(
         }
     });
     let events = bench::client_of(&server)?.websocket().await?;
+    let cpu = cpu_time::ProcessTime::try_now().context("reading the process's CPU time")?;
     let rate = bench::throughput(&[&server], &events, args, &bench::noop_request()).await;
+    let cpu = cpu.try_elapsed().context("reading the process's CPU time")?;
     scraper.abort();
     drop(events);
     server.stop().await;
-    rate
+    Ok((rate?, cpu))
 }
 
 /// An OTLP/HTTP receiver that reads every request and answers `200`.
-struct Sink {
-    addr: std::net::SocketAddr,
-    requests: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
+pub(crate) struct Sink {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) requests: Arc<AtomicU64>,
+    pub(crate) bytes: Arc<AtomicU64>,
 }
 
 impl Sink {
-    async fn start() -> anyhow::Result<Sink> {
+    pub(crate) async fn start() -> anyhow::Result<Sink> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the OTLP receiver")?;
         let addr = listener.local_addr()?;
         let (requests, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -16,7 +16,7 @@ mod bench_containers;
 mod bench_nodes;
 mod bench_pull;
 mod bench_subscriptions;
-mod bench_traces;
+pub(crate) mod bench_traces;
 mod bench_unpack;
 mod bench_workflow;
 mod cancel;
