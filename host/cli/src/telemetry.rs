@@ -4,9 +4,9 @@
 //!
 //! The server notes each job's stages and hands over the whole trace when the job
 //! ends ([`jobhost_server::jobs::trace`]). Its spans are already over, with every time
-//! known, so they need none of the SDK's live-span machinery (a span object, a context,
-//! a processor's channel and thread per span): [`OtlpJobs`] queues the trace (a lock
-//! and a push on the job's path), and one task of ours makes the spans as the SDK's
+//! known, so they need none of the SDK's live-span machinery (a span object, a context
+//! and a send to the batch processor's thread for every span): [`OtlpJobs`] queues the
+//! trace (a lock and a push on the job's path), and one task of ours makes the spans as the SDK's
 //! [`SpanData`] — ids from the SDK's generator, kept or not by the SDK's sampler for
 //! `OTEL_TRACES_SAMPLER` — and hands them in batches to `opentelemetry-otlp`'s
 //! exporter, which encodes and sends them. The batching follows the SDK's batch
