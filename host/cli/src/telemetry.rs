@@ -158,6 +158,7 @@ struct OtlpJobs {
     /// Woken when the queue holds a full batch.
     full: tokio::sync::Notify,
     max_queue: usize,
+    max_batch: usize,
     /// The spans dropped because the queue was full.
     dropped: AtomicU64,
 }
@@ -167,16 +168,17 @@ struct Queue {
     traces: Vec<JobTrace>,
     /// The spans those traces make.
     spans: usize,
-    /// The spans that wake the task.
-    wake_at: usize,
+    /// The task was woken for this queue's full batch.
+    woken: bool,
 }
 
 impl OtlpJobs {
     fn new(batching: Batching) -> OtlpJobs {
         OtlpJobs {
-            queue: Mutex::new(Queue { wake_at: batching.max_batch, ..Queue::default() }),
+            queue: Mutex::new(Queue::default()),
             full: tokio::sync::Notify::new(),
             max_queue: batching.max_queue,
+            max_batch: batching.max_batch,
             dropped: AtomicU64::new(0),
         }
     }
@@ -185,11 +187,11 @@ impl OtlpJobs {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// All that is queued, `wake_at` spans the next wake.
-    fn take(&self, wake_at: usize) -> Vec<JobTrace> {
+    /// All that is queued.
+    fn take(&self) -> Vec<JobTrace> {
         let mut queue = self.queue();
         queue.spans = 0;
-        queue.wake_at = wake_at;
+        queue.woken = false;
         std::mem::take(&mut queue.traces)
     }
 }
@@ -209,11 +211,9 @@ impl TraceSink for OtlpJobs {
         }
         queue.traces.push(trace);
         queue.spans += spans;
-        let wake = queue.spans >= queue.wake_at;
-        if wake {
-            // Once per batch: the task sets the next mark when it takes the queue.
-            queue.wake_at = usize::MAX;
-        }
+        // Once per batch: taking the queue makes the next one wake the task again.
+        let wake = !queue.woken && queue.spans >= self.max_batch;
+        queue.woken |= wake;
         drop(queue);
         if wake {
             self.full.notify_one();
@@ -237,7 +237,7 @@ async fn export(
             () = tokio::time::sleep(batching.delay) => false,
             () = stop.cancelled() => true,
         };
-        let traces = jobs.take(batching.max_batch);
+        let traces = jobs.take();
         for batch in spans.batches(traces, batching.max_batch) {
             match exporter.export(batch).await {
                 Ok(()) if failing => {
@@ -487,7 +487,7 @@ mod tests {
         assert!(woken(&jobs), "a full batch wakes the task");
         jobs.export(trace("j3"));
         assert_eq!(jobs.dropped.load(Ordering::Relaxed), 5, "a third job's five spans pass the queue's twelve");
-        let taken: Vec<String> = jobs.take(10).into_iter().map(|t| t.job_id).collect();
+        let taken: Vec<String> = jobs.take().into_iter().map(|t| t.job_id).collect();
         assert_eq!(taken, ["j1", "j2"]);
         jobs.export(trace("j4"));
         assert_eq!(jobs.queue().spans, 5, "taken, the queue has room again");
