@@ -6,10 +6,10 @@
 //! ends ([`jobhost_server::jobs::trace`]). Its spans are already over, with every time
 //! known, so they need none of the SDK's live-span machinery (a span object, a context
 //! and a send to the batch processor's thread for every span): [`OtlpJobs`] queues the
-//! trace (a lock and a push on the job's path), and one task of ours makes the spans as the SDK's
-//! [`SpanData`] — ids from the SDK's generator, kept or not by the SDK's sampler for
-//! `OTEL_TRACES_SAMPLER` — and hands them in batches to `opentelemetry-otlp`'s
-//! exporter, which encodes and sends them. The batching follows the SDK's batch
+//! trace (a lock and a push on the job's path), and one task of ours makes the spans
+//! as the SDK's [`SpanData`] — ids from the SDK's generator, kept or not by the SDK's
+//! sampler for `OTEL_TRACES_SAMPLER` — and hands them in batches to
+//! `opentelemetry-otlp`'s exporter, which encodes and sends them. The batching follows the SDK's batch
 //! processor and its variables: a batch goes when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
 //! spans (512) are queued or `OTEL_BSP_SCHEDULE_DELAY` ms (5,000) have passed; past
 //! `OTEL_BSP_MAX_QUEUE_SIZE` spans (2,048) queued, new traces are dropped and counted.
@@ -168,8 +168,6 @@ struct Queue {
     traces: Vec<JobTrace>,
     /// The spans those traces make.
     spans: usize,
-    /// The task was woken for this queue's full batch.
-    woken: bool,
 }
 
 impl OtlpJobs {
@@ -191,7 +189,6 @@ impl OtlpJobs {
     fn take(&self) -> Vec<JobTrace> {
         let mut queue = self.queue();
         queue.spans = 0;
-        queue.woken = false;
         std::mem::take(&mut queue.traces)
     }
 }
@@ -210,10 +207,9 @@ impl TraceSink for OtlpJobs {
             return;
         }
         queue.traces.push(trace);
+        // Once per batch: the push that makes the queue a full batch wakes the task.
+        let wake = queue.spans < self.max_batch && queue.spans + spans >= self.max_batch;
         queue.spans += spans;
-        // Once per batch: taking the queue makes the next one wake the task again.
-        let wake = !queue.woken && queue.spans >= self.max_batch;
-        queue.woken |= wake;
         drop(queue);
         if wake {
             self.full.notify_one();
